@@ -1,0 +1,3 @@
+module sortie.dev/api
+
+go 1.26.8
