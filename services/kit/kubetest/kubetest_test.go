@@ -1,0 +1,152 @@
+package kubetest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+var widgetGVK = schema.GroupVersionKind{Group: "example.sortie.dev", Version: "v1", Kind: "Widget"}
+
+func widget(name string, size int64) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(widgetGVK)
+	u.SetNamespace("default")
+	u.SetName(name)
+	u.Object["spec"] = map[string]any{"size": size}
+	return u
+}
+
+func TestStartInstallsCRDs(t *testing.T) {
+	env := Start(t, Options{CRDDirectoryPaths: []string{filepath.Join("testdata", "crds")}})
+
+	tests := []struct {
+		name        string
+		size        int64
+		wantInvalid bool
+	}{
+		{name: "big", size: 3},
+		{name: "smallest", size: 1},
+		{name: "zero", size: 0, wantInvalid: true},
+		{name: "negative", size: -2, wantInvalid: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := env.Client.Create(t.Context(), widget(tt.name, tt.size))
+			if tt.wantInvalid {
+				if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.size") {
+					t.Fatalf("Create(size %d) error = %v, want Invalid naming spec.size", tt.size, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Create(size %d): %v", tt.size, err)
+			}
+			got := &unstructured.Unstructured{}
+			got.SetGroupVersionKind(widgetGVK)
+			if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: "default", Name: tt.name}, got); err != nil {
+				t.Fatalf("Get: %v", err)
+			}
+			if diff := cmp.Diff(map[string]any{"size": tt.size}, got.Object["spec"]); diff != "" {
+				t.Errorf("stored spec mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBinaryDir(t *testing.T) {
+	t.Run("KUBEBUILDER_ASSETS", func(t *testing.T) {
+		t.Setenv("KUBEBUILDER_ASSETS", "/opt/k8s")
+		got, err := BinaryDir()
+		if err != nil || got != "/opt/k8s" {
+			t.Errorf("BinaryDir() = %q, %v; want /opt/k8s", got, err)
+		}
+	})
+	t.Run("repository", func(t *testing.T) {
+		t.Setenv("KUBEBUILDER_ASSETS", "")
+		got, err := BinaryDir()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// This package lives at <root>/services/kit/kubetest.
+		root, err := filepath.Abs(filepath.Join("..", "..", ".."))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(root, "bin", "k8s", KubeVersion); got != want {
+			t.Errorf("BinaryDir() = %q, want %q", got, want)
+		}
+	})
+}
+
+func TestRepoRoot(t *testing.T) {
+	tmp := t.TempDir()
+	deep := filepath.Join(tmp, "repo", "a", "b")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "repo", "go.work"), []byte("go 1.26\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		from    string
+		want    string
+		wantErr bool
+	}{
+		{from: deep, want: filepath.Join(tmp, "repo")},
+		{from: filepath.Join(tmp, "repo"), want: filepath.Join(tmp, "repo")},
+		{from: tmp, wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := repoRoot(tt.from)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("repoRoot(%q) = %q, %v; want %q, error %t", tt.from, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// fatalRecorder is a testing.TB whose Fatalf records the message and ends
+// the goroutine, as the real one does, so a test can assert on it.
+type fatalRecorder struct {
+	testing.TB
+	mu     sync.Mutex
+	fatals []string
+}
+
+func (r *fatalRecorder) Fatalf(format string, args ...any) {
+	r.mu.Lock()
+	r.fatals = append(r.fatals, fmt.Sprintf(format, args...))
+	r.mu.Unlock()
+	runtime.Goexit()
+}
+
+func TestStartWithoutBinaries(t *testing.T) {
+	t.Setenv("KUBEBUILDER_ASSETS", t.TempDir())
+	rec := &fatalRecorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Start(rec, Options{})
+		t.Error("Start returned without calling Fatalf")
+	}()
+	<-done
+
+	if len(rec.fatals) != 1 {
+		t.Fatalf("Fatalf calls = %q, want one", rec.fatals)
+	}
+	for _, want := range []string{"kube-apiserver", "etcd", "hack/kube-binaries.sh", "make kube-binaries"} {
+		if !strings.Contains(rec.fatals[0], want) {
+			t.Errorf("Fatalf message %q does not mention %q", rec.fatals[0], want)
+		}
+	}
+}
