@@ -1,0 +1,169 @@
+// Package config is the auth service's configuration: environment
+// variables (as a Helm chart sets them) with flag overrides, validated at
+// start so a bad install fails with every problem named.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"sortie.dev/services/kit/config"
+	"sortie.dev/services/kit/logging"
+)
+
+// Mode is how users log in.
+type Mode string
+
+// Modes, named as the original server's /api/health reports them.
+const (
+	ModeDisabled     Mode = "disabled"      // dev mode: no authentication
+	ModeSingleTenant Mode = "single_tenant" // one password
+	ModeMultiUser    Mode = "multi_user"    // a users file
+)
+
+// Config is everything the auth service reads at start.
+type Config struct {
+	ListenAddr     string
+	LogLevel       string
+	RedisURL       string
+	RedisPassword  string // from RedisPasswordFile
+	CORSOrigins    []string
+	TrustedProxies []string
+
+	DevMode      bool
+	Password     string // single-tenant password or bcrypt hash
+	PasswordFile string
+	UsersFile    string
+	ClientsFile  string
+	KeysDir      string
+	GenerateKey  bool
+	ReloadEvery  time.Duration
+
+	Issuer          string
+	Audience        string
+	TokenTTL        time.Duration
+	ServiceTokenTTL time.Duration
+
+	LoginMaxFailures      int
+	LoginMaxFailuresPerIP int
+	LoginWindow           time.Duration
+
+	redisPasswordFile string
+}
+
+// Load binds the environment and args, reads secret files and validates.
+func Load(args []string, lookup config.LookupFunc) (*Config, error) {
+	var c Config
+	b := config.NewBinder("auth", lookup)
+	b.String(&c.ListenAddr, "listen", "SORTIE_LISTEN_ADDR", ":8080", "address to serve on")
+	b.String(&c.LogLevel, "log-level", "SORTIE_LOG_LEVEL", "info", "debug, info, warn or error")
+	b.String(&c.RedisURL, "redis-url", "SORTIE_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis for login throttling and revoked tokens")
+	b.String(&c.redisPasswordFile, "redis-password-file", "SORTIE_REDIS_PASSWORD_FILE", "", "file holding the Redis password")
+	b.List(&c.CORSOrigins, "cors-origins", "SORTIE_CORS_ORIGINS", nil, "browser origins allowed to call the API")
+	b.List(&c.TrustedProxies, "trusted-proxies", "SORTIE_TRUSTED_PROXIES", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
+
+	b.Bool(&c.DevMode, "dev-mode", "SORTIE_AUTH_DEV_MODE", false, "disable authentication (development only)")
+	b.String(&c.Password, "password", "SORTIE_AUTH_PASSWORD", "", "single-user mode: the password, or its bcrypt hash")
+	b.String(&c.PasswordFile, "password-file", "SORTIE_AUTH_PASSWORD_FILE", "", "single-user mode: file holding the password or its bcrypt hash")
+	b.String(&c.UsersFile, "users-file", "SORTIE_AUTH_USERS_FILE", "", "multi-user mode: JSON list of {id, username, password_hash, role}")
+	b.String(&c.ClientsFile, "clients-file", "SORTIE_AUTH_CLIENTS_FILE", "", "JSON object of service client id to secret, for service tokens")
+	b.String(&c.KeysDir, "keys-dir", "SORTIE_AUTH_KEYS_DIR", "", "folder of Ed25519 signing keys (PEM)")
+	b.Bool(&c.GenerateKey, "generate-key", "SORTIE_AUTH_GENERATE_KEY", false, "create and save a signing key when the keys folder has none")
+	b.Duration(&c.ReloadEvery, "reload-every", "SORTIE_AUTH_RELOAD_EVERY", time.Minute, "how often keys, users and clients are re-read from their files")
+
+	b.String(&c.Issuer, "issuer", "SORTIE_AUTH_ISSUER", "sortie-auth", "token issuer (iss)")
+	b.String(&c.Audience, "audience", "SORTIE_AUTH_AUDIENCE", "sortie", "token audience (aud)")
+	b.Duration(&c.TokenTTL, "token-ttl", "SORTIE_AUTH_TOKEN_TTL", 30*24*time.Hour, "lifetime of a login token")
+	b.Duration(&c.ServiceTokenTTL, "service-token-ttl", "SORTIE_AUTH_SERVICE_TOKEN_TTL", 5*time.Minute, "lifetime of a service token")
+
+	b.Int(&c.LoginMaxFailures, "login-max-failures", "SORTIE_AUTH_LOGIN_MAX_FAILURES", 5, "failed logins per username before it is locked for the window")
+	b.Int(&c.LoginMaxFailuresPerIP, "login-max-failures-per-ip", "SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP", 50, "failed logins per client address before it is locked for the window")
+	b.Duration(&c.LoginWindow, "login-window", "SORTIE_AUTH_LOGIN_WINDOW", 15*time.Minute, "how long failed logins are counted and a lock lasts")
+
+	if err := b.Parse(args); err != nil {
+		return nil, err
+	}
+	var p config.Problems
+	if c.redisPasswordFile != "" {
+		pw, err := config.ReadSecretFile(c.redisPasswordFile)
+		if err != nil {
+			p.Addf("SORTIE_REDIS_PASSWORD_FILE: %v", err)
+		}
+		c.RedisPassword = pw
+	}
+	if c.PasswordFile != "" {
+		if c.Password != "" {
+			p.Add("set SORTIE_AUTH_PASSWORD or SORTIE_AUTH_PASSWORD_FILE, not both")
+		}
+		pw, err := config.ReadSecretFile(c.PasswordFile)
+		if err != nil {
+			p.Addf("SORTIE_AUTH_PASSWORD_FILE: %v", err)
+		}
+		c.Password = pw
+	}
+	p.Merge(c.Validate())
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Mode reports the login mode the configuration selects.
+func (c *Config) Mode() Mode {
+	switch {
+	case c.DevMode:
+		return ModeDisabled
+	case c.UsersFile != "":
+		return ModeMultiUser
+	default:
+		return ModeSingleTenant
+	}
+}
+
+// Level is the parsed log level (valid after Validate).
+func (c *Config) Level() slog.Level {
+	l, _ := logging.ParseLevel(c.LogLevel)
+	return l
+}
+
+// Validate reports every problem at once. It refuses configurations in
+// which the service would run unsafely: no way to log in, or no key.
+func (c *Config) Validate() error {
+	var p config.Problems
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		p.Add(err.Error())
+	}
+	p.Check(c.ListenAddr != "", "SORTIE_LISTEN_ADDR must not be empty")
+	p.Check(strings.HasPrefix(c.RedisURL, "redis://") || strings.HasPrefix(c.RedisURL, "rediss://") || strings.HasPrefix(c.RedisURL, "unix://"),
+		fmt.Sprintf("SORTIE_REDIS_URL %q must start with redis://, rediss:// or unix://", c.RedisURL))
+	if !c.DevMode {
+		switch {
+		case c.Password == "" && c.UsersFile == "":
+			p.Add("no way to log in: set SORTIE_AUTH_PASSWORD(_FILE) for one password, SORTIE_AUTH_USERS_FILE for several users, or SORTIE_AUTH_DEV_MODE=true to disable authentication on a development machine")
+		case c.Password != "" && c.UsersFile != "":
+			p.Add("set either a password (single-user mode) or SORTIE_AUTH_USERS_FILE (multi-user mode), not both")
+		}
+		if c.Password != "" && !strings.HasPrefix(c.Password, "$2") && len(c.Password) < 8 {
+			p.Add("the password must be at least 8 characters long")
+		}
+		if c.KeysDir == "" {
+			p.Add("SORTIE_AUTH_KEYS_DIR is required: a folder holding the Ed25519 signing keys (create one with `auth keys generate --dir DIR`, or set SORTIE_AUTH_GENERATE_KEY=true to create it at start)")
+		} else if !c.GenerateKey {
+			if _, err := os.Stat(c.KeysDir); err != nil {
+				p.Addf("SORTIE_AUTH_KEYS_DIR: %v", err)
+			}
+		}
+	}
+	p.Check(c.Issuer != "", "SORTIE_AUTH_ISSUER must not be empty")
+	p.Check(c.Audience != "", "SORTIE_AUTH_AUDIENCE must not be empty")
+	p.Check(c.TokenTTL >= time.Minute, "SORTIE_AUTH_TOKEN_TTL must be at least 1m")
+	p.Check(c.ServiceTokenTTL >= 30*time.Second && c.ServiceTokenTTL <= 24*time.Hour, "SORTIE_AUTH_SERVICE_TOKEN_TTL must be between 30s and 24h")
+	p.Check(c.LoginMaxFailures >= 1, "SORTIE_AUTH_LOGIN_MAX_FAILURES must be at least 1")
+	p.Check(c.LoginMaxFailuresPerIP >= c.LoginMaxFailures, "SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP must be at least SORTIE_AUTH_LOGIN_MAX_FAILURES")
+	p.Check(c.LoginWindow >= time.Second, "SORTIE_AUTH_LOGIN_WINDOW must be at least 1s")
+	p.Check(c.ReloadEvery >= time.Second, "SORTIE_AUTH_RELOAD_EVERY must be at least 1s")
+	return p.Err()
+}

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, env map[string]string, args ...string) (*Config, error) {
+	t.Helper()
+	return Load(args, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+}
+
+func TestLoadRefusesUnsafeConfigurations(t *testing.T) {
+	keys := t.TempDir()
+	tests := map[string]struct {
+		env  map[string]string
+		want []string // every one must appear in the error
+	}{
+		"nothing configured": {
+			env:  map[string]string{},
+			want: []string{"no way to log in", "SORTIE_AUTH_KEYS_DIR is required"},
+		},
+		"password without keys": {
+			env:  map[string]string{"SORTIE_AUTH_PASSWORD": "long-enough-pw"},
+			want: []string{"SORTIE_AUTH_KEYS_DIR is required"},
+		},
+		"keys folder missing": {
+			env:  map[string]string{"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": "/does/not/exist"},
+			want: []string{"SORTIE_AUTH_KEYS_DIR"},
+		},
+		"both modes": {
+			env:  map[string]string{"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_USERS_FILE": "/x", "SORTIE_AUTH_KEYS_DIR": keys},
+			want: []string{"not both"},
+		},
+		"short password": {
+			env:  map[string]string{"SORTIE_AUTH_PASSWORD": "short", "SORTIE_AUTH_KEYS_DIR": keys},
+			want: []string{"at least 8 characters"},
+		},
+		"bad values, all reported": {
+			env: map[string]string{
+				"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys,
+				"SORTIE_AUTH_TOKEN_TTL": "10s", "SORTIE_LOG_LEVEL": "loud", "SORTIE_REDIS_URL": "localhost:6379",
+				"SORTIE_AUTH_LOGIN_MAX_FAILURES": "0",
+			},
+			want: []string{"SORTIE_AUTH_TOKEN_TTL", "log level", "SORTIE_REDIS_URL", "SORTIE_AUTH_LOGIN_MAX_FAILURES"},
+		},
+		"unparsable duration": {
+			env:  map[string]string{"SORTIE_AUTH_DEV_MODE": "true", "SORTIE_AUTH_TOKEN_TTL": "a month"},
+			want: []string{"SORTIE_AUTH_TOKEN_TTL"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := load(t, tc.env)
+			if err == nil {
+				t.Fatal("Load accepted an unsafe configuration")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadModes(t *testing.T) {
+	keys := t.TempDir()
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte("from-a-secret-file\n"), 0o600)
+	tests := map[string]struct {
+		env      map[string]string
+		args     []string
+		wantMode Mode
+		check    func(*testing.T, *Config)
+	}{
+		"dev mode needs nothing else": {
+			env: map[string]string{"SORTIE_AUTH_DEV_MODE": "true"}, wantMode: ModeDisabled,
+		},
+		"single password from a file": {
+			env:      map[string]string{"SORTIE_AUTH_PASSWORD_FILE": pwFile, "SORTIE_AUTH_KEYS_DIR": keys},
+			wantMode: ModeSingleTenant,
+			check: func(t *testing.T, c *Config) {
+				if c.Password != "from-a-secret-file" {
+					t.Errorf("password = %q, want the file's trimmed content", c.Password)
+				}
+			},
+		},
+		"users file": {
+			env: map[string]string{"SORTIE_AUTH_USERS_FILE": "/etc/sortie/users.json", "SORTIE_AUTH_KEYS_DIR": keys}, wantMode: ModeMultiUser,
+		},
+		"generate key into a folder that does not exist yet": {
+			env: map[string]string{"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": filepath.Join(keys, "new"), "SORTIE_AUTH_GENERATE_KEY": "true"}, wantMode: ModeSingleTenant,
+		},
+		"defaults and a flag override": {
+			env:      map[string]string{"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys, "SORTIE_AUTH_TOKEN_TTL": "48h"},
+			args:     []string{"-token-ttl=72h"},
+			wantMode: ModeSingleTenant,
+			check: func(t *testing.T, c *Config) {
+				if c.TokenTTL != 72*time.Hour || c.ServiceTokenTTL != 5*time.Minute || c.LoginMaxFailures != 5 || c.Issuer != "sortie-auth" {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c, err := load(t, tc.env, tc.args...)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if c.Mode() != tc.wantMode {
+				t.Errorf("mode = %s, want %s", c.Mode(), tc.wantMode)
+			}
+			if tc.check != nil {
+				tc.check(t, c)
+			}
+		})
+	}
+}

@@ -1,0 +1,244 @@
+package service_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"sortie.dev/api"
+	"sortie.dev/services/auth/internal/config"
+	"sortie.dev/services/auth/internal/keyring"
+	"sortie.dev/services/auth/internal/service"
+	"sortie.dev/services/auth/internal/users"
+	"sortie.dev/services/kit/logging"
+	"sortie.dev/services/kit/openapitest"
+	"sortie.dev/services/kit/redistest"
+)
+
+// clock is a settable time source shared by the service and the test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// authServer is a real auth service on a loopback port, with its own
+// redis-server and keys folder.
+type authServer struct {
+	t       testing.TB
+	url     string
+	svc     *service.Service
+	redis   *redistest.Server
+	keysDir string
+	clock   *clock
+	http    *http.Client // validates every response against api/openapi.yaml
+	logs    *bytes.Buffer
+	stop    func()
+}
+
+const (
+	alicePassword = "alice-password-1"
+	bobPassword   = "bob-password-22"
+	adminPassword = "single-admin-pw"
+	clientSecret  = "mission-control-secret-0123456789"
+)
+
+var spec = sync.OnceValue(func() []byte { return api.OpenAPI })
+
+// writeUsers writes a multi-user file with alice (admin) and bob (user).
+func writeUsers(t testing.TB, path string, include ...string) {
+	t.Helper()
+	all := map[string]users.User{
+		"alice": {ID: "u-alice", Username: "alice", Role: "admin"},
+		"bob":   {Username: "bob"},
+	}
+	pw := map[string]string{"alice": alicePassword, "bob": bobPassword}
+	var list []users.User
+	for _, name := range include {
+		u := all[name]
+		// bcrypt's minimum cost keeps the race-detector build fast; the
+		// single-password tests exercise the production cost.
+		h, err := users.HashPassword(pw[name], bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.PasswordHash = h
+		list = append(list, u)
+	}
+	b, _ := json.Marshal(list)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startAuth starts the service with env (SORTIE_* variables) on top of a
+// fresh Redis and keys folder.
+func startAuth(t testing.TB, env map[string]string) *authServer {
+	t.Helper()
+	rdb := redistest.Start(t)
+	dir := t.TempDir()
+	keysDir := filepath.Join(dir, "keys")
+	if _, _, err := keyring.WriteNew(keysDir, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	// Files the tests point the service at; each test rewrites them as needed.
+	writeUsers(t, filepath.Join(dir, "users.json"), "alice", "bob")
+	if err := os.WriteFile(filepath.Join(dir, "clients.json"), []byte(`{"mission-control":"`+clientSecret+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]string{
+		"SORTIE_REDIS_URL":     rdb.URL,
+		"SORTIE_AUTH_KEYS_DIR": keysDir,
+		"SORTIE_LOG_LEVEL":     "debug",
+	}
+	for k, v := range env {
+		if v == "" {
+			delete(base, k)
+			continue
+		}
+		base[k] = strings.ReplaceAll(v, "$DIR", dir)
+	}
+	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := base[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	clk := &clock{t: time.Now()}
+	logs := &bytes.Buffer{}
+	var logMu sync.Mutex
+	log := logging.New(writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) }), "auth", slog.LevelDebug)
+	svc, err := service.New(context.Background(), cfg, log, service.WithClock(clk.Now))
+	if err != nil {
+		t.Fatalf("service.New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Serve(ctx, ln) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	s := openapitest.Load(t, spec())
+	return &authServer{
+		t: t, url: "http://" + ln.Addr().String(), svc: svc, redis: rdb, keysDir: keysDir,
+		clock: clk, http: s.Client(t, &http.Client{Timeout: 10 * time.Second}), logs: logs, stop: stop,
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t testing.TB, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("response %d is not JSON: %v\n%s", r.status, err, r.body)
+	}
+}
+
+func (r response) errorCode(t testing.TB) string {
+	t.Helper()
+	var e struct{ Error, Code string }
+	r.json(t, &e)
+	if e.Error == "" || e.Code == "" {
+		t.Fatalf("error response lacks error or code: %s", r.body)
+	}
+	return e.Code
+}
+
+func (a *authServer) do(method, path, token, contentType string, body io.Reader) response {
+	a.t.Helper()
+	req, err := http.NewRequest(method, a.url+path, body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (a *authServer) postJSON(path string, v any) response {
+	a.t.Helper()
+	var body io.Reader
+	switch v := v.(type) {
+	case string:
+		body = strings.NewReader(v)
+	default:
+		b, _ := json.Marshal(v)
+		body = bytes.NewReader(b)
+	}
+	return a.do("POST", path, "", "application/json", body)
+}
+
+type loginResponse struct {
+	Token     string `json:"token"`
+	ExpiresAt string `json:"expires_at"`
+	Exp       int64  `json:"exp"`
+	User      struct {
+		ID, Username, Role string
+	} `json:"user"`
+}
+
+// login logs in and fails the test unless it succeeds.
+func (a *authServer) login(username, password string) loginResponse {
+	a.t.Helper()
+	body := map[string]string{"password": password}
+	if username != "" {
+		body["username"] = username
+	}
+	r := a.postJSON("/api/auth/login", body)
+	if r.status != 200 {
+		a.t.Fatalf("login %q: %d %s", username, r.status, r.body)
+	}
+	var lr loginResponse
+	r.json(a.t, &lr)
+	return lr
+}
+
+func (a *authServer) verify(token string) response {
+	a.t.Helper()
+	return a.do("GET", "/api/auth/verify", token, "", nil)
+}
