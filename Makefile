@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-MODULES      := api services/kit services/auth
+MODULES      := api hack/tools services/kit services/auth
 # Service binaries: module:command
 COMMANDS     := services/auth:auth
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -43,9 +43,14 @@ tidy: ## go mod tidy in every module.
 
 ##@ Check
 
-test: deps kube-binaries ## Unit and integration tests of every module (real Redis, real kube-apiserver).
-	@failed=0; for m in $(MODULES); do echo "=== test $$m"; \
+test: deps kube-binaries ## Every module's tests (real Redis, kube-apiserver and a real kubelet node).
+	@was_up=no; hack/cluster.sh is-up >/dev/null 2>&1 && was_up=yes; \
+	  hack/cluster.sh up; \
+	  failed=0; for m in $(MODULES); do echo "=== test $$m"; \
 	  (cd $$m && go test $(TEST_FLAGS) ./...) || failed=1; done; \
+	  if [ $$was_up = no ]; then echo "=== cluster lifecycle: down, nothing left, up again, down"; \
+	    { hack/cluster.sh down && hack/cluster.sh verify-down && hack/cluster.sh up && \
+	      hack/cluster.sh down && hack/cluster.sh verify-down; } || { failed=1; echo "FAIL: cluster lifecycle"; }; fi; \
 	  if [ $$failed -ne 0 ]; then echo "FAIL: some modules failed"; exit 1; fi; echo "PASS: all modules"
 
 lint: ## gofmt and go vet on every module.
@@ -68,7 +73,13 @@ deps: ## Check (and on Debian/Ubuntu as root, install) what the tests and `make 
 kube-binaries: ## Build etcd and the Kubernetes control plane into bin/k8s (once per version).
 	@hack/kube-binaries.sh >/dev/null
 
+cluster-up: ## Start the local single-node cluster (builds kubelet, images, ... on first use).
+	@hack/cluster.sh up
+
+cluster-down: ## Stop the local cluster and remove its containers (keeps etcd data and volumes).
+	@hack/cluster.sh down
+
 clean: ## Remove build output (keeps the cached Kubernetes binaries).
 	@rm -f bin/auth
 
-.PHONY: help run build generate tidy test lint bench verify deps kube-binaries clean
+.PHONY: help run build generate tidy test lint bench verify deps kube-binaries cluster-up cluster-down clean

@@ -4,7 +4,8 @@
 # Each binary is built once per version; a second run costs nothing.
 #
 #   hack/kube-binaries.sh                  # etcd kube-apiserver kube-controller-manager kube-scheduler
-#   hack/kube-binaries.sh kubelet kubectl  # any cmd under k8s.io/kubernetes/cmd, or etcd
+#   hack/kube-binaries.sh kubelet kubectl  # any cmd under k8s.io/kubernetes/cmd, etcd,
+#                                          # or local-path-provisioner (the node's storage)
 #
 # Prints the binary folder on its last line of stdout; progress goes to stderr.
 set -euo pipefail
@@ -12,6 +13,7 @@ set -euo pipefail
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
 STAGING_VERSION=${STAGING_VERSION:-v0.37.2}
 ETCD_VERSION=${ETCD_VERSION:-v3.7.3}
+LOCAL_PATH_VERSION=${LOCAL_PATH_VERSION:-v0.0.30}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out="$root/bin/k8s/$KUBE_VERSION"
@@ -94,10 +96,22 @@ build_kube() {
   log "$name built in $((SECONDS - t0))s"
 }
 
+build_local_path() {
+  want local-path-provisioner "$LOCAL_PATH_VERSION" || return 0
+  log "building local-path-provisioner $LOCAL_PATH_VERSION (about a minute)"
+  local t0=$SECONDS gobin="$work/local-path-$LOCAL_PATH_VERSION"
+  (export GOWORK=off CGO_ENABLED=0 GOBIN="$gobin" &&
+    go install -trimpath -ldflags "-s -w" "github.com/rancher/local-path-provisioner@$LOCAL_PATH_VERSION" >&2)
+  mv "$gobin/local-path-provisioner" "$out/local-path-provisioner"
+  echo "$LOCAL_PATH_VERSION" >"$out/.local-path-provisioner.version"
+  log "local-path-provisioner built in $((SECONDS - t0))s"
+}
+
 command -v go >/dev/null || { log "Go is not installed (need go1.26)"; exit 1; }
 for c in "${components[@]}"; do
   case "$c" in
     etcd) build_etcd ;;
+    local-path-provisioner) build_local_path ;;
     *) build_kube "$c" ;;
   esac
 done
