@@ -257,7 +257,7 @@ func TestLoadImage(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "hello"},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: &zero,
-			Containers: []corev1.Container{{Name: "hello", Image: "localhost/clustertest-hello:v1", ImagePullPolicy: corev1.PullIfNotPresent}},
+			Containers:                    []corev1.Container{{Name: "hello", Image: "localhost/clustertest-hello:v1", ImagePullPolicy: corev1.PullIfNotPresent}},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {

@@ -172,7 +172,7 @@ func writeArchive(img v1.Image, name, out string) error {
 	}
 	tag := name[strings.LastIndex(name, ":")+1:]
 	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
-		"io.containerd.image.name":         name,
+		"io.containerd.image.name":          name,
 		"org.opencontainers.image.ref.name": tag,
 	})); err != nil {
 		return fmt.Errorf("write image: %w", err)
