@@ -35,8 +35,8 @@ build: ## Build every service binary into bin/.
 	@for c in $(COMMANDS); do mod=$${c%%:*}; cmd=$${c##*:}; \
 	  echo "build $$cmd"; (cd $$mod && CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(CURDIR)/bin/$$cmd ./cmd/$$cmd); done
 
-generate: ## Regenerate generated code and manifests.
-	@for m in $(MODULES); do (cd $$m && go generate ./...); done
+generate: ## Regenerate generated code and manifests (deepcopy, CRDs).
+	@hack/generate.sh
 
 tidy: ## go mod tidy in every module.
 	@for m in $(MODULES); do echo "tidy $$m"; (cd $$m && GOWORK=off go mod tidy); done

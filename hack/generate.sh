@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerates everything generated: deepcopy functions and the CRD manifests
+# from the API types (controller-gen, pinned in hack/tools/go.mod). Never edit
+# the output by hand; `make verify` fails when it is out of date.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root/hack/tools"
+go tool controller-gen \
+  object:headerFile="$root/hack/boilerplate.go.txt" \
+  crd \
+  paths=sortie.dev/api/... \
+  output:crd:artifacts:config="$root/api/crds"
+echo "generated: api/v1alpha1/zz_generated.deepcopy.go, api/crds/" >&2
