@@ -1,0 +1,148 @@
+// Package config is the workspace-operator's configuration.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"time"
+
+	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/kit/config"
+	"sortie.dev/services/kit/logging"
+)
+
+// Config is what the operator reads at start.
+type Config struct {
+	ListenAddr      string
+	MetricsAddr     string
+	ProbeAddr       string
+	LogLevel        string
+	Namespace       string // where Workspaces and their Pods live
+	LeaderElection  bool
+	AgentImage      string
+	AgentPort       int
+	DistroImages    map[v1alpha1.Distro]string
+	DefaultDistro   v1alpha1.Distro
+	StartTimeout    time.Duration
+	DefaultStorage  string
+	ImagePullPolicy string
+}
+
+// defaultDistroImages are public images per distro, for real clusters.
+func defaultDistroImages() map[v1alpha1.Distro]string {
+	return map[v1alpha1.Distro]string{
+		v1alpha1.DistroUbuntuNoble:    "docker.io/library/ubuntu:24.04",
+		v1alpha1.DistroUbuntuJammy:    "docker.io/library/ubuntu:22.04",
+		v1alpha1.DistroDebianBookworm: "docker.io/library/debian:bookworm",
+		v1alpha1.DistroArchLinux:      "docker.io/library/archlinux:latest",
+	}
+}
+
+// Load binds env and flags and validates.
+func Load(args []string, lookup config.LookupFunc) (*Config, error) {
+	var c Config
+	var distroImages string
+	var defaultDistro string
+	b := config.NewBinder("workspace-operator", lookup)
+	b.String(&c.ListenAddr, "listen", "SORTIE_LISTEN_ADDR", ":8080", "REST API address")
+	b.String(&c.MetricsAddr, "metrics-listen", "SORTIE_METRICS_ADDR", ":8081", "controller metrics address")
+	b.String(&c.ProbeAddr, "probe-listen", "SORTIE_PROBE_ADDR", ":8082", "controller health probe address")
+	b.String(&c.LogLevel, "log-level", "SORTIE_LOG_LEVEL", "info", "debug, info, warn or error")
+	b.String(&c.Namespace, "namespace", "SORTIE_WORKSPACE_NAMESPACE", "sortie-workspaces", "namespace of Workspaces and their Pods")
+	b.Bool(&c.LeaderElection, "leader-elect", "SORTIE_LEADER_ELECTION", true, "elect one active controller among replicas")
+	b.String(&c.AgentImage, "agent-image", "SORTIE_AGENT_IMAGE", "localhost/sortie-workspace-agent:dev", "image holding the static workspace-agent binary")
+	b.Int(&c.AgentPort, "agent-port", "SORTIE_AGENT_PORT", 7070, "port the workspace-agent serves on in each Pod")
+	b.String(&distroImages, "distro-images", "SORTIE_DISTRO_IMAGES", "", "distro=image pairs overriding the defaults, comma-separated")
+	b.String(&defaultDistro, "default-distro", "SORTIE_DEFAULT_DISTRO", string(v1alpha1.DistroUbuntuNoble), "distro of a container workspace that names none")
+	b.Duration(&c.StartTimeout, "start-timeout", "SORTIE_WORKSPACE_START_TIMEOUT", 10*time.Minute, "a workspace not ready this long after its Pod was created fails")
+	b.String(&c.DefaultStorage, "default-storage", "SORTIE_WORKSPACE_STORAGE", "10Gi", "volume size of a workspace that names none")
+	b.String(&c.ImagePullPolicy, "image-pull-policy", "SORTIE_IMAGE_PULL_POLICY", "IfNotPresent", "pull policy of workspace Pods")
+	if err := b.Parse(args); err != nil {
+		return nil, err
+	}
+	var p config.Problems
+	defaults := defaultDistroImages()
+	c.DistroImages = defaultDistroImages()
+	for _, pair := range config.SplitList(distroImages) {
+		d, img, ok := strings.Cut(pair, "=")
+		if !ok || strings.TrimSpace(img) == "" {
+			p.Addf("SORTIE_DISTRO_IMAGES: %q is not distro=image", pair)
+			continue
+		}
+		d = strings.TrimSpace(d)
+		if _, known := defaults[v1alpha1.Distro(d)]; !known {
+			p.Addf("SORTIE_DISTRO_IMAGES: unknown distro %q (known: %s)", d, strings.Join(Distros(), ", "))
+			continue
+		}
+		c.DistroImages[v1alpha1.Distro(d)] = strings.TrimSpace(img)
+	}
+	c.DefaultDistro = v1alpha1.Distro(defaultDistro)
+	if _, ok := c.DistroImages[c.DefaultDistro]; !ok {
+		p.Addf("SORTIE_DEFAULT_DISTRO: unknown distro %q", defaultDistro)
+	}
+	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+		p.Add(err.Error())
+	}
+	switch c.ImagePullPolicy {
+	case "Always", "IfNotPresent", "Never":
+	default:
+		p.Addf("SORTIE_IMAGE_PULL_POLICY %q must be Always, IfNotPresent or Never", c.ImagePullPolicy)
+	}
+	p.Check(c.AgentImage != "", "SORTIE_AGENT_IMAGE must not be empty")
+	p.Check(c.AgentPort > 0 && c.AgentPort < 65536, "SORTIE_AGENT_PORT must be a port number")
+	p.Check(c.StartTimeout >= 10*time.Second, "SORTIE_WORKSPACE_START_TIMEOUT must be at least 10s")
+	p.Check(c.Namespace != "", "SORTIE_WORKSPACE_NAMESPACE must not be empty")
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Level is the parsed log level.
+func (c *Config) Level() slog.Level {
+	l, _ := logging.ParseLevel(c.LogLevel)
+	return l
+}
+
+// Distros lists the known distros, sorted.
+func Distros() []string {
+	var out []string
+	for d := range defaultDistroImages() {
+		out = append(out, string(d))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ImageFor resolves a workspace's image: its own override, else its
+// distro's (or the default distro's) mapped image.
+func (c *Config) ImageFor(spec *v1alpha1.WorkspaceSpec) (string, error) {
+	if spec.Image != "" {
+		return spec.Image, nil
+	}
+	d := spec.Distro
+	if d == "" {
+		d = c.DefaultDistro
+	}
+	img, ok := c.DistroImages[d]
+	if !ok {
+		return "", fmt.Errorf("no image is configured for distro %q", d)
+	}
+	return img, nil
+}
+
+// Substitutions lists distros whose image is another distro's (the local
+// cluster maps every distro it cannot build to its Debian image), so the
+// operator can say so at start.
+func (c *Config) Substitutions() map[string]string {
+	out := map[string]string{}
+	defaults := defaultDistroImages()
+	for d, img := range c.DistroImages {
+		if img != defaults[d] {
+			out[string(d)] = img
+		}
+	}
+	return out
+}

@@ -1,0 +1,163 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"sortie.dev/api/v1alpha1"
+)
+
+// InitStatus is what a workspace-agent says about its init script.
+type InitStatus struct {
+	State    string `json:"state"` // pending, running, succeeded, failed
+	ExitCode *int   `json:"exit_code"`
+}
+
+// InitProber asks a Pod's agent about its init script.
+type InitProber interface {
+	InitStatus(ctx context.Context, endpoint, token string) (InitStatus, error)
+}
+
+// HTTPProber asks over HTTP (GET /v1/init).
+type HTTPProber struct{ Client *http.Client }
+
+// InitStatus implements InitProber.
+func (p HTTPProber) InitStatus(ctx context.Context, endpoint, token string) (InitStatus, error) {
+	client := p.Client
+	if client == nil {
+		client = &http.Client{Timeout: 3 * time.Second}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/v1/init", nil)
+	if err != nil {
+		return InitStatus{}, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return InitStatus{}, fmt.Errorf("ask agent: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return InitStatus{}, fmt.Errorf("ask agent: %s", resp.Status)
+	}
+	var st InitStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return InitStatus{}, fmt.Errorf("decode agent init status: %w", err)
+	}
+	return st, nil
+}
+
+// observation is what one look at the Pod and its agent found.
+type observation struct {
+	conds    []metav1.Condition
+	initExit *int32
+	failure  string // message of a failure, for lastError
+}
+
+func (o *observation) set(gen int64, t string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&o.conds, metav1.Condition{Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
+	if status == metav1.ConditionFalse && isFailure(reason) && o.failure == "" {
+		o.failure = msg
+	}
+}
+
+func isFailure(reason string) bool {
+	return v1alpha1.ComputePhase(false, []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason}}) == v1alpha1.PhaseError
+}
+
+// imagePullReasons are kubelet waiting reasons that mean the image cannot be had.
+var imagePullReasons = map[string]bool{"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true}
+
+// observePod turns the Pod's state into the Scheduled and AgentReady
+// conditions; it reports whether the agent should be asked about init.
+func observePod(o *observation, gen int64, pod *corev1.Pod, now time.Time, unschedulableAfter time.Duration) (agentUp bool) {
+	sched := podCondition(pod, corev1.PodScheduled)
+	switch {
+	case sched != nil && sched.Status == corev1.ConditionTrue:
+		o.set(gen, v1alpha1.ConditionScheduled, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "bound to node "+pod.Spec.NodeName)
+	case sched != nil && sched.Reason == corev1.PodReasonUnschedulable && now.Sub(pod.CreationTimestamp.Time) > unschedulableAfter:
+		o.set(gen, v1alpha1.ConditionScheduled, metav1.ConditionFalse, v1alpha1.ReasonUnschedulable, "no node can run the workspace: "+sched.Message)
+		return false
+	default:
+		msg := "waiting for a node"
+		if sched != nil && sched.Message != "" {
+			msg = sched.Message
+		}
+		o.set(gen, v1alpha1.ConditionScheduled, metav1.ConditionFalse, v1alpha1.ReasonPending, msg)
+		return false
+	}
+	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+		if w := cs.State.Waiting; w != nil && imagePullReasons[w.Reason] {
+			o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonImagePullFailed,
+				fmt.Sprintf("image %s cannot be pulled: %s", cs.Image, w.Message))
+			return false
+		}
+		if w := cs.State.Waiting; w != nil && w.Reason == "CrashLoopBackOff" {
+			o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonPodFailed,
+				fmt.Sprintf("container %s keeps crashing: %s", cs.Name, lastTermination(cs)))
+			return false
+		}
+		if w := cs.State.Waiting; w != nil && (w.Reason == "CreateContainerConfigError" || w.Reason == "CreateContainerError") {
+			o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonPodFailed,
+				fmt.Sprintf("container %s cannot be created: %s", cs.Name, w.Message))
+			return false
+		}
+	}
+	if pod.Status.Phase == corev1.PodFailed {
+		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonPodFailed, "the pod failed: "+pod.Status.Message)
+		return false
+	}
+	if pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" {
+		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the workspace container is starting")
+		return false
+	}
+	return true
+}
+
+func lastTermination(cs corev1.ContainerStatus) string {
+	if t := cs.LastTerminationState.Terminated; t != nil {
+		return fmt.Sprintf("exit code %d (%s)", t.ExitCode, strings.TrimSpace(t.Reason+" "+t.Message))
+	}
+	return "no exit status"
+}
+
+func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// observeInit turns the agent's answer into AgentReady and Initialized.
+func observeInit(o *observation, gen int64, st InitStatus, err error) {
+	if err != nil {
+		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "waiting for the workspace-agent to answer: "+err.Error())
+		return
+	}
+	o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the workspace-agent answers")
+	switch st.State {
+	case "succeeded":
+		o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the init script succeeded")
+	case "failed":
+		code := -1
+		if st.ExitCode != nil {
+			code = *st.ExitCode
+		}
+		c32 := int32(code)
+		o.initExit = &c32
+		o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionFalse, v1alpha1.ReasonInitScriptFailed,
+			fmt.Sprintf("the init script failed with exit code %d; see its log (GET /api/workspaces/{id}/init-log)", code))
+	default:
+		o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the init script is running")
+	}
+}

@@ -1,0 +1,57 @@
+package controller
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"sortie.dev/api/v1alpha1"
+)
+
+// TestAdmission checks what the CRD's schema and CEL rules refuse, on the
+// real apiserver.
+func TestAdmission(t *testing.T) {
+	e := startOperator(t, localImages)
+	ctx := context.Background()
+	tests := map[string]struct {
+		ws   *v1alpha1.Workspace
+		want string // "" = accepted
+	}{
+		"container":            {ws: newWS("ok1")},
+		"host, defaults":       {ws: newWS("ok2", func(s *v1alpha1.WorkspaceSpec) { *s = v1alpha1.WorkspaceSpec{DisplayName: "h", Path: "/srv/work"} })},
+		"host with distro":     {ws: newWS("bad1", func(s *v1alpha1.WorkspaceSpec) { s.Type = v1alpha1.TypeHost }), want: "container workspaces only"},
+		"unknown distro":       {ws: newWS("bad2", func(s *v1alpha1.WorkspaceSpec) { s.Distro = "windows-11" }), want: "spec.distro"},
+		"relative path":        {ws: newWS("bad3", func(s *v1alpha1.WorkspaceSpec) { s.Path = "work" }), want: "spec.path"},
+		"path traversal":       {ws: newWS("bad4", func(s *v1alpha1.WorkspaceSpec) { s.Path = "/srv/../etc" }), want: ". or .. segments"},
+		"bad env name":         {ws: newWS("bad5", func(s *v1alpha1.WorkspaceSpec) { s.EnvVars = map[string]string{"1BAD": "x"} }), want: "environment variable names"},
+		"bad skill name":       {ws: newWS("bad6", func(s *v1alpha1.WorkspaceSpec) { s.Skills = []string{"../etc"} }), want: "spec.skills"},
+		"empty name":           {ws: newWS("bad7", func(s *v1alpha1.WorkspaceSpec) { s.DisplayName = "" }), want: "spec.displayName"},
+		"unknown storage rule": {ws: newWS("bad8", func(s *v1alpha1.WorkspaceSpec) { s.Storage = &v1alpha1.WorkspaceStorage{RetainPolicy: "Forever"} }), want: "retainPolicy"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := e.client.Create(ctx, tc.ws)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("a valid workspace was refused: %v", err)
+				}
+				return
+			}
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want Invalid mentioning %q", err, tc.want)
+			}
+		})
+	}
+	update(t, e, "ok1", func(ws *v1alpha1.Workspace) { ws.Spec.DisplayName = "renamed" })
+	ws := getWS(t, e, "ok1")
+	ws.Spec.Type = v1alpha1.TypeHost
+	ws.Spec.Distro, ws.Spec.InitScript = "", ""
+	if err := e.client.Update(ctx, ws); err == nil || !strings.Contains(err.Error(), "type cannot change") {
+		t.Errorf("changing the type: %v, want refused", err)
+	}
+	if got := getWS(t, e, "ok2"); got.Spec.Type != v1alpha1.TypeHost {
+		t.Errorf("default type = %q, want host", got.Spec.Type)
+	}
+}

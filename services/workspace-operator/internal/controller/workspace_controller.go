@@ -1,0 +1,333 @@
+// Package controller reconciles Workspace resources into the objects that
+// make a workspace real: an agent-token Secret, a volume and one Pod, and
+// reports what it sees as conditions and a phase.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/workspace-operator/internal/config"
+)
+
+// EventRecorder records Kubernetes Events (k8s.io/client-go/tools/events).
+type EventRecorder interface {
+	Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// WorkspaceReconciler makes container Workspaces real.
+type WorkspaceReconciler struct {
+	Client   client.Client
+	Scheme   *runtime.Scheme
+	Config   *config.Config
+	Prober   InitProber
+	Recorder EventRecorder
+	Now      func() time.Time
+	// StartSeconds observes create → ready of each workspace start.
+	StartSeconds prometheus.Observer
+}
+
+var _ reconcile.Reconciler = (*WorkspaceReconciler)(nil)
+
+// How long a Pod may stay unschedulable before the workspace fails: the
+// scheduler retries, and a node may be on its way.
+const unschedulableAfter = 60 * time.Second
+
+// SetupWithManager registers the controller: Workspaces, and the Pods,
+// PVCs and Secrets they own.
+func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.Workspace{}).
+		Owns(&corev1.Pod{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
+		Owns(&corev1.Secret{}).
+		Named("workspace").
+		Complete(r)
+}
+
+// Reconcile drives one Workspace a step towards its spec.
+func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ws := &v1alpha1.Workspace{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ws); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ws.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // owned objects go with it (garbage collector)
+	}
+	if ws.Spec.Type != v1alpha1.TypeContainer {
+		return ctrl.Result{}, nil // host workspaces: the host runtime (not yet built)
+	}
+	original := ws.DeepCopy()
+	o := &observation{conds: append([]metav1.Condition(nil), ws.Status.Conditions...)}
+
+	token, err := r.ensureSecret(ctx, ws)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensurePVC(ctx, ws); err != nil {
+		return ctrl.Result{}, err
+	}
+	result, err := r.reconcilePod(ctx, ws, token, o)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.writeStatus(ctx, ws, original, o); err != nil {
+		return ctrl.Result{}, err
+	}
+	return result, nil
+}
+
+func (r *WorkspaceReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// ensureSecret creates the agent-token Secret once and returns the token.
+func (r *WorkspaceReconciler) ensureSecret(ctx context.Context, ws *v1alpha1.Workspace) (string, error) {
+	sec := &corev1.Secret{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: secretName(ws)}, sec)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return "", fmt.Errorf("get agent secret: %w", err)
+	}
+	if apierrors.IsNotFound(err) {
+		token, err := newToken()
+		if err != nil {
+			return "", err
+		}
+		sec = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: secretName(ws), Namespace: ws.Namespace, Labels: labels(ws)},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{secretTokenKey: []byte(token), secretInitKey: []byte(ws.Spec.InitScript)},
+		}
+		if err := controllerutil.SetControllerReference(ws, sec, r.Scheme); err != nil {
+			return "", err
+		}
+		if err := r.Client.Create(ctx, sec); err != nil && !apierrors.IsAlreadyExists(err) {
+			return "", fmt.Errorf("create agent secret: %w", err)
+		}
+		return token, nil
+	}
+	// The init script lives in the Secret; keep it current (a new script
+	// also changes the Pod hash, so the new Pod reads the new one).
+	if string(sec.Data[secretInitKey]) != ws.Spec.InitScript {
+		sec.Data[secretInitKey] = []byte(ws.Spec.InitScript)
+		if err := r.Client.Update(ctx, sec); err != nil {
+			return "", fmt.Errorf("update agent secret: %w", err)
+		}
+	}
+	return string(sec.Data[secretTokenKey]), nil
+}
+
+func (r *WorkspaceReconciler) ensurePVC(ctx context.Context, ws *v1alpha1.Workspace) error {
+	pvc := &corev1.PersistentVolumeClaim{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: pvcName(ws)}, pvc)
+	if err == nil || !apierrors.IsNotFound(err) {
+		return client.IgnoreNotFound(err)
+	}
+	size, err := resource.ParseQuantity(r.Config.DefaultStorage)
+	if err != nil {
+		return fmt.Errorf("default storage size: %w", err)
+	}
+	pvc = desiredPVC(ws, size)
+	if !retain(ws) {
+		if err := controllerutil.SetControllerReference(ws, pvc, r.Scheme); err != nil {
+			return err
+		}
+	}
+	if err := r.Client.Create(ctx, pvc); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create volume claim: %w", err)
+	}
+	return nil
+}
+
+// reconcilePod keeps exactly one Pod matching the spec and observes it.
+func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Workspace, token string, o *observation) (ctrl.Result, error) {
+	gen := ws.Generation
+	pod := &corev1.Pod{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: podName(ws)}, pod)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return ctrl.Result{}, fmt.Errorf("get pod: %w", err)
+	}
+	exists := err == nil
+
+	if ws.Spec.Suspend {
+		if exists && pod.DeletionTimestamp.IsZero() {
+			if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+				return ctrl.Result{}, fmt.Errorf("delete pod to suspend: %w", err)
+			}
+		}
+		for _, t := range []string{v1alpha1.ConditionScheduled, v1alpha1.ConditionAgentReady, v1alpha1.ConditionInitialized, v1alpha1.ConditionReady} {
+			o.set(gen, t, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "the workspace is suspended; its volume is kept")
+		}
+		return ctrl.Result{}, nil
+	}
+
+	image, err := r.Config.ImageFor(&ws.Spec)
+	if err != nil {
+		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, err.Error())
+		return ctrl.Result{}, nil
+	}
+	in := podInputs{
+		Image: image, AgentImage: r.Config.AgentImage, Env: ws.Spec.EnvVars, InitScript: ws.Spec.InitScript,
+		Resources: ws.Spec.Resources, NodeSelector: ws.Spec.NodeSelector, Tolerations: ws.Spec.Tolerations,
+		Rebuild: ws.Spec.Rebuild, PullPolicy: r.Config.ImagePullPolicy,
+	}
+	want := desiredPod(ws, in, r.Config.AgentPort)
+
+	switch {
+	case exists && !pod.DeletionTimestamp.IsZero():
+		return ctrl.Result{RequeueAfter: time.Second}, nil // the old Pod is going; never two
+	case exists && pod.Annotations[AnnotationHash] != want.Annotations[AnnotationHash]:
+		r.Recorder.Eventf(ws, nil, corev1.EventTypeNormal, "Recreating", "Rebuild", "the spec changed or a rebuild was asked for: replacing pod %s", pod.Name)
+		if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+			return ctrl.Result{}, fmt.Errorf("delete outdated pod: %w", err)
+		}
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	case !exists:
+		if err := controllerutil.SetControllerReference(ws, want, r.Scheme); err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			return ctrl.Result{}, fmt.Errorf("create pod: %w", err)
+		}
+		// A new start: earlier conditions and stage times no longer apply.
+		o.conds = nil
+		o.set(gen, v1alpha1.ConditionScheduled, metav1.ConditionFalse, v1alpha1.ReasonPending, "waiting for a node")
+		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the pod is being created")
+		o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the init script has not run yet")
+		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the workspace is starting")
+		ws.Status.Stages = v1alpha1.StageTimes{}
+		ws.Status.InitExitCode = nil
+		ws.Status.ObservedRebuild = ws.Spec.Rebuild
+		ws.Status.PodName, ws.Status.Image = want.Name, image
+		r.Recorder.Eventf(ws, nil, corev1.EventTypeNormal, "Creating", "CreatePod", "creating pod %s with image %s", want.Name, image)
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+
+	ws.Status.PodName, ws.Status.Image = pod.Name, image
+	if n, err := strconv.ParseInt(pod.Annotations[AnnotationRebuild], 10, 64); err == nil {
+		ws.Status.ObservedRebuild = n
+	}
+	if s := ws.Status.Stages.Scheduled; s != nil && s.Time.Before(pod.CreationTimestamp.Time) {
+		ws.Status.Stages = v1alpha1.StageTimes{} // they belong to an earlier pod
+		ws.Status.InitExitCode = nil
+	}
+	now := r.now()
+	if observePod(o, gen, pod, now, unschedulableAfter) {
+		st, err := r.Prober.InitStatus(ctx, fmt.Sprintf("http://%s:%d", pod.Status.PodIP, r.Config.AgentPort), token)
+		if err != nil {
+			log.FromContext(ctx).V(1).Info("agent not answering yet", "pod", pod.Name, "error", err.Error())
+		}
+		observeInit(o, gen, st, err)
+		if o.initExit != nil {
+			ws.Status.InitExitCode = o.initExit
+		}
+	}
+	return r.decideReady(ws, pod, o, now), nil
+}
+
+// decideReady sets Ready from the stages and says when to look again.
+func (r *WorkspaceReconciler) decideReady(ws *v1alpha1.Workspace, pod *corev1.Pod, o *observation, now time.Time) ctrl.Result {
+	gen := ws.Generation
+	all := true
+	for _, t := range []string{v1alpha1.ConditionScheduled, v1alpha1.ConditionAgentReady, v1alpha1.ConditionInitialized} {
+		c := meta.FindStatusCondition(o.conds, t)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			all = false
+		}
+		if c != nil && c.Status == metav1.ConditionFalse && isFailure(c.Reason) {
+			o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, c.Message)
+			return ctrl.Result{} // a failure: wait for a spec change or a pod event
+		}
+	}
+	if all {
+		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the workspace is ready")
+		return ctrl.Result{RequeueAfter: 5 * time.Minute} // notice a dead agent eventually
+	}
+	deadline := pod.CreationTimestamp.Add(r.Config.StartTimeout)
+	if now.After(deadline) {
+		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonStartTimeout,
+			fmt.Sprintf("the workspace was not ready %s after its pod was created", r.Config.StartTimeout))
+		return ctrl.Result{}
+	}
+	o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the workspace is starting")
+	return ctrl.Result{RequeueAfter: min(2*time.Second, deadline.Sub(now)+time.Millisecond)}
+}
+
+// writeStatus stores what was observed, with the phase, stage times and
+// an Event for every condition that changed.
+func (r *WorkspaceReconciler) writeStatus(ctx context.Context, ws, original *v1alpha1.Workspace, o *observation) error {
+	before := &original.Status
+	now := metav1.NewTime(r.now())
+	st := &ws.Status
+	st.Conditions = o.conds
+	st.ObservedGeneration = ws.Generation
+	st.Phase = v1alpha1.ComputePhase(ws.Spec.Suspend, st.Conditions)
+	stamp := func(t string, at **metav1.Time) {
+		if meta.IsStatusConditionTrue(st.Conditions, t) && *at == nil {
+			*at = &now
+		}
+	}
+	stamp(v1alpha1.ConditionScheduled, &st.Stages.Scheduled)
+	stamp(v1alpha1.ConditionAgentReady, &st.Stages.AgentReady)
+	stamp(v1alpha1.ConditionInitialized, &st.Stages.Initialized)
+	stamp(v1alpha1.ConditionReady, &st.Stages.Ready)
+	if o.failure != "" {
+		st.LastError = o.failure
+	}
+	for _, c := range st.Conditions {
+		old := meta.FindStatusCondition(before.Conditions, c.Type)
+		if old != nil && old.Status == c.Status && old.Reason == c.Reason {
+			continue
+		}
+		kind := corev1.EventTypeNormal
+		if c.Status == metav1.ConditionFalse && isFailure(c.Reason) {
+			kind = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(ws, nil, kind, c.Reason, c.Type, "%s=%s: %s", c.Type, c.Status, c.Message)
+	}
+	if before.Phase != st.Phase {
+		r.Recorder.Eventf(ws, nil, corev1.EventTypeNormal, "Phase", "Phase", "phase %s -> %s", orNone(string(before.Phase)), st.Phase)
+		if st.Phase == v1alpha1.PhaseReady && r.StartSeconds != nil && ws.Status.PodName != "" && st.Stages.Ready != nil {
+			pod := &corev1.Pod{}
+			if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod); err == nil {
+				r.StartSeconds.Observe(st.Stages.Ready.Sub(pod.CreationTimestamp.Time).Seconds())
+			}
+		}
+	}
+	if apiequality.Semantic.DeepEqual(before, st) {
+		return nil
+	}
+	// A merge patch carries no resourceVersion: the cache may lag behind our
+	// own last write, and a conflict would lose what was just observed.
+	if err := r.Client.Status().Patch(ctx, ws, client.MergeFrom(original)); err != nil {
+		return fmt.Errorf("update status: %w", err)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
