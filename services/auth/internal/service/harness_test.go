@@ -25,20 +25,8 @@ import (
 	"sortie.dev/services/kit/logging"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/redistest"
+	"sortie.dev/services/kit/testclock"
 )
-
-// clock is a settable time source shared by the service and the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // authServer is a real auth service on a loopback port, with its own
 // redis-server and keys folder.
@@ -48,7 +36,7 @@ type authServer struct {
 	svc     *service.Service
 	redis   *redistest.Server
 	keysDir string
-	clock   *clock
+	clock   *testclock.Clock
 	http    *http.Client // validates every response against api/openapi.yaml
 	logs    *bytes.Buffer
 	stop    func()
@@ -120,7 +108,7 @@ func startAuth(t testing.TB, env map[string]string) *authServer {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	logs := &bytes.Buffer{}
 	var logMu sync.Mutex
 	log := logging.New(writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) }), "auth", slog.LevelDebug)

@@ -19,6 +19,7 @@ import (
 
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/kubetest"
+	"sortie.dev/services/kit/testclock"
 	"sortie.dev/services/workspace-operator/internal/config"
 )
 
@@ -64,22 +65,10 @@ func (a *agentAnswers) set(st InitStatus) {
 	a.st = st
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type env struct {
 	client client.Client
 	agent  *agentAnswers
-	clock  *clock
+	clock  *testclock.Clock
 	stop   func()
 	start  func()
 }
@@ -91,7 +80,7 @@ func startOperator(t *testing.T, cfgEnv map[string]string) *env {
 	s := testScheme(t)
 	kube := kubetest.Start(t, kubetest.Options{CRDDirectoryPaths: []string{filepath.Join("..", "..", "..", "..", "api", "crds")}, Scheme: s})
 	cfg := testConfig(t, cfgEnv)
-	e := &env{client: kube.Client, agent: &agentAnswers{st: InitStatus{State: "running"}}, clock: &clock{t: time.Now()}}
+	e := &env{client: kube.Client, agent: &agentAnswers{st: InitStatus{State: "running"}}, clock: testclock.New(time.Now())}
 	var running []func() // each manager's stop
 	e.start = func() {
 		mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
