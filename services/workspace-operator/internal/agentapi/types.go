@@ -1,0 +1,264 @@
+// Package agentapi holds the wire types of the workspace-agent HTTP API and a
+// small typed client for it. The agent (internal/agent) and its only caller,
+// the workspace-operator, both import this package, so the two sides cannot
+// drift apart.
+//
+// Routes (all but the probes need "Authorization: Bearer <token>"):
+//
+//	GET    /healthz                       200 Health
+//	GET    /readyz                        200 or 503 Readiness
+//	POST   /v1/exec                       ExecRequest -> 200 ExecResult
+//	POST   /v1/processes                  StartProcessRequest -> 201 Process
+//	GET    /v1/processes                  200 ProcessList
+//	GET    /v1/processes/{id}             200 Process
+//	DELETE /v1/processes/{id}             204; 409 while running
+//	GET    /v1/processes/{id}/output      ?offset=N&follow=bool -> NDJSON of OutputEvent; 416 past the end
+//	POST   /v1/processes/{id}/signal      SignalRequest -> 204, to the process group
+//	PUT    /v1/files?path=&mode=          raw body -> 204
+//	GET    /v1/files?path=                raw body (Range supported)
+//	DELETE /v1/files?path=&recursive=     204
+//	POST   /v1/files/tar?dir=&replace=    tar or tar.gz body -> 200 TarResult
+//	GET    /v1/init                       200 InitStatus
+//	GET    /v1/init/log?offset=N          text/plain, X-Log-Size; 416 past the end
+//	POST   /v1/init/rerun                 202 InitStatus; 409 while running
+//	GET    /v1/stats                      200 Stats
+//
+// Every error is an ErrorBody with one of the Code constants.
+package agentapi
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// Error codes carried in ErrorBody.Code.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeInvalidJSON      = "invalid_json"
+	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeConflict         = "conflict"
+	CodeBodyTooLarge     = "body_too_large"
+	CodePathNotAllowed   = "path_not_allowed"
+	CodeInvalidCwd       = "invalid_cwd"
+	CodeIsDirectory      = "is_directory"
+	CodeInvalidTar       = "invalid_tar"
+	CodeStartFailed      = "start_failed"
+	CodeOffsetOutOfRange = "offset_out_of_range"
+	CodeInternal         = "internal"
+)
+
+// ErrorBody is the JSON body of every non-2xx response.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// Health is the body of GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// Readiness states reported by GET /readyz.
+const (
+	ReadyStatusReady        = "ready"
+	ReadyStatusInitializing = "initializing"
+	ReadyStatusFailed       = "failed"
+)
+
+// Readiness is the body of GET /readyz. The endpoint answers 200 only when
+// Status is "ready"; ExitCode is set when the init script failed.
+type Readiness struct {
+	Status   string `json:"status"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+}
+
+// Exec limits.
+const (
+	DefaultExecTimeoutSecs = 300
+	MaxExecTimeoutSecs     = 600
+)
+
+// ExecRequest is the body of POST /v1/exec.
+type ExecRequest struct {
+	// Command is run with /bin/sh -c.
+	Command string `json:"command"`
+	// Cwd is relative to the agent's workdir, or absolute. Empty means the workdir.
+	Cwd string `json:"cwd,omitempty"`
+	// TimeoutSecs: 0 means DefaultExecTimeoutSecs; above MaxExecTimeoutSecs is rejected.
+	TimeoutSecs int               `json:"timeout_secs,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	Stdin       string            `json:"stdin,omitempty"`
+}
+
+// ExecResult is the body of a 200 answer to POST /v1/exec.
+type ExecResult struct {
+	// ExitCode is the command's exit status; -1 when it was killed by a
+	// signal (including the kill on timeout) and 127 when it could not start.
+	ExitCode int `json:"exit_code"`
+	// Signal names the signal that killed the command ("KILL", "TERM", ...).
+	Signal          string `json:"signal,omitempty"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	TimedOut        bool   `json:"timed_out"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	DurationMS      int64  `json:"duration_ms"`
+}
+
+// StartProcessRequest is the body of POST /v1/processes. Exactly one of
+// Command and Argv must be set.
+type StartProcessRequest struct {
+	// ID is optional; it must match [a-zA-Z0-9_.-]{1,64}. The agent makes one up when empty.
+	ID string `json:"id,omitempty"`
+	// Command is run with /bin/sh -c.
+	Command string `json:"command,omitempty"`
+	// Argv is run directly; Argv[0] is looked up in PATH.
+	Argv  []string          `json:"argv,omitempty"`
+	Cwd   string            `json:"cwd,omitempty"`
+	Env   map[string]string `json:"env,omitempty"`
+	Stdin string            `json:"stdin,omitempty"`
+}
+
+// Process describes a detached process. POST /v1/processes answers with one
+// (201), GET /v1/processes/{id} too.
+type Process struct {
+	ID      string   `json:"id"`
+	PID     int      `json:"pid"`
+	Command string   `json:"command"`
+	Argv    []string `json:"argv"`
+	Cwd     string   `json:"cwd"`
+	Running bool     `json:"running"`
+	// ExitCode is nil while running, when killed by a signal, and when lost.
+	ExitCode *int `json:"exit_code"`
+	// Signal is the name of the signal that ended the process, if any.
+	Signal     *string    `json:"signal"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	// OutputBytes is the current size of the output file.
+	OutputBytes int64 `json:"output_bytes"`
+	// Lost is true for a process started by an earlier agent incarnation
+	// whose end was never recorded.
+	Lost bool `json:"lost,omitempty"`
+}
+
+// ProcessList is the body of GET /v1/processes.
+type ProcessList struct {
+	Processes []Process `json:"processes"`
+}
+
+// SignalRequest is the body of POST /v1/processes/{id}/signal.
+type SignalRequest struct {
+	// Signal is one of TERM, KILL, INT, HUP, QUIT, USR1, USR2 (a "SIG" prefix is accepted).
+	Signal string `json:"signal"`
+}
+
+// MaxOutputChunk is the largest Data of one OutputEvent.
+const MaxOutputChunk = 64 << 10
+
+// OutputEvent is one line of the NDJSON stream of
+// GET /v1/processes/{id}/output. A data event carries the bytes that start at
+// Offset in the output file: in Data when they are valid UTF-8, otherwise in
+// DataBase64, so that a client can always resume at End(). The last event of a
+// stream for an exited process has EOF set, Offset at the end of the output,
+// and the exit status.
+type OutputEvent struct {
+	Offset     int64   `json:"offset"`
+	Data       string  `json:"data,omitempty"`
+	DataBase64 []byte  `json:"data_b64,omitempty"`
+	EOF        bool    `json:"eof,omitempty"`
+	ExitCode   *int    `json:"exit_code,omitempty"`
+	Signal     *string `json:"signal,omitempty"`
+}
+
+// NewOutputData returns the data event for raw bytes read at offset.
+func NewOutputData(offset int64, raw []byte) OutputEvent {
+	if utf8.Valid(raw) {
+		return OutputEvent{Offset: offset, Data: string(raw)}
+	}
+	return OutputEvent{Offset: offset, DataBase64: raw}
+}
+
+// Bytes returns the raw output bytes of a data event.
+func (e OutputEvent) Bytes() []byte {
+	if e.DataBase64 != nil {
+		return e.DataBase64
+	}
+	return []byte(e.Data)
+}
+
+// End is the offset just past this event's bytes: where to resume.
+func (e OutputEvent) End() int64 {
+	if e.DataBase64 != nil {
+		return e.Offset + int64(len(e.DataBase64))
+	}
+	return e.Offset + int64(len(e.Data))
+}
+
+// TarResult is the body of a 200 answer to POST /v1/files/tar.
+type TarResult struct {
+	Files int   `json:"files"`
+	Bytes int64 `json:"bytes"`
+}
+
+// Init script states.
+const (
+	InitPending   = "pending"
+	InitRunning   = "running"
+	InitSucceeded = "succeeded"
+	InitFailed    = "failed"
+)
+
+// InitStatus is the body of GET /v1/init and of POST /v1/init/rerun.
+type InitStatus struct {
+	State      string     `json:"state"`
+	ExitCode   *int       `json:"exit_code"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	Runs       int        `json:"runs"`
+}
+
+// InitLog is what GET /v1/init/log returns: the bytes from Offset on, and
+// the log's total size (header X-Log-Size).
+type InitLog struct {
+	Offset int64
+	Data   []byte
+	Size   int64
+}
+
+// Stats sources.
+const (
+	StatsSourceCgroupV1 = "cgroup-v1"
+	StatsSourceCgroupV2 = "cgroup-v2"
+	StatsSourceProc     = "proc"
+)
+
+// Stats is the body of GET /v1/stats.
+type Stats struct {
+	CPU    CPUStats    `json:"cpu"`
+	Memory MemoryStats `json:"memory"`
+	Disk   DiskStats   `json:"disk"`
+	Source string      `json:"source"`
+}
+
+// CPUStats: UsageSeconds is cumulative CPU time; Cores is the CPU limit
+// (quota/period), nil when unlimited.
+type CPUStats struct {
+	UsageSeconds float64  `json:"usage_seconds"`
+	Cores        *float64 `json:"cores"`
+}
+
+// MemoryStats: LimitBytes is nil when unlimited.
+type MemoryStats struct {
+	UsedBytes  int64  `json:"used_bytes"`
+	LimitBytes *int64 `json:"limit_bytes"`
+}
+
+// DiskStats describes the filesystem holding Path.
+type DiskStats struct {
+	Path       string `json:"path"`
+	UsedBytes  int64  `json:"used_bytes"`
+	TotalBytes int64  `json:"total_bytes"`
+}
