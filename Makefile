@@ -73,6 +73,9 @@ deps: ## Check (and on Debian/Ubuntu as root, install) what the tests and `make 
 kube-binaries: ## Build etcd and the Kubernetes control plane into bin/k8s (once per version).
 	@hack/kube-binaries.sh >/dev/null
 
+images: ## Build Sortie's own images into bin/images (loaded into the local node when it is up).
+	@hack/images.sh
+
 cluster-up: ## Start the local single-node cluster (builds kubelet, images, ... on first use).
 	@hack/cluster.sh up
 
@@ -82,4 +85,4 @@ cluster-down: ## Stop the local cluster and remove its containers (keeps etcd da
 clean: ## Remove build output (keeps the cached Kubernetes binaries).
 	@rm -f bin/auth
 
-.PHONY: help run build generate tidy test lint bench verify deps kube-binaries cluster-up cluster-down clean
+.PHONY: help run build generate tidy test lint bench verify deps kube-binaries images cluster-up cluster-down clean

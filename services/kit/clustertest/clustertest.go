@@ -154,3 +154,17 @@ func repoRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// BuildImages builds Sortie's own images from the working tree
+// (hack/images.sh) and loads them into the node, so a test runs the code it
+// was built from.
+func (c *Cluster) BuildImages(ctx context.Context) error {
+	if c.repo == "" {
+		return errors.New("build images: an external cluster cannot side-load images")
+	}
+	out, err := exec.CommandContext(ctx, filepath.Join(c.repo, "hack", "images.sh")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("hack/images.sh: %w\n%s", err, out)
+	}
+	return nil
+}

@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Client:       mgr.GetClient(),
 		Scheme:       scheme,
 		Config:       cfg,
-		Prober:       controller.HTTPProber{},
+		Prober:       controller.AgentProber{},
 		Recorder:     mgr.GetEventRecorder("workspace-operator"),
 		StartSeconds: startSeconds,
 	}

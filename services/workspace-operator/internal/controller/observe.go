@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -13,46 +12,26 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
-
-// InitStatus is what a workspace-agent says about its init script.
-type InitStatus struct {
-	State    string `json:"state"` // pending, running, succeeded, failed
-	ExitCode *int   `json:"exit_code"`
-}
 
 // InitProber asks a Pod's agent about its init script.
 type InitProber interface {
-	InitStatus(ctx context.Context, endpoint, token string) (InitStatus, error)
+	InitStatus(ctx context.Context, endpoint, token string) (agentapi.InitStatus, error)
 }
 
-// HTTPProber asks over HTTP (GET /v1/init).
-type HTTPProber struct{ Client *http.Client }
+// AgentProber asks through the agent's client (GET /v1/init).
+type AgentProber struct{ HTTP *http.Client }
 
 // InitStatus implements InitProber.
-func (p HTTPProber) InitStatus(ctx context.Context, endpoint, token string) (InitStatus, error) {
-	client := p.Client
-	if client == nil {
-		client = &http.Client{Timeout: 3 * time.Second}
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"/v1/init", nil)
+func (p AgentProber) InitStatus(ctx context.Context, endpoint, token string) (agentapi.InitStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := agentapi.NewClient(endpoint, token, p.HTTP).InitStatus(ctx)
 	if err != nil {
-		return InitStatus{}, err
+		return agentapi.InitStatus{}, fmt.Errorf("ask agent: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return InitStatus{}, fmt.Errorf("ask agent: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return InitStatus{}, fmt.Errorf("ask agent: %s", resp.Status)
-	}
-	var st InitStatus
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return InitStatus{}, fmt.Errorf("decode agent init status: %w", err)
-	}
-	return st, nil
+	return *st, nil
 }
 
 // observation is what one look at the Pod and its agent found.
@@ -139,16 +118,16 @@ func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodConditi
 }
 
 // observeInit turns the agent's answer into AgentReady and Initialized.
-func observeInit(o *observation, gen int64, st InitStatus, err error) {
+func observeInit(o *observation, gen int64, st agentapi.InitStatus, err error) {
 	if err != nil {
 		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "waiting for the workspace-agent to answer: "+err.Error())
 		return
 	}
 	o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the workspace-agent answers")
 	switch st.State {
-	case "succeeded":
+	case agentapi.InitSucceeded:
 		o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the init script succeeded")
-	case "failed":
+	case agentapi.InitFailed:
 		code := -1
 		if st.ExitCode != nil {
 			code = *st.ExitCode

@@ -20,6 +20,7 @@ import (
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/kubetest"
 	"sortie.dev/services/kit/testclock"
+	"sortie.dev/services/workspace-operator/internal/agentapi"
 	"sortie.dev/services/workspace-operator/internal/config"
 )
 
@@ -50,16 +51,16 @@ func testConfig(t testing.TB, env map[string]string) *config.Config {
 // (the apiserver alone has no kubelet); real agents answer in the node tests.
 type agentAnswers struct {
 	mu sync.Mutex
-	st InitStatus
+	st agentapi.InitStatus
 }
 
-func (a *agentAnswers) InitStatus(context.Context, string, string) (InitStatus, error) {
+func (a *agentAnswers) InitStatus(context.Context, string, string) (agentapi.InitStatus, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.st, nil
 }
 
-func (a *agentAnswers) set(st InitStatus) {
+func (a *agentAnswers) set(st agentapi.InitStatus) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.st = st
@@ -80,7 +81,7 @@ func startOperator(t *testing.T, cfgEnv map[string]string) *env {
 	s := testScheme(t)
 	kube := kubetest.Start(t, kubetest.Options{CRDDirectoryPaths: []string{filepath.Join("..", "..", "..", "..", "api", "crds")}, Scheme: s})
 	cfg := testConfig(t, cfgEnv)
-	e := &env{client: kube.Client, agent: &agentAnswers{st: InitStatus{State: "running"}}, clock: testclock.New(time.Now())}
+	e := &env{client: kube.Client, agent: &agentAnswers{st: agentapi.InitStatus{State: agentapi.InitRunning}}, clock: testclock.New(time.Now())}
 	var running []func() // each manager's stop
 	e.start = func() {
 		mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
 const debian = "localhost/debian:bookworm"
@@ -113,7 +114,7 @@ func TestCreateToReady(t *testing.T) {
 
 	runPod(t, e, "alpha-pod")
 	eventually(t, "phase building", phaseIs(t, e, "alpha", v1alpha1.PhaseBuilding))
-	e.agent.set(InitStatus{State: "succeeded"})
+	e.agent.set(agentapi.InitStatus{State: agentapi.InitSucceeded})
 	eventually(t, "phase ready", phaseIs(t, e, "alpha", v1alpha1.PhaseReady))
 
 	ws = getWS(t, e, "alpha")
@@ -148,7 +149,7 @@ func TestInitScriptFailure(t *testing.T) {
 	create(t, e, newWS("beta"))
 	eventually(t, "the pod", podExists(e, "beta-pod"))
 	code := 7
-	e.agent.set(InitStatus{State: "failed", ExitCode: &code})
+	e.agent.set(agentapi.InitStatus{State: agentapi.InitFailed, ExitCode: &code})
 	runPod(t, e, "beta-pod")
 	eventually(t, "phase error", phaseIs(t, e, "beta", v1alpha1.PhaseError))
 	ws := getWS(t, e, "beta")
@@ -187,7 +188,7 @@ func TestRebuildAndDistroChangeReplaceThePod(t *testing.T) {
 	e := startOperator(t, localImages)
 	create(t, e, newWS("delta"))
 	eventually(t, "the pod", podExists(e, "delta-pod"))
-	e.agent.set(InitStatus{State: "succeeded"})
+	e.agent.set(agentapi.InitStatus{State: agentapi.InitSucceeded})
 	runPod(t, e, "delta-pod")
 	eventually(t, "ready", phaseIs(t, e, "delta", v1alpha1.PhaseReady))
 	first, _ := getPod(e, "delta-pod")
