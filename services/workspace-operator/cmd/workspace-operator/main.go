@@ -1,6 +1,6 @@
 // Command workspace-operator reconciles Workspace resources into Pods,
-// volumes and Secrets (and, as later work lands, serves the workspace REST
-// API beside the controller, sharing its cache).
+// volumes and Secrets, and serves the workspace REST API (/api/workspaces)
+// beside the controller, sharing its cache.
 package main
 
 import (
@@ -21,10 +21,13 @@ import (
 
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/app"
+	"sortie.dev/services/kit/authn"
 	"sortie.dev/services/kit/logging"
+	"sortie.dev/services/kit/server"
 	"sortie.dev/services/kit/version"
 	"sortie.dev/services/workspace-operator/internal/config"
 	"sortie.dev/services/workspace-operator/internal/controller"
+	"sortie.dev/services/workspace-operator/internal/rest"
 )
 
 func main() { app.Main("workspace-operator", run) }
@@ -82,6 +85,28 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("workspace controller: %w", err)
+	}
+	srv, err := server.New(server.Options{
+		Name: "workspace-operator", Addr: cfg.ListenAddr, Logger: log,
+		CORSOrigins: cfg.CORSOrigins, TrustedProxies: cfg.TrustedProxies,
+	})
+	if err != nil {
+		return err
+	}
+	var verifier *authn.Verifier
+	if !cfg.AuthDevMode {
+		verifier = authn.NewVerifier(authn.NewJWKS(cfg.JWKSURL, authn.JWKSOptions{}), authn.VerifierOptions{Issuer: cfg.Issuer, Audience: cfg.Audience})
+	}
+	h := &rest.Handler{
+		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: cfg.Namespace,
+		DefaultDistro: cfg.DefaultDistro, AgentPort: cfg.AgentPort, Log: log,
+	}
+	h.Register(srv.Engine, authn.NewAuthenticator(verifier, cfg.AuthDevMode, log).Require(authn.RoleUser, authn.RoleAdmin, authn.RoleService))
+	if err := mgr.Add(rest.Runnable{Server: srv}); err != nil {
+		return err
+	}
+	if err := mgr.Add(rest.EnsureDefault{Client: mgr.GetClient(), Namespace: cfg.Namespace, Log: log}); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

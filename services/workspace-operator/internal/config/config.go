@@ -28,6 +28,13 @@ type Config struct {
 	StartTimeout    time.Duration
 	DefaultStorage  string
 	ImagePullPolicy string
+
+	AuthDevMode    bool
+	JWKSURL        string
+	Issuer         string
+	Audience       string
+	CORSOrigins    []string
+	TrustedProxies []string
 }
 
 // defaultDistroImages are public images per distro, for real clusters.
@@ -59,10 +66,17 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.Duration(&c.StartTimeout, "start-timeout", "SORTIE_WORKSPACE_START_TIMEOUT", 10*time.Minute, "a workspace not ready this long after its Pod was created fails")
 	b.String(&c.DefaultStorage, "default-storage", "SORTIE_WORKSPACE_STORAGE", "10Gi", "volume size of a workspace that names none")
 	b.String(&c.ImagePullPolicy, "image-pull-policy", "SORTIE_IMAGE_PULL_POLICY", "IfNotPresent", "pull policy of workspace Pods")
+	b.Bool(&c.AuthDevMode, "auth-dev-mode", "SORTIE_AUTH_DEV_MODE", false, "accept every request as the admin user dev (development only)")
+	b.String(&c.JWKSURL, "auth-jwks-url", "SORTIE_AUTH_JWKS_URL", "", "the auth service's public keys, e.g. http://auth:8080/api/auth/jwks")
+	b.String(&c.Issuer, "auth-issuer", "SORTIE_AUTH_ISSUER", "sortie-auth", "token issuer (iss)")
+	b.String(&c.Audience, "auth-audience", "SORTIE_AUTH_AUDIENCE", "sortie", "token audience (aud)")
+	b.List(&c.CORSOrigins, "cors-origins", "SORTIE_CORS_ORIGINS", nil, "browser origins allowed to call the API")
+	b.List(&c.TrustedProxies, "trusted-proxies", "SORTIE_TRUSTED_PROXIES", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
 	if err := b.Parse(args); err != nil {
 		return nil, err
 	}
 	var p config.Problems
+	p.Check(c.AuthDevMode || c.JWKSURL != "", "SORTIE_AUTH_JWKS_URL is required (the auth service's /api/auth/jwks), or SORTIE_AUTH_DEV_MODE=true on a development machine")
 	defaults := defaultDistroImages()
 	c.DistroImages = defaultDistroImages()
 	for _, pair := range config.SplitList(distroImages) {

@@ -36,7 +36,7 @@ func testScheme(t testing.TB) *runtime.Scheme {
 }
 
 func testConfig(t testing.TB, env map[string]string) *config.Config {
-	base := map[string]string{"SORTIE_WORKSPACE_NAMESPACE": "default", "SORTIE_LEADER_ELECTION": "false"}
+	base := map[string]string{"SORTIE_WORKSPACE_NAMESPACE": "default", "SORTIE_LEADER_ELECTION": "false", "SORTIE_AUTH_DEV_MODE": "true"}
 	for k, v := range env {
 		base[k] = v
 	}

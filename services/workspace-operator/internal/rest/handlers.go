@@ -1,0 +1,614 @@
+package rest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/kit/apierror"
+	"sortie.dev/services/workspace-operator/internal/agentapi"
+)
+
+// Codes of this API beside kit's.
+const (
+	CodeNotReady           = "workspace_not_ready"
+	CodeLibraryUnavailable = "library_unavailable"
+	CodeAgentUnavailable   = "agent_unavailable"
+	CodeNotContainer       = "not_a_container"
+)
+
+// Handler serves /api/workspaces.
+type Handler struct {
+	Client        client.Client // cached reads, writes to the API server
+	Reader        client.Reader // uncached reads, before updates
+	Namespace     string
+	DefaultDistro v1alpha1.Distro
+	AgentPort     int
+	HTTP          *http.Client // for agent calls
+	Log           *slog.Logger
+}
+
+// Register adds the routes behind auth.
+func (h *Handler) Register(r gin.IRouter, auth gin.HandlerFunc) {
+	g := r.Group("/api/workspaces", auth)
+	g.GET("", h.list)
+	g.POST("", h.create)
+	g.GET("/:id", h.get)
+	g.PUT("/:id", h.update)
+	g.DELETE("/:id", h.delete)
+	g.POST("/:id/build", h.build)
+	g.POST("/:id/exec", h.exec)
+	g.POST("/:id/sync", h.sync)
+	g.GET("/:id/debug", h.debug)
+	g.GET("/:id/init-log", h.initLog)
+	g.POST("/:id/rerun-init", h.rerunInit)
+}
+
+func (h *Handler) list(c *gin.Context) {
+	var wl v1alpha1.WorkspaceList
+	if err := h.Client.List(c, &wl, client.InNamespace(h.Namespace)); err != nil {
+		apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
+		return
+	}
+	out := make([]Workspace, 0, len(wl.Items))
+	for i := range wl.Items {
+		out = append(out, toREST(&wl.Items[i]))
+	}
+	sortByName(out)
+	c.JSON(http.StatusOK, out)
+}
+
+// find resolves a REST id (metadata.uid, or the nil UUID for the default
+// host workspace). Anything else is a 404.
+func (h *Handler) find(c *gin.Context) (*v1alpha1.Workspace, bool) {
+	id := c.Param("id")
+	ws := &v1alpha1.Workspace{}
+	if id == DefaultID {
+		if err := h.Client.Get(c, client.ObjectKey{Namespace: h.Namespace, Name: DefaultName}, ws); err == nil {
+			return ws, true
+		}
+	} else {
+		var wl v1alpha1.WorkspaceList
+		if err := h.Client.List(c, &wl, client.InNamespace(h.Namespace)); err != nil {
+			apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
+			return nil, false
+		}
+		for i := range wl.Items {
+			if string(wl.Items[i].UID) == id {
+				return &wl.Items[i], true
+			}
+		}
+	}
+	apierror.Respond(c, apierror.NotFound("workspace %s not found", id))
+	return nil, false
+}
+
+func (h *Handler) get(c *gin.Context) {
+	if ws, ok := h.find(c); ok {
+		c.JSON(http.StatusOK, toREST(ws))
+	}
+}
+
+// CreateRequest is the body of POST /api/workspaces.
+type CreateRequest struct {
+	Name          string            `json:"name"`
+	WorkspaceType string            `json:"workspace_type"`
+	Path          string            `json:"path"`
+	Skills        []string          `json:"skills"`
+	Tools         []string          `json:"tools"`
+	Template      string            `json:"template"`
+	Distro        string            `json:"distro"`
+	EnvVars       map[string]string `json:"env_vars"`
+	InitScript    string            `json:"init_script"`
+}
+
+func validName(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return apierror.BadRequest("name is required")
+	case len(name) > 128:
+		return apierror.BadRequest("name must be at most 128 characters")
+	case strings.Contains(name, "..") || strings.ContainsAny(name, `/\`) || strings.HasPrefix(name, "."):
+		return apierror.BadRequest("name must not contain '..', '/' or '\\' or start with '.'")
+	}
+	return nil
+}
+
+func validItems(field string, items []string) error {
+	for _, s := range items {
+		if !itemName.MatchString(s) {
+			return apierror.BadRequest("%s: %q is not a valid library name", field, s)
+		}
+	}
+	return nil
+}
+
+func validEnv(env map[string]string) error {
+	for k := range env {
+		if !envName.MatchString(k) {
+			return apierror.BadRequest("env_vars: %q is not a valid variable name", k)
+		}
+	}
+	return nil
+}
+
+func parseDistro(s string) (v1alpha1.Distro, error) {
+	d, ok := distroAliases[strings.ToLower(strings.TrimSpace(s))]
+	if !ok {
+		return "", apierror.BadRequest("distro %q is not supported; use ubuntu-noble, ubuntu-jammy, debian-bookworm or arch-linux", s)
+	}
+	return d, nil
+}
+
+func validPath(p string) error {
+	if !strings.HasPrefix(p, "/") || path.Clean(p) != strings.TrimRight(p, "/") && p != "/" {
+		return apierror.BadRequest("path %q must be absolute and clean (no . or .. segments)", p)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == ".." || seg == "." {
+			return apierror.BadRequest("path %q must not contain . or .. segments", p)
+		}
+	}
+	return nil
+}
+
+func (h *Handler) create(c *gin.Context) {
+	var req CreateRequest
+	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if err := errors.Join(validName(req.Name), validItems("skills", req.Skills), validItems("tools", req.Tools), validEnv(req.EnvVars)); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if req.Template != "" {
+		// Templates live in the library, which this operator cannot reach yet.
+		apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, CodeLibraryUnavailable,
+			"workspace templates come from the library service, which is not reachable from the workspace operator"))
+		return
+	}
+	spec := v1alpha1.WorkspaceSpec{
+		DisplayName: strings.TrimSpace(req.Name),
+		Skills:      req.Skills, Tools: req.Tools, EnvVars: req.EnvVars, InitScript: req.InitScript,
+	}
+	switch strings.ToLower(req.WorkspaceType) {
+	case "", "host":
+		spec.Type = v1alpha1.TypeHost
+		if req.Distro != "" || req.InitScript != "" {
+			apierror.Respond(c, apierror.BadRequest("distro and init_script apply to container workspaces; set workspace_type to container"))
+			return
+		}
+		spec.Path = req.Path
+		if spec.Path == "" {
+			spec.Path = "/workspaces/" + strings.TrimSuffix(slug(spec.DisplayName), "-")
+		}
+		if err := validPath(spec.Path); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	case "container", "chroot":
+		spec.Type = v1alpha1.TypeContainer
+		spec.Distro = h.DefaultDistro
+		if req.Distro != "" {
+			d, err := parseDistro(req.Distro)
+			if err != nil {
+				apierror.Respond(c, err)
+				return
+			}
+			spec.Distro = d
+		}
+	default:
+		apierror.Respond(c, apierror.BadRequest("workspace_type %q must be host or container", req.WorkspaceType))
+		return
+	}
+	ws := &v1alpha1.Workspace{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: slug(spec.DisplayName), Namespace: h.Namespace},
+		Spec:       spec,
+	}
+	if err := h.Client.Create(c, ws); err != nil {
+		apierror.Respond(c, fromKube(err))
+		return
+	}
+	h.Log.InfoContext(c, "workspace created", "workspace", ws.Name, "id", ws.UID, "type", ws.Spec.Type)
+	c.JSON(http.StatusOK, toREST(ws))
+}
+
+// fromKube turns the API server's refusals into 4xx answers.
+func fromKube(err error) error {
+	switch {
+	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
+		return apierror.BadRequest("%s", err.Error())
+	case apierrors.IsConflict(err), apierrors.IsAlreadyExists(err):
+		return apierror.New(http.StatusConflict, apierror.CodeConflict, err.Error())
+	case apierrors.IsNotFound(err):
+		return apierror.NotFound("%s", err.Error())
+	case apierrors.IsForbidden(err):
+		return apierror.New(http.StatusForbidden, apierror.CodeForbidden, "the workspace operator may not do this: "+err.Error())
+	}
+	return err
+}
+
+// UpdateRequest is the body of PUT /api/workspaces/{id}: every field is
+// optional; an empty string clears a value.
+type UpdateRequest struct {
+	Name       *string            `json:"name"`
+	Skills     *[]string          `json:"skills"`
+	Tools      *[]string          `json:"tools"`
+	Template   *string            `json:"template"`
+	Distro     *string            `json:"distro"`
+	EnvVars    *map[string]string `json:"env_vars"`
+	InitScript *string            `json:"init_script"`
+}
+
+// modify applies f to the latest version of the workspace and stores it,
+// retrying when someone else wrote in between.
+func (h *Handler) modify(ctx context.Context, name string, f func(*v1alpha1.Workspace) error) (*v1alpha1.Workspace, error) {
+	ws := &v1alpha1.Workspace{}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := h.Reader.Get(ctx, client.ObjectKey{Namespace: h.Namespace, Name: name}, ws); err != nil {
+			return err
+		}
+		if err := f(ws); err != nil {
+			return err
+		}
+		return h.Client.Update(ctx, ws)
+	})
+	return ws, err
+}
+
+func (h *Handler) update(c *gin.Context) {
+	var req UpdateRequest
+	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	found, ok := h.find(c)
+	if !ok {
+		return
+	}
+	if req.Template != nil && *req.Template != "" {
+		apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, CodeLibraryUnavailable,
+			"workspace templates come from the library service, which is not reachable from the workspace operator"))
+		return
+	}
+	ws, err := h.modify(c, found.Name, func(ws *v1alpha1.Workspace) error {
+		if req.Name != nil {
+			if err := validName(*req.Name); err != nil {
+				return err
+			}
+			ws.Spec.DisplayName = strings.TrimSpace(*req.Name)
+		}
+		if req.Skills != nil {
+			if err := validItems("skills", *req.Skills); err != nil {
+				return err
+			}
+			ws.Spec.Skills = *req.Skills
+		}
+		if req.Tools != nil {
+			if err := validItems("tools", *req.Tools); err != nil {
+				return err
+			}
+			ws.Spec.Tools = *req.Tools
+		}
+		if req.Template != nil {
+			ws.Spec.Template = ""
+		}
+		if req.EnvVars != nil {
+			if err := validEnv(*req.EnvVars); err != nil {
+				return err
+			}
+			ws.Spec.EnvVars = *req.EnvVars
+		}
+		if req.Distro != nil || req.InitScript != nil {
+			if ws.Spec.Type != v1alpha1.TypeContainer {
+				return apierror.BadRequest("distro and init_script apply to container workspaces")
+			}
+		}
+		if req.Distro != nil {
+			ws.Spec.Distro = ""
+			if *req.Distro != "" {
+				d, err := parseDistro(*req.Distro)
+				if err != nil {
+					return err
+				}
+				ws.Spec.Distro = d
+			}
+		}
+		if req.InitScript != nil {
+			ws.Spec.InitScript = *req.InitScript
+		}
+		return nil
+	})
+	if err != nil {
+		apierror.Respond(c, fromKube(err))
+		return
+	}
+	c.JSON(http.StatusOK, toREST(ws))
+}
+
+func (h *Handler) delete(c *gin.Context) {
+	ws, ok := h.find(c)
+	if !ok {
+		return
+	}
+	if ws.Name == DefaultName {
+		apierror.Respond(c, apierror.BadRequest("the default host workspace cannot be deleted"))
+		return
+	}
+	if err := h.Client.Delete(c, ws); err != nil && !apierrors.IsNotFound(err) {
+		apierror.Respond(c, fromKube(err))
+		return
+	}
+	h.Log.InfoContext(c, "workspace deleted", "workspace", ws.Name, "id", ws.UID)
+	c.JSON(http.StatusOK, gin.H{"id": restID(ws), "deleted": true})
+}
+
+// BuildRequest is the body of POST /api/workspaces/{id}/build.
+type BuildRequest struct {
+	Distro  string `json:"distro"`
+	Rebuild bool   `json:"rebuild"`
+}
+
+func (h *Handler) build(c *gin.Context) {
+	var req BuildRequest
+	if c.Request.ContentLength != 0 {
+		if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	}
+	found, ok := h.find(c)
+	if !ok {
+		return
+	}
+	if found.Spec.Type != v1alpha1.TypeContainer {
+		apierror.Respond(c, apierror.New(http.StatusBadRequest, CodeNotContainer, "only container workspaces are built"))
+		return
+	}
+	var distro v1alpha1.Distro
+	if req.Distro != "" {
+		d, err := parseDistro(req.Distro)
+		if err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+		distro = d
+	}
+	if found.Status.Phase == v1alpha1.PhaseBuilding && !req.Rebuild && distro == "" {
+		apierror.Respond(c, apierror.New(http.StatusConflict, apierror.CodeConflict, "the workspace is already building"))
+		return
+	}
+	ws, err := h.modify(c, found.Name, func(ws *v1alpha1.Workspace) error {
+		changed := distro != "" && distro != ws.Spec.Distro
+		if changed {
+			ws.Spec.Distro = distro
+		}
+		// A rebuild, a new distro or a failed workspace gets a new Pod.
+		if req.Rebuild || changed || ws.Status.Phase == v1alpha1.PhaseError || ws.Spec.Suspend {
+			ws.Spec.Rebuild++
+		}
+		ws.Spec.Suspend = false
+		return nil
+	})
+	if err != nil {
+		apierror.Respond(c, fromKube(err))
+		return
+	}
+	out := toREST(ws)
+	if out.Status != string(v1alpha1.PhaseReady) || req.Rebuild {
+		out.Status, out.ErrorMessage = string(v1alpha1.PhaseBuilding), nil
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (h *Handler) sync(c *gin.Context) {
+	if _, ok := h.find(c); !ok {
+		return
+	}
+	apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, CodeLibraryUnavailable,
+		"skills come from the library service, which is not reachable from the workspace operator"))
+}
+
+// agentFor returns a client for a ready container workspace's agent.
+func (h *Handler) agentFor(c *gin.Context, ws *v1alpha1.Workspace, requireReady bool) (*agentapi.Client, *corev1.Pod, bool) {
+	if ws.Spec.Type != v1alpha1.TypeContainer {
+		apierror.Respond(c, apierror.New(http.StatusConflict, CodeNotReady, "host workspaces are not available yet: the host runtime is not running"))
+		return nil, nil, false
+	}
+	if requireReady && ws.Status.Phase != v1alpha1.PhaseReady {
+		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace is not ready (status %s)", status(ws)))
+		return nil, nil, false
+	}
+	pod := &corev1.Pod{}
+	sec := &corev1.Secret{}
+	if ws.Status.PodName == "" ||
+		h.Client.Get(c, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod) != nil ||
+		pod.Status.PodIP == "" ||
+		h.Client.Get(c, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Name + "-agent"}, sec) != nil {
+		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace has no running pod (status %s)", status(ws)))
+		return nil, nil, false
+	}
+	base := fmt.Sprintf("http://%s:%d", pod.Status.PodIP, h.AgentPort)
+	return agentapi.NewClient(base, string(sec.Data["token"]), h.HTTP), pod, true
+}
+
+// agentError passes the agent's own 4xx refusals through and turns
+// anything else into a 502.
+func (h *Handler) agentError(c *gin.Context, err error) {
+	var ae *agentapi.Error
+	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusUnauthorized {
+		apierror.Respond(c, apierror.New(ae.Status, ae.Code, ae.Message))
+		return
+	}
+	h.Log.ErrorContext(c, "workspace agent call failed", "error", err.Error())
+	apierror.Respond(c, apierror.New(http.StatusBadGateway, CodeAgentUnavailable, "the workspace agent did not answer: "+err.Error()))
+}
+
+// ExecResponse is the seed's exec answer plus truncation flags.
+type ExecResponse struct {
+	ExitCode        int    `json:"exit_code"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	TimedOut        bool   `json:"timed_out"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	DurationMS      int64  `json:"duration_ms"`
+}
+
+func (h *Handler) exec(c *gin.Context) {
+	var req agentapi.ExecRequest
+	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if strings.TrimSpace(req.Command) == "" {
+		apierror.Respond(c, apierror.BadRequest("command is required"))
+		return
+	}
+	if req.TimeoutSecs < 0 || req.TimeoutSecs > 600 {
+		apierror.Respond(c, apierror.BadRequest("timeout_secs must be between 1 and 600 (default 300)"))
+		return
+	}
+	if err := validEnv(req.Env); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	ws, ok := h.find(c)
+	if !ok {
+		return
+	}
+	a, _, ok := h.agentFor(c, ws, true)
+	if !ok {
+		return
+	}
+	res, err := a.Exec(c, req)
+	if err != nil {
+		h.agentError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, ExecResponse{
+		ExitCode: res.ExitCode, Stdout: res.Stdout, Stderr: res.Stderr, TimedOut: res.TimedOut,
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated, DurationMS: res.DurationMS,
+	})
+}
+
+// initLogLines is how much of the log the endpoint returns, as the original.
+const initLogLines = 500
+
+func (h *Handler) initLog(c *gin.Context) {
+	ws, ok := h.find(c)
+	if !ok {
+		return
+	}
+	resp := gin.H{"exists": false, "content": "", "total_lines": 0, "log_path": "/workspace/.sortie/init.log"}
+	if ws.Spec.Type != v1alpha1.TypeContainer || ws.Status.PodName == "" {
+		c.JSON(http.StatusOK, resp)
+		return
+	}
+	a, _, ok := h.agentFor(c, ws, false)
+	if !ok {
+		return
+	}
+	l, err := a.InitLog(c, 0)
+	if err != nil {
+		h.agentError(c, err)
+		return
+	}
+	text := strings.TrimRight(string(l.Data), "\n")
+	lines := strings.Split(text, "\n")
+	if text == "" {
+		lines = nil
+	}
+	total := len(lines)
+	if total > initLogLines {
+		lines = lines[total-initLogLines:]
+	}
+	resp["exists"] = l.Size > 0
+	resp["content"] = strings.Join(lines, "\n")
+	resp["total_lines"] = total
+	c.JSON(http.StatusOK, resp)
+}
+
+// rerunInit runs the init script again and answers when it has finished,
+// as the original did (bounded by the request and a 10-minute ceiling).
+func (h *Handler) rerunInit(c *gin.Context) {
+	ws, ok := h.find(c)
+	if !ok {
+		return
+	}
+	a, _, ok := h.agentFor(c, ws, false)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	st, err := a.RerunInit(c)
+	if err != nil {
+		h.agentError(c, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c, 10*time.Minute)
+	defer cancel()
+	for st.State == agentapi.InitRunning || st.State == agentapi.InitPending {
+		select {
+		case <-ctx.Done():
+			apierror.Respond(c, apierror.New(http.StatusGatewayTimeout, "timeout", "the init script is still running; poll GET /init-log"))
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if st, err = a.InitStatus(ctx); err != nil {
+			h.agentError(c, err)
+			return
+		}
+	}
+	// Let the controller see the new result now rather than at its next
+	// periodic look.
+	_, _ = h.modify(c, ws.Name, func(w *v1alpha1.Workspace) error {
+		if w.Annotations == nil {
+			w.Annotations = map[string]string{}
+		}
+		w.Annotations["sortie.dev/init-rerun"] = time.Now().UTC().Format(time.RFC3339Nano)
+		return nil
+	})
+	c.JSON(http.StatusOK, gin.H{
+		"success": st.State == agentapi.InitSucceeded, "exit_code": st.ExitCode,
+		"duration_secs": time.Since(start).Seconds(), "runs": st.Runs,
+	})
+}
+
+func (h *Handler) debug(c *gin.Context) {
+	ws, ok := h.find(c)
+	if !ok {
+		return
+	}
+	conds := make([]gin.H, 0, len(ws.Status.Conditions))
+	for _, cd := range ws.Status.Conditions {
+		conds = append(conds, gin.H{"type": cd.Type, "status": cd.Status, "reason": cd.Reason, "message": cd.Message,
+			"last_transition": cd.LastTransitionTime.UTC().Format(time.RFC3339)})
+	}
+	out := gin.H{
+		"id": restID(ws), "name": ws.Spec.DisplayName, "status": status(ws), "workspace_type": string(ws.Spec.Type),
+		"path": toREST(ws).Path, "distro": strPtr(string(ws.Spec.Distro)), "image": ws.Status.Image,
+		"resource": ws.Namespace + "/" + ws.Name, "pod_name": ws.Status.PodName, "conditions": conds,
+		"last_error": strPtr(ws.Status.LastError), "init_exit_code": ws.Status.InitExitCode, "stages": ws.Status.Stages,
+	}
+	pod := &corev1.Pod{}
+	if ws.Status.PodName != "" && h.Client.Get(c, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod) == nil {
+		out["pod"] = gin.H{"phase": pod.Status.Phase, "ip": pod.Status.PodIP, "node": pod.Spec.NodeName,
+			"created_at": pod.CreationTimestamp.UTC().Format(time.RFC3339)}
+	}
+	c.JSON(http.StatusOK, out)
+}

@@ -1,0 +1,179 @@
+package rest
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"sortie.dev/api"
+	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/kit/logging"
+	"sortie.dev/services/kit/openapitest"
+	"sortie.dev/services/kit/server"
+)
+
+// staticKey is the KeySet of a test: one signing key, as the auth
+// service's JWKS would publish it.
+type staticKey struct{ pub ed25519.PublicKey }
+
+func (k staticKey) PublicKey(_ context.Context, kid string) (ed25519.PublicKey, error) {
+	if kid != "test" {
+		return nil, authn.ErrUnknownKey
+	}
+	return k.pub, nil
+}
+
+type restEnv struct {
+	t      *testing.T
+	url    string
+	token  string
+	http   *http.Client // validates responses against api/openapi.yaml
+	client client.Client
+	ns     string
+	routes func() []string
+	srv    *server.Server
+}
+
+func scheme(t testing.TB) *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startREST serves the workspace API from a real manager's cache, against
+// cfg's cluster, in namespace ns. extra runs more runnables (a controller).
+func startREST(t *testing.T, cfg *rest.Config, ns string, extra func(ctrl.Manager)) *restEnv {
+	t.Helper()
+	s := scheme(t)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: s, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	log := logging.New(io.Discard, "workspace-operator", slog.LevelDebug)
+	srv, err := server.New(server.Options{Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier := authn.NewVerifier(staticKey{pub}, authn.VerifierOptions{Issuer: "sortie-auth", Audience: "sortie"})
+	h := &Handler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns,
+		DefaultDistro: v1alpha1.DistroUbuntuNoble, AgentPort: 7070, Log: log}
+	h.Register(srv.Engine, authn.NewAuthenticator(verifier, false, log).Require())
+	if err := mgr.Add(EnsureDefault{Client: mgr.GetClient(), Namespace: ns, Log: log}); err != nil {
+		t.Fatal(err)
+	}
+	if extra != nil {
+		extra(mgr)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	mgrDone, srvDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(mgrDone); _ = mgr.Start(ctx) }()
+	go func() { defer close(srvDone); _ = srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-mgrDone; <-srvDone })
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		t.Fatal("cache did not sync")
+	}
+
+	now := time.Now()
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, authn.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: "u1", Issuer: "sortie-auth", Audience: jwt.ClaimStrings{"sortie"},
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), ID: "t1"},
+		Username: "alice", Role: authn.RoleUser,
+	})
+	tok.Header["kid"] = "test"
+	signed, err := tok.SignedString(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &restEnv{t: t, url: "http://" + ln.Addr().String(), token: signed,
+		http: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 2 * time.Minute}),
+		client: cl, ns: ns, srv: srv}
+}
+
+type resp struct {
+	status int
+	body   []byte
+}
+
+func (r resp) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("response %d is not JSON: %v: %s", r.status, err, r.body)
+	}
+}
+
+func (r resp) code(t *testing.T) string {
+	t.Helper()
+	var e struct{ Error, Code string }
+	r.decode(t, &e)
+	if e.Error == "" || e.Code == "" {
+		t.Fatalf("error without error/code: %s", r.body)
+	}
+	return e.Code
+}
+
+func (e *restEnv) do(method, path string, body any) resp {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, e.url+path, rd)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
+	res, err := e.http.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{status: res.StatusCode, body: b}
+}
+
+var crdDir = filepath.Join("..", "..", "..", "..", "api", "crds")

@@ -1,0 +1,143 @@
+// Package rest serves the workspace API (/api/workspaces) over the
+// Workspace resources, sharing the controller's cache. Handlers translate
+// HTTP into Workspace objects and agent calls; the controller remains the
+// only writer of status.
+package rest
+
+import (
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"sortie.dev/api/v1alpha1"
+)
+
+// DefaultID is the REST id of the default host workspace, as in the
+// original server.
+const DefaultID = "00000000-0000-0000-0000-000000000000"
+
+// DefaultName is the metadata.name of the default host workspace.
+const DefaultName = "host"
+
+// Workspace is the seed's Workspace object, with the extra fields the
+// original server returned.
+type Workspace struct {
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	WorkspaceType string            `json:"workspace_type"`
+	Path          string            `json:"path"`
+	Status        string            `json:"status"`
+	ErrorMessage  *string           `json:"error_message"`
+	Skills        []string          `json:"skills"`
+	Tools         []string          `json:"tools"`
+	Template      *string           `json:"template"`
+	Distro        *string           `json:"distro"`
+	EnvVars       map[string]string `json:"env_vars"`
+	InitScript    *string           `json:"init_script"`
+	CreatedAt     string            `json:"created_at"`
+}
+
+func strPtr(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// restID maps a Workspace to its REST id.
+func restID(ws *v1alpha1.Workspace) string {
+	if ws.Name == DefaultName {
+		return DefaultID
+	}
+	return string(ws.UID)
+}
+
+// status is the REST status: the phase, with stopped shown as the seed's
+// statuses know it.
+func status(ws *v1alpha1.Workspace) string {
+	switch ws.Status.Phase {
+	case "":
+		return string(v1alpha1.PhasePending)
+	default:
+		return string(ws.Status.Phase)
+	}
+}
+
+func toREST(ws *v1alpha1.Workspace) Workspace {
+	out := Workspace{
+		ID:            restID(ws),
+		Name:          ws.Spec.DisplayName,
+		WorkspaceType: string(ws.Spec.Type),
+		Path:          ws.Spec.Path,
+		Status:        status(ws),
+		Skills:        nonNil(ws.Spec.Skills),
+		Tools:         nonNil(ws.Spec.Tools),
+		Template:      strPtr(ws.Spec.Template),
+		Distro:        strPtr(string(ws.Spec.Distro)),
+		EnvVars:       ws.Spec.EnvVars,
+		InitScript:    strPtr(ws.Spec.InitScript),
+		CreatedAt:     ws.CreationTimestamp.UTC().Format(time.RFC3339),
+	}
+	if out.WorkspaceType == "" {
+		out.WorkspaceType = string(v1alpha1.TypeHost)
+	}
+	if out.EnvVars == nil {
+		out.EnvVars = map[string]string{}
+	}
+	if out.Path == "" && ws.Spec.Type == v1alpha1.TypeContainer {
+		out.Path = "/workspace"
+	}
+	if ws.Status.Phase == v1alpha1.PhaseError {
+		msg := ws.Status.LastError
+		if c := meta.FindStatusCondition(ws.Status.Conditions, v1alpha1.ConditionReady); msg == "" && c != nil {
+			msg = c.Message
+		}
+		out.ErrorMessage = &msg
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func sortByName(list []Workspace) {
+	sort.SliceStable(list, func(i, j int) bool {
+		if list[i].ID == DefaultID || list[j].ID == DefaultID {
+			return list[i].ID == DefaultID
+		}
+		return strings.ToLower(list[i].Name) < strings.ToLower(list[j].Name)
+	})
+}
+
+// distroAliases accepts the names the original server accepted.
+var distroAliases = map[string]v1alpha1.Distro{
+	"ubuntu-noble": v1alpha1.DistroUbuntuNoble, "noble": v1alpha1.DistroUbuntuNoble,
+	"ubuntu-jammy": v1alpha1.DistroUbuntuJammy, "jammy": v1alpha1.DistroUbuntuJammy,
+	"debian-bookworm": v1alpha1.DistroDebianBookworm, "bookworm": v1alpha1.DistroDebianBookworm,
+	"arch-linux": v1alpha1.DistroArchLinux, "archlinux": v1alpha1.DistroArchLinux, "arch": v1alpha1.DistroArchLinux,
+}
+
+var (
+	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	itemName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	slugSpace = regexp.MustCompile(`[^a-z0-9]+`)
+)
+
+// slug makes a DNS-label prefix from a display name for generateName.
+func slug(name string) string {
+	s := strings.Trim(slugSpace.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if len(s) > 40 {
+		s = strings.TrimRight(s[:40], "-")
+	}
+	if s == "" || s == DefaultName {
+		s = "ws"
+	}
+	return s + "-"
+}

@@ -1,0 +1,127 @@
+package rest
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/workspace-operator/internal/config"
+	"sortie.dev/services/workspace-operator/internal/controller"
+)
+
+// startOnNode serves the API with the controller running, against the
+// real local node.
+func startOnNode(t *testing.T) *restEnv {
+	t.Helper()
+	ctx := context.Background()
+	c := clustertest.Require(t)
+	if err := c.BuildImages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{Paths: []string{crdDir}, ErrorIfPathMissing: true}); err != nil {
+		t.Fatal(err)
+	}
+	ns := c.Namespace(t)
+	env := map[string]string{
+		"SORTIE_WORKSPACE_NAMESPACE": ns, "SORTIE_AUTH_DEV_MODE": "true", "SORTIE_WORKSPACE_STORAGE": "64Mi",
+		"SORTIE_DISTRO_IMAGES": "debian-bookworm=" + clustertest.DebianImage + ",ubuntu-noble=" + clustertest.DebianImage,
+	}
+	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startREST(t, c.Config, ns, func(mgr ctrl.Manager) {
+		r := &controller.WorkspaceReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Config: cfg,
+			Prober: controller.AgentProber{}, Recorder: mgr.GetEventRecorder("workspace-operator")}
+		if err := r.SetupWithManager(mgr); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func waitStatus(t *testing.T, e *restEnv, id, want string) Workspace {
+	t.Helper()
+	start := time.Now()
+	for {
+		var ws Workspace
+		e.do("GET", "/api/workspaces/"+id, nil).decode(t, &ws)
+		if ws.Status == want {
+			t.Logf("status %s after %v", want, time.Since(start).Round(time.Millisecond))
+			return ws
+		}
+		if time.Since(start) > 2*time.Minute {
+			t.Fatalf("status %s (%v) after 2m, want %s", ws.Status, ws.ErrorMessage, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestExecOnNode is the seed's workspace journey over REST on the real
+// node: create, wait for ready, exec (exit code, stderr, cwd, env, stdin,
+// timeout, 10 MB of output), the init log, and a rerun of the init script.
+func TestExecOnNode(t *testing.T) {
+	e := startOnNode(t)
+	var ws Workspace
+	r := e.do("POST", "/api/workspaces", map[string]any{
+		"name": "journey", "workspace_type": "container", "distro": "debian-bookworm",
+		"env_vars":    map[string]string{"GREETING": "hi"},
+		"init_script": "#!/bin/sh\necho setting up\nmkdir -p /workspace/sub\n",
+	})
+	if r.status != 200 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	r.decode(t, &ws)
+	waitStatus(t, e, ws.ID, "ready")
+
+	exec := func(body map[string]any) ExecResponse {
+		t.Helper()
+		r := e.do("POST", "/api/workspaces/"+ws.ID+"/exec", body)
+		if r.status != 200 {
+			t.Fatalf("exec %v: %d %s", body["command"], r.status, r.body)
+		}
+		var out ExecResponse
+		r.decode(t, &out)
+		return out
+	}
+	if out := exec(map[string]any{"command": "echo out; echo err >&2; exit 3"}); out.ExitCode != 3 || out.Stdout != "out\n" || out.Stderr != "err\n" {
+		t.Errorf("exit code and streams: %+v", out)
+	}
+	if out := exec(map[string]any{"command": "pwd; echo $GREETING $EXTRA; cat", "cwd": "sub", "env": map[string]string{"EXTRA": "there"}, "stdin": "from stdin"}); out.Stdout != "/workspace/sub\nhi there\nfrom stdin" {
+		t.Errorf("cwd, env, stdin: %q", out.Stdout)
+	}
+	if out := exec(map[string]any{"command": "echo partial; sleep 30", "timeout_secs": 1}); !out.TimedOut || out.Stdout != "partial\n" {
+		t.Errorf("timeout: %+v", out)
+	}
+	if out := exec(map[string]any{"command": "head -c 10485760 /dev/zero | tr '\\0' x"}); len(out.Stdout) != 10<<20 || out.StdoutTruncated {
+		t.Errorf("10 MB of output: got %d bytes, truncated %v", len(out.Stdout), out.StdoutTruncated)
+	}
+
+	var l struct {
+		Exists     bool   `json:"exists"`
+		Content    string `json:"content"`
+		TotalLines int    `json:"total_lines"`
+	}
+	e.do("GET", "/api/workspaces/"+ws.ID+"/init-log", nil).decode(t, &l)
+	if !l.Exists || !strings.Contains(l.Content, "setting up") {
+		t.Errorf("init log: %+v", l)
+	}
+	var rerun struct {
+		Success  bool `json:"success"`
+		ExitCode *int `json:"exit_code"`
+		Runs     int  `json:"runs"`
+	}
+	r = e.do("POST", "/api/workspaces/"+ws.ID+"/rerun-init", nil)
+	r.decode(t, &rerun)
+	if r.status != 200 || !rerun.Success || rerun.ExitCode == nil || *rerun.ExitCode != 0 || rerun.Runs != 2 {
+		t.Errorf("rerun-init: %d %s", r.status, r.body)
+	}
+	e.do("GET", "/api/workspaces/"+ws.ID+"/init-log", nil).decode(t, &l)
+	if strings.Count(l.Content, "setting up") != 2 {
+		t.Errorf("the init log does not show both runs:\n%s", l.Content)
+	}
+}
