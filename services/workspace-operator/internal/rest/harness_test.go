@@ -123,7 +123,7 @@ func startREST(t *testing.T, cfg *rest.Config, ns string, extra func(ctrl.Manage
 		t.Fatal(err)
 	}
 	return &restEnv{t: t, url: "http://" + ln.Addr().String(), token: signed,
-		http: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 2 * time.Minute}),
+		http:   openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 2 * time.Minute}),
 		client: cl, ns: ns, srv: srv}
 }
 
