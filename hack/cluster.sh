@@ -246,6 +246,8 @@ imageGCLowThresholdPercent: 99
 evictionHard: {nodefs.available: "1%", imagefs.available: "1%", memory.available: "100Mi"}
 nodeStatusUpdateFrequency: 5s
 serializeImagePulls: false
+# One node runs every workspace here; the pod range (/24) allows ~253.
+maxPods: 250
 EOT
   local lpp="$STATE/data/local-path"
   mkdir -p "$lpp"

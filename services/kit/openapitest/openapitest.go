@@ -251,9 +251,12 @@ func readAndRestore(resp *http.Response) ([]byte, error) {
 	return data, closeErr
 }
 
+// isEventStream reports a streaming body (SSE, NDJSON): only its status
+// and content type are checked, since reading it to the end could block
+// and it is not one JSON document.
 func isEventStream(contentType string) bool {
 	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == "text/event-stream"
+	return err == nil && (mt == "text/event-stream" || mt == "application/x-ndjson")
 }
 
 func checkDeclaredContentType(route *routers.Route, resp *http.Response) error {

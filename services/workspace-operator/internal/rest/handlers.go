@@ -55,6 +55,7 @@ func (h *Handler) Register(r gin.IRouter, auth gin.HandlerFunc) {
 	g.GET("/:id/debug", h.debug)
 	g.GET("/:id/init-log", h.initLog)
 	g.POST("/:id/rerun-init", h.rerunInit)
+	h.registerProcesses(g)
 }
 
 func (h *Handler) list(c *gin.Context) {

@@ -45,7 +45,8 @@ func (k staticKey) PublicKey(_ context.Context, kid string) (ed25519.PublicKey, 
 }
 
 type restEnv struct {
-	t      *testing.T
+	t      testing.TB
+	kube   *rest.Config
 	url    string
 	token  string
 	http   *http.Client // validates responses against api/openapi.yaml
@@ -68,7 +69,7 @@ func scheme(t testing.TB) *runtime.Scheme {
 
 // startREST serves the workspace API from a real manager's cache, against
 // cfg's cluster, in namespace ns. extra runs more runnables (a controller).
-func startREST(t *testing.T, cfg *rest.Config, ns string, extra func(ctrl.Manager)) *restEnv {
+func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manager)) *restEnv {
 	t.Helper()
 	s := scheme(t)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -122,7 +123,7 @@ func startREST(t *testing.T, cfg *rest.Config, ns string, extra func(ctrl.Manage
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &restEnv{t: t, url: "http://" + ln.Addr().String(), token: signed,
+	return &restEnv{t: t, kube: cfg, url: "http://" + ln.Addr().String(), token: signed,
 		http:   openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 2 * time.Minute}),
 		client: cl, ns: ns, srv: srv}
 }
@@ -132,14 +133,14 @@ type resp struct {
 	body   []byte
 }
 
-func (r resp) decode(t *testing.T, v any) {
+func (r resp) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("response %d is not JSON: %v: %s", r.status, err, r.body)
 	}
 }
 
-func (r resp) code(t *testing.T) string {
+func (r resp) code(t testing.TB) string {
 	t.Helper()
 	var e struct{ Error, Code string }
 	r.decode(t, &e)
@@ -177,3 +178,31 @@ func (e *restEnv) do(method, path string, body any) resp {
 }
 
 var crdDir = filepath.Join("..", "..", "..", "..", "api", "crds")
+
+// ndjson reads a whole NDJSON response.
+func (e *restEnv) ndjson(path string) []map[string]any {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	res, err := e.http.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		b, _ := io.ReadAll(res.Body)
+		e.t.Fatalf("GET %s: %d %s", path, res.StatusCode, b)
+	}
+	var out []map[string]any
+	dec := json.NewDecoder(res.Body)
+	for {
+		var ev map[string]any
+		if err := dec.Decode(&ev); err != nil {
+			if err != io.EOF {
+				e.t.Fatalf("decode NDJSON: %v", err)
+			}
+			return out
+		}
+		out = append(out, ev)
+	}
+}

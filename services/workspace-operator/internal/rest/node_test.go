@@ -16,7 +16,7 @@ import (
 
 // startOnNode serves the API with the controller running, against the
 // real local node.
-func startOnNode(t *testing.T) *restEnv {
+func startOnNode(t testing.TB) *restEnv {
 	t.Helper()
 	ctx := context.Background()
 	c := clustertest.Require(t)
@@ -123,5 +123,76 @@ func TestExecOnNode(t *testing.T) {
 	e.do("GET", "/api/workspaces/"+ws.ID+"/init-log", nil).decode(t, &l)
 	if strings.Count(l.Content, "setting up") != 2 {
 		t.Errorf("the init log does not show both runs:\n%s", l.Content)
+	}
+}
+
+// TestProcessesOnNode is the process API mission-control drives turns
+// with: a detached process, its output followed over REST to the end,
+// resumed from an offset, a signal to a running one, and deletion.
+func TestProcessesOnNode(t *testing.T) {
+	e := startOnNode(t)
+	var ws Workspace
+	e.do("POST", "/api/workspaces", map[string]any{"name": "procs", "workspace_type": "container", "distro": "debian-bookworm"}).decode(t, &ws)
+	waitStatus(t, e, ws.ID, "ready")
+	base := "/api/workspaces/" + ws.ID + "/processes"
+
+	r := e.do("POST", base, map[string]any{"id": "turn-1", "command": "for i in 1 2 3; do echo line $i; sleep 0.2; done; exit 4"})
+	if r.status != 201 {
+		t.Fatalf("start: %d %s", r.status, r.body)
+	}
+	if r := e.do("POST", base, map[string]any{"id": "turn-1", "command": "true"}); r.status != 409 {
+		t.Errorf("a second process with the same id: %d, want 409", r.status)
+	}
+	events := e.ndjson(base + "/turn-1/output?offset=0&follow=true")
+	var text string
+	var last map[string]any
+	for _, ev := range events {
+		if d, ok := ev["data"].(string); ok {
+			text += d
+		}
+		last = ev
+	}
+	if text != "line 1\nline 2\nline 3\n" || last["eof"] != true || last["exit_code"] != float64(4) {
+		t.Errorf("followed output %q, last event %v", text, last)
+	}
+	// Resume from the middle: exactly the rest, then eof.
+	resumed := e.ndjson(base + "/turn-1/output?offset=7")
+	if len(resumed) < 2 || resumed[0]["offset"] != float64(7) || resumed[0]["data"] != "line 2\nline 3\n" {
+		t.Errorf("resumed at 7: %v", resumed)
+	}
+
+	e.do("POST", base, map[string]any{"id": "sleeper", "argv": []string{"sleep", "600"}})
+	if r := e.do("DELETE", base+"/sleeper", nil); r.status != 409 {
+		t.Errorf("deleting a running process: %d, want 409", r.status)
+	}
+	if r := e.do("POST", base+"/sleeper/signal", map[string]any{"signal": "TERM"}); r.status != 204 {
+		t.Fatalf("signal: %d %s", r.status, r.body)
+	}
+	waitUntilREST(t, "the sleeper to end", func() bool {
+		var p struct{ Running bool }
+		e.do("GET", base+"/sleeper", nil).decode(t, &p)
+		return !p.Running
+	})
+	var list struct{ Processes []struct{ ID string } }
+	e.do("GET", base, nil).decode(t, &list)
+	if len(list.Processes) != 2 {
+		t.Errorf("list: %+v", list)
+	}
+	if r := e.do("DELETE", base+"/sleeper", nil); r.status != 204 {
+		t.Errorf("delete: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", base+"/nope", nil); r.status != 404 {
+		t.Errorf("unknown process: %d, want 404", r.status)
+	}
+}
+
+func waitUntilREST(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within a minute", what)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

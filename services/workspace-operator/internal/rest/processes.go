@@ -1,0 +1,166 @@
+package rest
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"sortie.dev/services/kit/apierror"
+	"sortie.dev/services/kit/server"
+	"sortie.dev/services/workspace-operator/internal/agentapi"
+)
+
+// The process API lets mission-control run agent CLIs as detached
+// processes in a workspace and follow their output from a stored offset,
+// so a turn survives the restart of whoever watches it.
+
+func (h *Handler) registerProcesses(g *gin.RouterGroup) {
+	g.POST("/:id/processes", h.startProcess)
+	g.GET("/:id/processes", h.listProcesses)
+	g.GET("/:id/processes/:pid", h.getProcess)
+	g.GET("/:id/processes/:pid/output", h.processOutput)
+	g.POST("/:id/processes/:pid/signal", h.signalProcess)
+	g.DELETE("/:id/processes/:pid", h.deleteProcess)
+}
+
+// agentOf resolves the workspace and its agent; it answers the request
+// itself when it cannot.
+func (h *Handler) agentOf(c *gin.Context) (*agentapi.Client, bool) {
+	ws, ok := h.find(c)
+	if !ok {
+		return nil, false
+	}
+	a, _, ok := h.agentFor(c, ws, true)
+	return a, ok
+}
+
+func (h *Handler) startProcess(c *gin.Context) {
+	var req agentapi.StartProcessRequest
+	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if req.Command == "" && len(req.Argv) == 0 {
+		apierror.Respond(c, apierror.BadRequest("command or argv is required"))
+		return
+	}
+	if err := validEnv(req.Env); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	a, ok := h.agentOf(c)
+	if !ok {
+		return
+	}
+	p, err := a.StartProcess(c, req)
+	if err != nil {
+		h.agentError(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, p)
+}
+
+func (h *Handler) listProcesses(c *gin.Context) {
+	a, ok := h.agentOf(c)
+	if !ok {
+		return
+	}
+	list, err := a.ListProcesses(c)
+	if err != nil {
+		h.agentError(c, err)
+		return
+	}
+	if list == nil {
+		list = []agentapi.Process{}
+	}
+	c.JSON(http.StatusOK, gin.H{"processes": list})
+}
+
+func (h *Handler) getProcess(c *gin.Context) {
+	a, ok := h.agentOf(c)
+	if !ok {
+		return
+	}
+	p, err := a.GetProcess(c, c.Param("pid"))
+	if err != nil {
+		h.agentError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, p)
+}
+
+// processOutput relays the agent's NDJSON stream. With follow=true it is a
+// long-lived stream: kit ends it cleanly when the server shuts down, and
+// the client resumes from the last offset it saw.
+func (h *Handler) processOutput(c *gin.Context) {
+	offset, err := strconv.ParseInt(c.DefaultQuery("offset", "0"), 10, 64)
+	if err != nil || offset < 0 {
+		apierror.Respond(c, apierror.BadRequest("offset must be a byte offset (a whole number ≥ 0)"))
+		return
+	}
+	follow := c.Query("follow") == "true" || c.Query("follow") == "1"
+	a, ok := h.agentOf(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	if follow {
+		ctx = server.StreamContext(c)
+	}
+	started := false
+	enc := json.NewEncoder(c.Writer)
+	for ev, err := range a.FollowOutput(ctx, c.Param("pid"), offset, follow) {
+		if err != nil {
+			if !started {
+				h.agentError(c, err)
+			}
+			return // mid-stream: the client resumes from its last offset
+		}
+		if !started {
+			c.Header("Content-Type", "application/x-ndjson")
+			c.Header("Cache-Control", "no-store")
+			c.Header("X-Accel-Buffering", "no")
+			c.Status(http.StatusOK)
+			started = true
+		}
+		if enc.Encode(ev) != nil {
+			return
+		}
+		c.Writer.Flush()
+	}
+	if !started {
+		c.Header("Content-Type", "application/x-ndjson")
+		c.Status(http.StatusOK)
+	}
+}
+
+func (h *Handler) signalProcess(c *gin.Context) {
+	var req agentapi.SignalRequest
+	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	a, ok := h.agentOf(c)
+	if !ok {
+		return
+	}
+	if err := a.Signal(c, c.Param("pid"), req.Signal); err != nil {
+		h.agentError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (h *Handler) deleteProcess(c *gin.Context) {
+	a, ok := h.agentOf(c)
+	if !ok {
+		return
+	}
+	if err := a.DeleteProcess(c, c.Param("pid")); err != nil {
+		h.agentError(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
