@@ -56,6 +56,7 @@ func (h *Handler) Register(r gin.IRouter, auth gin.HandlerFunc) {
 	g.GET("/:id/init-log", h.initLog)
 	g.POST("/:id/rerun-init", h.rerunInit)
 	h.registerProcesses(g)
+	r.GET("/api/stats", auth, h.stats)
 }
 
 func (h *Handler) list(c *gin.Context) {

@@ -124,6 +124,12 @@ func TestExecOnNode(t *testing.T) {
 	if strings.Count(l.Content, "setting up") != 2 {
 		t.Errorf("the init log does not show both runs:\n%s", l.Content)
 	}
+
+	var st StatsResponse
+	e.do("GET", "/api/stats", nil).decode(t, &st)
+	if st.Workspaces["ready"] < 1 || len(st.PerSpace) < 1 || st.MemoryUsed <= 0 || st.DiskTotal <= 0 || st.CPUSeconds <= 0 {
+		t.Errorf("stats = %+v", st)
+	}
 }
 
 // TestProcessesOnNode is the process API mission-control drives turns

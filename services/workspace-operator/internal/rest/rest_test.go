@@ -23,7 +23,7 @@ func startOnAPIServer(t *testing.T) *restEnv {
 
 func TestRoutesMatchSpec(t *testing.T) {
 	e := startOnAPIServer(t)
-	openapitest.Load(t, api.OpenAPI).CheckRoutes(t, e.srv.Engine.Routes(), []string{"/api/workspaces"}, server.OperationalPaths...)
+	openapitest.Load(t, api.OpenAPI).CheckRoutes(t, e.srv.Engine.Routes(), []string{"/api/workspaces", "/api/stats"}, server.OperationalPaths...)
 }
 
 func TestWorkspaceCRUD(t *testing.T) {
