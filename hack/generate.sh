@@ -10,4 +10,9 @@ go tool controller-gen \
   crd \
   paths=sortie.dev/api/... \
   output:crd:artifacts:config="$root/api/crds"
-echo "generated: api/v1alpha1/zz_generated.deepcopy.go, api/crds/" >&2
+# The workspace-operator's least-privilege rules, from its +kubebuilder:rbac markers.
+go tool controller-gen \
+  rbac:roleName=sortie-workspace-operator \
+  paths=sortie.dev/services/workspace-operator/internal/... \
+  output:rbac:artifacts:config="$root/services/workspace-operator/config/rbac"
+echo "generated: api/v1alpha1/zz_generated.deepcopy.go, api/crds/, services/workspace-operator/config/rbac/" >&2

@@ -44,6 +44,21 @@ type Env struct {
 	Config *rest.Config
 	// Client reads and writes through the apiserver (no cache).
 	Client client.Client
+
+	env *envtest.Environment
+}
+
+// UserConfig returns a client config for a new user, authenticated by a
+// client certificate, who may do only what RBAC grants it (the apiserver
+// runs with RBAC). Tests prove a component's Role suffices by running the
+// component with it.
+func (e *Env) UserConfig(t testing.TB, name string, groups ...string) *rest.Config {
+	t.Helper()
+	u, err := e.env.ControlPlane.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		t.Fatalf("kubetest: add user %s: %v", name, err)
+	}
+	return u.Config()
 }
 
 // Start starts etcd + kube-apiserver, installs the CRDs, and registers
@@ -109,7 +124,7 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatalf("kubetest: client: %v", err)
 		return nil
 	}
-	return &Env{Config: cfg, Client: c}
+	return &Env{Config: cfg, Client: c, env: env}
 }
 
 // configureAPIServer sets the flags that make the apiserver start the same

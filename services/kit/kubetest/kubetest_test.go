@@ -1,6 +1,7 @@
 package kubetest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -148,5 +150,18 @@ func TestStartWithoutBinaries(t *testing.T) {
 		if !strings.Contains(rec.fatals[0], want) {
 			t.Errorf("Fatalf message %q does not mention %q", rec.fatals[0], want)
 		}
+	}
+}
+
+func TestUserConfigHasOnlyWhatRBACGrants(t *testing.T) {
+	env := Start(t, Options{})
+	cfg := env.UserConfig(t, "nobody")
+	c, err := client.New(cfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pods corev1.PodList
+	if err := c.List(context.Background(), &pods, client.InNamespace("default")); !apierrors.IsForbidden(err) {
+		t.Errorf("a user without roles listed pods: %v, want Forbidden", err)
 	}
 }

@@ -32,6 +32,19 @@ type EventRecorder interface {
 	Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any)
 }
 
+// The operator's permissions, all in its one namespace; controller-gen
+// writes them to config/rbac/role.yaml (make generate). The REST facade
+// needs no more than the controller: it writes Workspaces and reads Pods
+// and Secrets from the same cache.
+//
+// +kubebuilder:rbac:groups=sortie.dev,resources=workspaces,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=sortie.dev,resources=workspaces/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+
 // WorkspaceReconciler makes container Workspaces real.
 type WorkspaceReconciler struct {
 	Client   client.Client
