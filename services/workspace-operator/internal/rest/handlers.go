@@ -425,27 +425,23 @@ func (h *Handler) sync(c *gin.Context) {
 		"skills come from the library service, which is not reachable from the workspace operator"))
 }
 
-// agentFor returns a client for a ready container workspace's agent.
-func (h *Handler) agentFor(c *gin.Context, ws *v1alpha1.Workspace, requireReady bool) (*agentapi.Client, *corev1.Pod, bool) {
+// agentFor returns a client for a container workspace's agent (a ready
+// one when requireReady), or answers the request itself.
+func (h *Handler) agentFor(c *gin.Context, ws *v1alpha1.Workspace, requireReady bool) (*agentapi.Client, bool) {
 	if ws.Spec.Type != v1alpha1.TypeContainer {
 		apierror.Respond(c, apierror.New(http.StatusConflict, CodeNotReady, "host workspaces are not available yet: the host runtime is not running"))
-		return nil, nil, false
+		return nil, false
 	}
 	if requireReady && ws.Status.Phase != v1alpha1.PhaseReady {
 		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace is not ready (status %s)", status(ws)))
-		return nil, nil, false
+		return nil, false
 	}
-	pod := &corev1.Pod{}
-	sec := &corev1.Secret{}
-	if ws.Status.PodName == "" ||
-		h.Client.Get(c, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod) != nil ||
-		pod.Status.PodIP == "" ||
-		h.Client.Get(c, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Name + "-agent"}, sec) != nil {
+	a, err := h.agentClient(c, ws)
+	if err != nil {
 		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace has no running pod (status %s)", status(ws)))
-		return nil, nil, false
+		return nil, false
 	}
-	base := fmt.Sprintf("http://%s:%d", pod.Status.PodIP, h.AgentPort)
-	return agentapi.NewClient(base, string(sec.Data["token"]), h.HTTP), pod, true
+	return a, true
 }
 
 // agentError passes the agent's own 4xx refusals through and turns
@@ -493,7 +489,7 @@ func (h *Handler) exec(c *gin.Context) {
 	if !ok {
 		return
 	}
-	a, _, ok := h.agentFor(c, ws, true)
+	a, ok := h.agentFor(c, ws, true)
 	if !ok {
 		return
 	}
@@ -521,7 +517,7 @@ func (h *Handler) initLog(c *gin.Context) {
 		c.JSON(http.StatusOK, resp)
 		return
 	}
-	a, _, ok := h.agentFor(c, ws, false)
+	a, ok := h.agentFor(c, ws, false)
 	if !ok {
 		return
 	}
@@ -552,7 +548,7 @@ func (h *Handler) rerunInit(c *gin.Context) {
 	if !ok {
 		return
 	}
-	a, _, ok := h.agentFor(c, ws, false)
+	a, ok := h.agentFor(c, ws, false)
 	if !ok {
 		return
 	}

@@ -32,8 +32,7 @@ func (h *Handler) agentOf(c *gin.Context) (*agentapi.Client, bool) {
 	if !ok {
 		return nil, false
 	}
-	a, _, ok := h.agentFor(c, ws, true)
-	return a, ok
+	return h.agentFor(c, ws, true)
 }
 
 func (h *Handler) startProcess(c *gin.Context) {

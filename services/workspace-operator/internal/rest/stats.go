@@ -98,8 +98,12 @@ func (h *Handler) stats(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// agentClient is agentFor without answering the request: for fan-out.
+// agentClient builds a client for a workspace's agent from its Pod's IP
+// and its token Secret.
 func (h *Handler) agentClient(ctx context.Context, ws *v1alpha1.Workspace) (*agentapi.Client, error) {
+	if ws.Status.PodName == "" {
+		return nil, fmt.Errorf("workspace %s has no pod", ws.Name)
+	}
 	pod := &corev1.Pod{}
 	sec := &corev1.Secret{}
 	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod); err != nil {
