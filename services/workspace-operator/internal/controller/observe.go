@@ -48,6 +48,15 @@ func (o *observation) set(gen int64, t string, status metav1.ConditionStatus, re
 	}
 }
 
+// starting resets the conditions for a new start of the workspace's Pod.
+func (o *observation) starting(gen int64, msg string) {
+	o.conds = nil
+	o.set(gen, v1alpha1.ConditionScheduled, metav1.ConditionFalse, v1alpha1.ReasonPending, "waiting for a node")
+	o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, msg)
+	o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the init script has not run yet")
+	o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the workspace is starting")
+}
+
 func isFailure(reason string) bool {
 	return v1alpha1.ComputePhase(false, []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason}}) == v1alpha1.PhaseError
 }

@@ -208,12 +208,16 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 
 	switch {
 	case exists && !pod.DeletionTimestamp.IsZero():
-		return ctrl.Result{RequeueAfter: time.Second}, nil // the old Pod is going; never two
+		// The old Pod is going; never two. Until the new one runs, the
+		// workspace is starting, not ready.
+		o.starting(gen, "the previous pod is stopping")
+		return ctrl.Result{RequeueAfter: time.Second}, nil
 	case exists && pod.Annotations[AnnotationHash] != want.Annotations[AnnotationHash]:
 		r.Recorder.Eventf(ws, nil, corev1.EventTypeNormal, "Recreating", "Rebuild", "the spec changed or a rebuild was asked for: replacing pod %s", pod.Name)
 		if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
 			return ctrl.Result{}, fmt.Errorf("delete outdated pod: %w", err)
 		}
+		o.starting(gen, "replacing the pod")
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	case !exists:
 		if err := controllerutil.SetControllerReference(ws, want, r.Scheme); err != nil {
@@ -223,11 +227,7 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 			return ctrl.Result{}, fmt.Errorf("create pod: %w", err)
 		}
 		// A new start: earlier conditions and stage times no longer apply.
-		o.conds = nil
-		o.set(gen, v1alpha1.ConditionScheduled, metav1.ConditionFalse, v1alpha1.ReasonPending, "waiting for a node")
-		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the pod is being created")
-		o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the init script has not run yet")
-		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the workspace is starting")
+		o.starting(gen, "the pod is being created")
 		ws.Status.Stages = v1alpha1.StageTimes{}
 		ws.Status.InitExitCode = nil
 		ws.Status.ObservedRebuild = ws.Spec.Rebuild
