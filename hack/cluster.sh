@@ -407,8 +407,21 @@ up() {
   wait_for "node $NODE schedulable (not-ready taint lifted)" 90 node_schedulable
   wait_for "the default ServiceAccount" 60 kubectl get serviceaccount default -n default
   cp "$PKI/admin.kubeconfig" "$STATE/kubeconfig"
+  write_operator_env
   log "cluster up in $((SECONDS - START))s"
   print_usage
+}
+
+# The workspace-operator's image settings for this node: only the Debian
+# image can be built here (debootstrap from the apt mirror), so every other
+# distro is mapped to it, and said so.
+write_operator_env() {
+  cat >"$STATE/operator.env" <<ENV
+SORTIE_DISTRO_IMAGES=ubuntu-noble=$DEBIAN_IMAGE,ubuntu-jammy=$DEBIAN_IMAGE,debian-bookworm=$DEBIAN_IMAGE,arch-linux=$DEBIAN_IMAGE
+SORTIE_DEFAULT_DISTRO=debian-bookworm
+SORTIE_AGENT_IMAGE=localhost/sortie-workspace-agent:${SORTIE_IMAGE_TAG:-dev}
+SORTIE_IMAGE_PULL_POLICY=IfNotPresent
+ENV
 }
 
 is_up() {
@@ -424,6 +437,8 @@ print_usage() {
   Kubernetes $KUBE_VERSION is running on node $NODE.
     export KUBECONFIG=$STATE/kubeconfig
     $BIN/kubectl get nodes
+  Workspace images: only $DEBIAN_IMAGE can be built here, so ubuntu-noble,
+  ubuntu-jammy and arch-linux workspaces run it too ($STATE/operator.env).
   Stop it with: hack/cluster.sh down
 
 MSG
