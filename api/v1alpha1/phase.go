@@ -22,7 +22,7 @@ func ComputePhase(suspend bool, conditions []metav1.Condition) Phase {
 		return PhaseStopped
 	}
 	for _, t := range stages {
-		if c := meta.FindStatusCondition(conditions, t); c != nil && c.Status == metav1.ConditionFalse && failure(c.Reason) {
+		if c := meta.FindStatusCondition(conditions, t); c != nil && c.Status == metav1.ConditionFalse && IsFailure(c.Reason) {
 			return PhaseError
 		}
 	}

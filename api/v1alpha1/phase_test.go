@@ -49,3 +49,14 @@ func TestUserFixable(t *testing.T) {
 		}
 	}
 }
+
+func TestIsFailure(t *testing.T) {
+	for reason, want := range map[string]bool{
+		ReasonInitScriptFailed: true, ReasonStartTimeout: true, ReasonUnschedulable: true,
+		ReasonCreating: false, ReasonPending: false, ReasonSuspended: false, ReasonAsExpected: false,
+	} {
+		if got := IsFailure(reason); got != want {
+			t.Errorf("IsFailure(%s) = %v, want %v", reason, got, want)
+		}
+	}
+}

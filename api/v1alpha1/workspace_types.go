@@ -196,8 +196,9 @@ func UserFixable(reason string) bool {
 	return false
 }
 
-// failureReasons end a start attempt: the phase becomes error.
-func failure(reason string) bool {
+// IsFailure reports whether a condition reason ends a start attempt: a
+// stage False for such a reason makes the phase error.
+func IsFailure(reason string) bool {
 	switch reason {
 	case ReasonImagePullFailed, ReasonInitScriptFailed, ReasonQuotaExceeded, ReasonInvalidSpec,
 		ReasonUnschedulable, ReasonVolumeFailed, ReasonPodFailed, ReasonStartTimeout, ReasonSyncFailed:

@@ -43,7 +43,7 @@ type observation struct {
 
 func (o *observation) set(gen int64, t string, status metav1.ConditionStatus, reason, msg string) {
 	meta.SetStatusCondition(&o.conds, metav1.Condition{Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
-	if status == metav1.ConditionFalse && isFailure(reason) && o.failure == "" {
+	if status == metav1.ConditionFalse && v1alpha1.IsFailure(reason) && o.failure == "" {
 		o.failure = msg
 	}
 }
@@ -55,10 +55,6 @@ func (o *observation) starting(gen int64, msg string) {
 	o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, msg)
 	o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the init script has not run yet")
 	o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the workspace is starting")
-}
-
-func isFailure(reason string) bool {
-	return v1alpha1.ComputePhase(false, []metav1.Condition{{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason}}) == v1alpha1.PhaseError
 }
 
 // imagePullReasons are kubelet waiting reasons that mean the image cannot be had.

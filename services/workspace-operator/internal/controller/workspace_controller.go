@@ -267,7 +267,7 @@ func (r *WorkspaceReconciler) decideReady(ws *v1alpha1.Workspace, pod *corev1.Po
 		if c == nil || c.Status != metav1.ConditionTrue {
 			all = false
 		}
-		if c != nil && c.Status == metav1.ConditionFalse && isFailure(c.Reason) {
+		if c != nil && c.Status == metav1.ConditionFalse && v1alpha1.IsFailure(c.Reason) {
 			o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, c.Message)
 			return ctrl.Result{} // a failure: wait for a spec change or a pod event
 		}
@@ -313,7 +313,7 @@ func (r *WorkspaceReconciler) writeStatus(ctx context.Context, ws, original *v1a
 			continue
 		}
 		kind := corev1.EventTypeNormal
-		if c.Status == metav1.ConditionFalse && isFailure(c.Reason) {
+		if c.Status == metav1.ConditionFalse && v1alpha1.IsFailure(c.Reason) {
 			kind = corev1.EventTypeWarning
 		}
 		r.Recorder.Eventf(ws, nil, kind, c.Reason, c.Type, "%s=%s: %s", c.Type, c.Status, c.Message)
