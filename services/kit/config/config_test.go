@@ -91,3 +91,31 @@ func TestProblems(t *testing.T) {
 		t.Errorf("Err() = %q, want %q", got, want)
 	}
 }
+
+func TestServerSettings(t *testing.T) {
+	env := map[string]string{"SORTIE_LISTEN_ADDR": ":9000", "SORTIE_LOG_LEVEL": "debug", "SORTIE_CORS_ORIGINS": "https://a"}
+	var s Server
+	b := NewBinder("test", func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	s.Bind(b, "listen address")
+	if err := b.Parse([]string{"-trusted-proxies=10.0.0.0/8"}); err != nil {
+		t.Fatal(err)
+	}
+	var p Problems
+	s.Validate(&p)
+	if err := p.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := Server{ListenAddr: ":9000", LogLevel: "debug", CORSOrigins: []string{"https://a"}, TrustedProxies: []string{"10.0.0.0/8"}}
+	if diff := cmp.Diff(want, s); diff != "" {
+		t.Errorf("settings (-want +got):\n%s", diff)
+	}
+	if s.Level().String() != "DEBUG" {
+		t.Errorf("Level = %v", s.Level())
+	}
+	bad := Server{LogLevel: "loud"}
+	var q Problems
+	bad.Validate(&q)
+	if err := q.Err(); err == nil || len(err.(*Error).Problems) != 2 {
+		t.Errorf("an empty address and a bad level must both be reported: %v", err)
+	}
+}

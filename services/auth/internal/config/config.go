@@ -5,13 +5,11 @@ package config
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"sortie.dev/services/kit/config"
-	"sortie.dev/services/kit/logging"
 )
 
 // Mode is how users log in.
@@ -26,12 +24,9 @@ const (
 
 // Config is everything the auth service reads at start.
 type Config struct {
-	ListenAddr     string
-	LogLevel       string
-	RedisURL       string
-	RedisPassword  string // from RedisPasswordFile
-	CORSOrigins    []string
-	TrustedProxies []string
+	config.Server
+	RedisURL      string
+	RedisPassword string // from RedisPasswordFile
 
 	DevMode      bool
 	Password     string // single-tenant password or bcrypt hash
@@ -58,12 +53,9 @@ type Config struct {
 func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	var c Config
 	b := config.NewBinder("auth", lookup)
-	b.String(&c.ListenAddr, "listen", "SORTIE_LISTEN_ADDR", ":8080", "address to serve on")
-	b.String(&c.LogLevel, "log-level", "SORTIE_LOG_LEVEL", "info", "debug, info, warn or error")
+	c.Server.Bind(b, "address to serve on")
 	b.String(&c.RedisURL, "redis-url", "SORTIE_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis for login throttling and revoked tokens")
 	b.String(&c.redisPasswordFile, "redis-password-file", "SORTIE_REDIS_PASSWORD_FILE", "", "file holding the Redis password")
-	b.List(&c.CORSOrigins, "cors-origins", "SORTIE_CORS_ORIGINS", nil, "browser origins allowed to call the API")
-	b.List(&c.TrustedProxies, "trusted-proxies", "SORTIE_TRUSTED_PROXIES", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
 
 	b.Bool(&c.DevMode, "dev-mode", "SORTIE_AUTH_DEV_MODE", false, "disable authentication (development only)")
 	b.String(&c.Password, "password", "SORTIE_AUTH_PASSWORD", "", "single-user mode: the password, or its bcrypt hash")
@@ -123,20 +115,11 @@ func (c *Config) Mode() Mode {
 	}
 }
 
-// Level is the parsed log level (valid after Validate).
-func (c *Config) Level() slog.Level {
-	l, _ := logging.ParseLevel(c.LogLevel)
-	return l
-}
-
 // Validate reports every problem at once. It refuses configurations in
 // which the service would run unsafely: no way to log in, or no key.
 func (c *Config) Validate() error {
 	var p config.Problems
-	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-		p.Add(err.Error())
-	}
-	p.Check(c.ListenAddr != "", "SORTIE_LISTEN_ADDR must not be empty")
+	c.Server.Validate(&p)
 	p.Check(strings.HasPrefix(c.RedisURL, "redis://") || strings.HasPrefix(c.RedisURL, "rediss://") || strings.HasPrefix(c.RedisURL, "unix://"),
 		fmt.Sprintf("SORTIE_REDIS_URL %q must start with redis://, rediss:// or unix://", c.RedisURL))
 	if !c.DevMode {

@@ -3,22 +3,19 @@ package config
 
 import (
 	"fmt"
-	"log/slog"
 	"sort"
 	"strings"
 	"time"
 
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/config"
-	"sortie.dev/services/kit/logging"
 )
 
 // Config is what the operator reads at start.
 type Config struct {
-	ListenAddr      string
+	config.Server
 	MetricsAddr     string
 	ProbeAddr       string
-	LogLevel        string
 	Namespace       string // where Workspaces and their Pods live
 	LeaderElection  bool
 	AgentImage      string
@@ -29,12 +26,10 @@ type Config struct {
 	DefaultStorage  string
 	ImagePullPolicy string
 
-	AuthDevMode    bool
-	JWKSURL        string
-	Issuer         string
-	Audience       string
-	CORSOrigins    []string
-	TrustedProxies []string
+	AuthDevMode bool
+	JWKSURL     string
+	Issuer      string
+	Audience    string
 }
 
 // defaultDistroImages are public images per distro, for real clusters.
@@ -53,10 +48,9 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	var distroImages string
 	var defaultDistro string
 	b := config.NewBinder("workspace-operator", lookup)
-	b.String(&c.ListenAddr, "listen", "SORTIE_LISTEN_ADDR", ":8080", "REST API address")
+	c.Server.Bind(b, "REST API address")
 	b.String(&c.MetricsAddr, "metrics-listen", "SORTIE_METRICS_ADDR", ":8081", "controller metrics address")
 	b.String(&c.ProbeAddr, "probe-listen", "SORTIE_PROBE_ADDR", ":8082", "controller health probe address")
-	b.String(&c.LogLevel, "log-level", "SORTIE_LOG_LEVEL", "info", "debug, info, warn or error")
 	b.String(&c.Namespace, "namespace", "SORTIE_WORKSPACE_NAMESPACE", "sortie-workspaces", "namespace of Workspaces and their Pods")
 	b.Bool(&c.LeaderElection, "leader-elect", "SORTIE_LEADER_ELECTION", true, "elect one active controller among replicas")
 	b.String(&c.AgentImage, "agent-image", "SORTIE_AGENT_IMAGE", "localhost/sortie-workspace-agent:dev", "image holding the static workspace-agent binary")
@@ -70,8 +64,6 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&c.JWKSURL, "auth-jwks-url", "SORTIE_AUTH_JWKS_URL", "", "the auth service's public keys, e.g. http://auth:8080/api/auth/jwks")
 	b.String(&c.Issuer, "auth-issuer", "SORTIE_AUTH_ISSUER", "sortie-auth", "token issuer (iss)")
 	b.String(&c.Audience, "auth-audience", "SORTIE_AUTH_AUDIENCE", "sortie", "token audience (aud)")
-	b.List(&c.CORSOrigins, "cors-origins", "SORTIE_CORS_ORIGINS", nil, "browser origins allowed to call the API")
-	b.List(&c.TrustedProxies, "trusted-proxies", "SORTIE_TRUSTED_PROXIES", nil, "CIDRs of proxies whose X-Forwarded-For is trusted")
 	if err := b.Parse(args); err != nil {
 		return nil, err
 	}
@@ -96,9 +88,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	if _, ok := c.DistroImages[c.DefaultDistro]; !ok {
 		p.Addf("SORTIE_DEFAULT_DISTRO: unknown distro %q", defaultDistro)
 	}
-	if _, err := logging.ParseLevel(c.LogLevel); err != nil {
-		p.Add(err.Error())
-	}
+	c.Server.Validate(&p)
 	switch c.ImagePullPolicy {
 	case "Always", "IfNotPresent", "Never":
 	default:
@@ -112,12 +102,6 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 		return nil, err
 	}
 	return &c, nil
-}
-
-// Level is the parsed log level.
-func (c *Config) Level() slog.Level {
-	l, _ := logging.ParseLevel(c.LogLevel)
-	return l
 }
 
 // Distros lists the known distros, sorted.
