@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"path"
 	"strings"
 	"time"
 
@@ -155,9 +154,10 @@ func parseDistro(s string) (v1alpha1.Distro, error) {
 	return d, nil
 }
 
+// validPath accepts absolute paths without . or .. segments, as the CRD does.
 func validPath(p string) error {
-	if !strings.HasPrefix(p, "/") || path.Clean(p) != strings.TrimRight(p, "/") && p != "/" {
-		return apierror.BadRequest("path %q must be absolute and clean (no . or .. segments)", p)
+	if !strings.HasPrefix(p, "/") {
+		return apierror.BadRequest("path %q must be absolute", p)
 	}
 	for _, seg := range strings.Split(p, "/") {
 		if seg == ".." || seg == "." {

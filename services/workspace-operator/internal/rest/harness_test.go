@@ -206,3 +206,5 @@ func (e *restEnv) ndjson(path string) []map[string]any {
 		out = append(out, ev)
 	}
 }
+
+func sleep() { time.Sleep(50 * time.Millisecond) }

@@ -1,5 +1,0 @@
-package rest
-
-import "time"
-
-func sleep() { time.Sleep(50 * time.Millisecond) }
