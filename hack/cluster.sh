@@ -30,8 +30,10 @@ POD_CIDR=10.244.0.0/24
 SVC_CIDR=10.96.0.0/16
 SVC_IP=10.96.0.1
 BRIDGE=sortie0
-ETCD_PORT=33790
-API_PORT=36443
+# Below the kernel's ephemeral range (32768-60999): a port in it can be
+# taken by any outgoing connection or test server a moment before we bind.
+ETCD_PORT=22379
+API_PORT=26443
 DEBIAN_IMAGE=localhost/debian:bookworm
 PAUSE_IMAGE=localhost/pause:3.10
 PACKAGES=(containerd runc containernetworking-plugins iptables conntrack socat debootstrap ethtool ebtables kmod openssl curl)
@@ -152,10 +154,12 @@ KC
   chmod 600 "$PKI/$name.kubeconfig"
 }
 
-# Certificates are made once; a new node address remakes them.
+# Certificates are made once; a new node address remakes them. The
+# kubeconfigs are rewritten on every start, so a changed port takes effect.
 gen_pki() {
   local ip=$1
   if [ -f "$PKI/admin.kubeconfig" ] && [ "$(cat "$PKI/node-ip" 2>/dev/null)" = "$ip" ]; then
+    for n in admin controller-manager scheduler kube-proxy kubelet; do kubeconfig "$n" "$n"; done
     return 0
   fi
   log "generating certificates for node $NODE ($ip)"
