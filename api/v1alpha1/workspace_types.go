@@ -18,6 +18,16 @@ const (
 	TypeContainer WorkspaceType = "container"
 )
 
+// HostRoot is where the host runtime keeps its volume: every host
+// workspace's path lies inside it.
+const HostRoot = "/workspaces"
+
+// InHostRoot reports whether p (absolute, without . or .. segments) is
+// HostRoot or a directory below it.
+func InHostRoot(p string) bool {
+	return p == HostRoot || (len(p) > len(HostRoot)+1 && p[:len(HostRoot)+1] == HostRoot+"/")
+}
+
 // Distro names a Linux distribution; the operator maps it to an image.
 // +kubebuilder:validation:Enum=ubuntu-noble;ubuntu-jammy;debian-bookworm;arch-linux
 type Distro string

@@ -260,7 +260,7 @@ func TestProcessStartVariants(t *testing.T) {
 		"neither":          {req: agentapi.StartProcessRequest{ID: "x"}, wantCode: "bad_request"},
 		"bad id":           {req: agentapi.StartProcessRequest{ID: "../x", Command: "true"}, wantCode: "bad_request"},
 		"dot-dot id":       {req: agentapi.StartProcessRequest{ID: "..", Command: "true"}, wantCode: "bad_request"},
-		"long id":          {req: agentapi.StartProcessRequest{ID: strings.Repeat("a", 65), Command: "true"}, wantCode: "bad_request"},
+		"long id":          {req: agentapi.StartProcessRequest{ID: strings.Repeat("a", 101), Command: "true"}, wantCode: "bad_request"},
 		"missing program":  {req: agentapi.StartProcessRequest{ID: "nope", Argv: []string{"no-such-program-xyz"}}, wantCode: "start_failed"},
 		"missing cwd":      {req: agentapi.StartProcessRequest{ID: "nocwd", Command: "true", Cwd: "/no/such/dir"}, wantCode: "invalid_cwd"},
 	}

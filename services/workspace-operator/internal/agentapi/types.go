@@ -111,7 +111,7 @@ type ExecResult struct {
 // StartProcessRequest is the body of POST /v1/processes. Exactly one of
 // Command and Argv must be set.
 type StartProcessRequest struct {
-	// ID is optional; it must match [a-zA-Z0-9_.-]{1,64}. The agent makes one up when empty.
+	// ID is optional; it must match [a-zA-Z0-9_.-]{1,100} (REST callers: {1,64}). The agent makes one up when empty.
 	ID string `json:"id,omitempty"`
 	// Command is run with /bin/sh -c.
 	Command string `json:"command,omitempty"`

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/config"
 )
@@ -24,6 +26,7 @@ type Config struct {
 	DefaultDistro   v1alpha1.Distro
 	StartTimeout    time.Duration
 	DefaultStorage  string
+	HostStorage     string
 	ImagePullPolicy string
 
 	AuthDevMode bool
@@ -59,6 +62,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&defaultDistro, "default-distro", "SORTIE_DEFAULT_DISTRO", string(v1alpha1.DistroUbuntuNoble), "distro of a container workspace that names none")
 	b.Duration(&c.StartTimeout, "start-timeout", "SORTIE_WORKSPACE_START_TIMEOUT", 10*time.Minute, "a workspace not ready this long after its Pod was created fails")
 	b.String(&c.DefaultStorage, "default-storage", "SORTIE_WORKSPACE_STORAGE", "10Gi", "volume size of a workspace that names none")
+	b.String(&c.HostStorage, "host-storage", "SORTIE_HOST_STORAGE", "20Gi", "volume size of the host runtime, which holds every host workspace")
 	b.String(&c.ImagePullPolicy, "image-pull-policy", "SORTIE_IMAGE_PULL_POLICY", "IfNotPresent", "pull policy of workspace Pods")
 	b.Bool(&c.AuthDevMode, "auth-dev-mode", "SORTIE_AUTH_DEV_MODE", false, "accept every request as the admin user dev (development only)")
 	b.String(&c.JWKSURL, "auth-jwks-url", "SORTIE_AUTH_JWKS_URL", "", "the auth service's public keys, e.g. http://auth:8080/api/auth/jwks")
@@ -98,6 +102,11 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	p.Check(c.AgentPort > 0 && c.AgentPort < 65536, "SORTIE_AGENT_PORT must be a port number")
 	p.Check(c.StartTimeout >= 10*time.Second, "SORTIE_WORKSPACE_START_TIMEOUT must be at least 10s")
 	p.Check(c.Namespace != "", "SORTIE_WORKSPACE_NAMESPACE must not be empty")
+	for env, q := range map[string]string{"SORTIE_WORKSPACE_STORAGE": c.DefaultStorage, "SORTIE_HOST_STORAGE": c.HostStorage} {
+		if _, err := resource.ParseQuantity(q); err != nil {
+			p.Addf("%s %q is not a quantity such as 10Gi", env, q)
+		}
+	}
 	if err := p.Err(); err != nil {
 		return nil, err
 	}

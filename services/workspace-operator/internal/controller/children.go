@@ -93,6 +93,9 @@ type podInputs struct {
 	Tolerations       []corev1.Toleration
 	Rebuild           int64
 	PullPolicy        string
+	// Mount is where the volume goes; empty means /workspace. (omitempty
+	// keeps the hash of existing container Pods.)
+	Mount string `json:",omitempty"`
 }
 
 func (in podInputs) hash() string {
@@ -106,14 +109,21 @@ func (in podInputs) hash() string {
 // the agent as PID 1, the volume at /workspace and the agent's token and
 // init script from the Secret.
 func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod {
+	mount := workspaceMount
+	home := workspaceMount + "/home"
+	if in.Mount != "" {
+		// The host runtime: its root holds workspace directories only.
+		mount, home = in.Mount, in.Mount+"/.sortie/home"
+	}
 	env := []corev1.EnvVar{
 		{Name: "SORTIE_AGENT_ADDR", Value: fmt.Sprintf(":%d", agentPort)},
 		{Name: "SORTIE_AGENT_TOKEN_FILE", Value: agentConfigDir + "/" + secretTokenKey},
 		{Name: "SORTIE_AGENT_INIT_SCRIPT", Value: agentConfigDir + "/" + secretInitKey},
-		{Name: "SORTIE_AGENT_WORKDIR", Value: workspaceMount},
-		{Name: "SORTIE_AGENT_STATE_DIR", Value: workspaceMount + "/.sortie"},
+		{Name: "SORTIE_AGENT_WORKDIR", Value: mount},
+		{Name: "SORTIE_AGENT_STATE_DIR", Value: mount + "/.sortie"},
+		{Name: "SORTIE_AGENT_ROOTS", Value: mount + ",/tmp"},
 		{Name: "SORTIE_WORKSPACE_NAME", Value: ws.Spec.DisplayName},
-		{Name: "HOME", Value: workspaceMount + "/home"},
+		{Name: "HOME", Value: home},
 	}
 	keys := make([]string, 0, len(in.Env))
 	for k := range in.Env {
@@ -148,7 +158,7 @@ func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod
 				Image:           in.Image,
 				ImagePullPolicy: pull,
 				Command:         []string{agentBinDir + "/" + agentBinary},
-				WorkingDir:      workspaceMount,
+				WorkingDir:      mount,
 				Env:             env,
 				Ports:           []corev1.ContainerPort{{Name: "agent", ContainerPort: int32(agentPort)}},
 				ReadinessProbe: &corev1.Probe{
@@ -158,7 +168,7 @@ func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: volumeAgentBin, MountPath: agentBinDir, ReadOnly: true},
 					{Name: volumeAgentConf, MountPath: agentConfigDir, ReadOnly: true},
-					{Name: volumeData, MountPath: workspaceMount},
+					{Name: volumeData, MountPath: mount},
 				},
 			}},
 			Volumes: []corev1.Volume{

@@ -15,13 +15,32 @@ import (
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
-// InitProber asks a Pod's agent about its init script.
-type InitProber interface {
+// Prober asks a Pod's agent about its init script and makes host
+// workspace directories.
+type Prober interface {
 	InitStatus(ctx context.Context, endpoint, token string) (agentapi.InitStatus, error)
+	EnsureDir(ctx context.Context, endpoint, token, dir string) error
 }
 
-// AgentProber asks through the agent's client (GET /v1/init).
+// AgentProber asks through the agent's client.
 type AgentProber struct{ HTTP *http.Client }
+
+// EnsureDir implements Prober: mkdir -p through the agent's exec. The
+// path goes in the environment, so no quoting can go wrong.
+func (p AgentProber) EnsureDir(ctx context.Context, endpoint, token, dir string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := agentapi.NewClient(endpoint, token, p.HTTP).Exec(ctx, agentapi.ExecRequest{
+		Command: `mkdir -p -- "$SORTIE_DIR"`, Cwd: "/", TimeoutSecs: 10, Env: map[string]string{"SORTIE_DIR": dir},
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("ask agent: %w", err)
+	case res.ExitCode != 0:
+		return fmt.Errorf("mkdir %s: exit code %d: %s", dir, res.ExitCode, strings.TrimSpace(res.Stderr))
+	}
+	return nil
+}
 
 // InitStatus implements InitProber.
 func (p AgentProber) InitStatus(ctx context.Context, endpoint, token string) (agentapi.InitStatus, error) {
@@ -122,13 +141,28 @@ func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodConditi
 	return nil
 }
 
-// observeInit turns the agent's answer into AgentReady and Initialized.
-func observeInit(o *observation, gen int64, st agentapi.InitStatus, err error) {
+// suspended sets every stage False: a suspended workspace has no Pod.
+func suspended(o *observation, gen int64) {
+	for _, t := range []string{v1alpha1.ConditionScheduled, v1alpha1.ConditionAgentReady, v1alpha1.ConditionInitialized, v1alpha1.ConditionReady} {
+		o.set(gen, t, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "the workspace is suspended; its volume is kept")
+	}
+}
+
+// observeAgent sets AgentReady from whether the agent answered.
+func observeAgent(o *observation, gen int64, err error) {
 	if err != nil {
 		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "waiting for the workspace-agent to answer: "+err.Error())
 		return
 	}
 	o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the workspace-agent answers")
+}
+
+// observeInit turns the agent's answer into AgentReady and Initialized.
+func observeInit(o *observation, gen int64, st agentapi.InitStatus, err error) {
+	observeAgent(o, gen, err)
+	if err != nil {
+		return
+	}
 	switch st.State {
 	case agentapi.InitSucceeded:
 		o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the init script succeeded")

@@ -47,11 +47,38 @@ func testConfig(t testing.TB, env map[string]string) *config.Config {
 	return c
 }
 
-// agentAnswers is a stand-in InitProber for tests that run without Pods
+// agentAnswers is a stand-in Prober for tests that run without Pods
 // (the apiserver alone has no kubelet); real agents answer in the node tests.
 type agentAnswers struct {
-	mu sync.Mutex
-	st agentapi.InitStatus
+	mu     sync.Mutex
+	st     agentapi.InitStatus
+	dirs   map[string]bool // made by EnsureDir
+	dirErr error
+}
+
+func (a *agentAnswers) EnsureDir(_ context.Context, _, _, dir string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dirErr != nil {
+		return a.dirErr
+	}
+	if a.dirs == nil {
+		a.dirs = map[string]bool{}
+	}
+	a.dirs[dir] = true
+	return nil
+}
+
+func (a *agentAnswers) made(dir string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.dirs[dir]
+}
+
+func (a *agentAnswers) failDirs(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dirErr = err
 }
 
 func (a *agentAnswers) InitStatus(context.Context, string, string) (agentapi.InitStatus, error) {

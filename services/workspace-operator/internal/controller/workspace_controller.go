@@ -18,9 +18,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"sortie.dev/api/v1alpha1"
@@ -50,7 +53,7 @@ type WorkspaceReconciler struct {
 	Client   client.Client
 	Scheme   *runtime.Scheme
 	Config   *config.Config
-	Prober   InitProber
+	Prober   Prober
 	Recorder EventRecorder
 	Now      func() time.Time
 	// StartSeconds observes create → ready of each workspace start.
@@ -63,14 +66,16 @@ var _ reconcile.Reconciler = (*WorkspaceReconciler)(nil)
 // scheduler retries, and a node may be on its way.
 const unschedulableAfter = 60 * time.Second
 
-// SetupWithManager registers the controller: Workspaces, and the Pods,
-// PVCs and Secrets they own.
+// SetupWithManager registers the controller: Workspaces, the Pods, PVCs
+// and Secrets they own, and the host runtime's Pod.
 func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Workspace{}).
 		Owns(&corev1.Pod{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
 		Owns(&corev1.Secret{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.hostWorkspacesOf),
+			builder.WithPredicates(predicate.NewPredicateFuncs(isRuntimePod))).
 		Named("workspace").
 		Complete(r)
 }
@@ -84,20 +89,16 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !ws.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // owned objects go with it (garbage collector)
 	}
-	if ws.Spec.Type != v1alpha1.TypeContainer {
-		return ctrl.Result{}, nil // host workspaces: the host runtime (not yet built)
-	}
 	original := ws.DeepCopy()
 	o := &observation{conds: append([]metav1.Condition(nil), ws.Status.Conditions...)}
 
-	token, err := r.ensureSecret(ctx, ws)
-	if err != nil {
-		return ctrl.Result{}, err
+	var result ctrl.Result
+	var err error
+	if ws.Spec.Type == v1alpha1.TypeContainer {
+		result, err = r.reconcileContainer(ctx, ws, o)
+	} else {
+		result, err = r.reconcileHost(ctx, ws, o)
 	}
-	if err := r.ensurePVC(ctx, ws); err != nil {
-		return ctrl.Result{}, err
-	}
-	result, err := r.reconcilePod(ctx, ws, token, o)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -105,6 +106,18 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	return result, nil
+}
+
+// reconcileContainer gives a container workspace its Secret, volume and Pod.
+func (r *WorkspaceReconciler) reconcileContainer(ctx context.Context, ws *v1alpha1.Workspace, o *observation) (ctrl.Result, error) {
+	token, err := r.ensureSecret(ctx, ws, ws)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.ensurePVC(ctx, ws, ws, r.Config.DefaultStorage); err != nil {
+		return ctrl.Result{}, err
+	}
+	return r.reconcilePod(ctx, ws, token, o)
 }
 
 func (r *WorkspaceReconciler) now() time.Time {
@@ -115,7 +128,8 @@ func (r *WorkspaceReconciler) now() time.Time {
 }
 
 // ensureSecret creates the agent-token Secret once and returns the token.
-func (r *WorkspaceReconciler) ensureSecret(ctx context.Context, ws *v1alpha1.Workspace) (string, error) {
+// A nil owner leaves the Secret unowned (the host runtime's).
+func (r *WorkspaceReconciler) ensureSecret(ctx context.Context, ws, owner *v1alpha1.Workspace) (string, error) {
 	sec := &corev1.Secret{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: secretName(ws)}, sec)
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -131,8 +145,10 @@ func (r *WorkspaceReconciler) ensureSecret(ctx context.Context, ws *v1alpha1.Wor
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{secretTokenKey: []byte(token), secretInitKey: []byte(ws.Spec.InitScript)},
 		}
-		if err := controllerutil.SetControllerReference(ws, sec, r.Scheme); err != nil {
-			return "", err
+		if owner != nil {
+			if err := controllerutil.SetControllerReference(owner, sec, r.Scheme); err != nil {
+				return "", err
+			}
 		}
 		if err := r.Client.Create(ctx, sec); err != nil && !apierrors.IsAlreadyExists(err) {
 			return "", fmt.Errorf("create agent secret: %w", err)
@@ -150,19 +166,21 @@ func (r *WorkspaceReconciler) ensureSecret(ctx context.Context, ws *v1alpha1.Wor
 	return string(sec.Data[secretTokenKey]), nil
 }
 
-func (r *WorkspaceReconciler) ensurePVC(ctx context.Context, ws *v1alpha1.Workspace) error {
+// ensurePVC creates the volume once. It is owned by owner unless that is
+// nil or the workspace asks to retain its volume.
+func (r *WorkspaceReconciler) ensurePVC(ctx context.Context, ws, owner *v1alpha1.Workspace, defaultSize string) error {
 	pvc := &corev1.PersistentVolumeClaim{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: pvcName(ws)}, pvc)
 	if err == nil || !apierrors.IsNotFound(err) {
 		return client.IgnoreNotFound(err)
 	}
-	size, err := resource.ParseQuantity(r.Config.DefaultStorage)
+	size, err := resource.ParseQuantity(defaultSize)
 	if err != nil {
 		return fmt.Errorf("default storage size: %w", err)
 	}
 	pvc = desiredPVC(ws, size)
-	if !retain(ws) {
-		if err := controllerutil.SetControllerReference(ws, pvc, r.Scheme); err != nil {
+	if owner != nil && !retain(ws) {
+		if err := controllerutil.SetControllerReference(owner, pvc, r.Scheme); err != nil {
 			return err
 		}
 	}
@@ -188,9 +206,7 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 				return ctrl.Result{}, fmt.Errorf("delete pod to suspend: %w", err)
 			}
 		}
-		for _, t := range []string{v1alpha1.ConditionScheduled, v1alpha1.ConditionAgentReady, v1alpha1.ConditionInitialized, v1alpha1.ConditionReady} {
-			o.set(gen, t, metav1.ConditionFalse, v1alpha1.ReasonSuspended, "the workspace is suspended; its volume is kept")
-		}
+		suspended(o, gen)
 		return ctrl.Result{}, nil
 	}
 
@@ -255,11 +271,12 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 			ws.Status.InitExitCode = o.initExit
 		}
 	}
-	return r.decideReady(ws, pod, o, now), nil
+	return r.decideReady(ws, pod.CreationTimestamp.Time, o, now), nil
 }
 
-// decideReady sets Ready from the stages and says when to look again.
-func (r *WorkspaceReconciler) decideReady(ws *v1alpha1.Workspace, pod *corev1.Pod, o *observation, now time.Time) ctrl.Result {
+// decideReady sets Ready from the stages and says when to look again; the
+// workspace fails when it is not ready StartTimeout after since.
+func (r *WorkspaceReconciler) decideReady(ws *v1alpha1.Workspace, since time.Time, o *observation, now time.Time) ctrl.Result {
 	gen := ws.Generation
 	all := true
 	for _, t := range []string{v1alpha1.ConditionScheduled, v1alpha1.ConditionAgentReady, v1alpha1.ConditionInitialized} {
@@ -276,10 +293,10 @@ func (r *WorkspaceReconciler) decideReady(ws *v1alpha1.Workspace, pod *corev1.Po
 		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the workspace is ready")
 		return ctrl.Result{RequeueAfter: 5 * time.Minute} // notice a dead agent eventually
 	}
-	deadline := pod.CreationTimestamp.Add(r.Config.StartTimeout)
+	deadline := since.Add(r.Config.StartTimeout)
 	if now.After(deadline) {
 		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonStartTimeout,
-			fmt.Sprintf("the workspace was not ready %s after its pod was created", r.Config.StartTimeout))
+			fmt.Sprintf("the workspace was not ready %s after it started", r.Config.StartTimeout))
 		return ctrl.Result{}
 	}
 	o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonCreating, "the workspace is starting")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -196,10 +197,15 @@ func (h *Handler) create(c *gin.Context) {
 		}
 		spec.Path = req.Path
 		if spec.Path == "" {
-			spec.Path = "/workspaces/" + strings.TrimSuffix(slug(spec.DisplayName), "-")
+			spec.Path = v1alpha1.HostRoot + "/" + strings.TrimSuffix(slug(spec.DisplayName), "-")
 		}
 		if err := validPath(spec.Path); err != nil {
 			apierror.Respond(c, err)
+			return
+		}
+		spec.Path = path.Clean(spec.Path)
+		if !v1alpha1.InHostRoot(spec.Path) {
+			apierror.Respond(c, apierror.BadRequest("path %q must lie inside %s, where the host runtime keeps host workspaces", req.Path, v1alpha1.HostRoot))
 			return
 		}
 	case "container", "chroot":
@@ -425,13 +431,10 @@ func (h *Handler) sync(c *gin.Context) {
 		"skills come from the library service, which is not reachable from the workspace operator"))
 }
 
-// agentFor returns a client for a container workspace's agent (a ready
-// one when requireReady), or answers the request itself.
+// agentFor returns a client for the agent serving a workspace (its own, or
+// the host runtime's; a ready one when requireReady), or answers the
+// request itself.
 func (h *Handler) agentFor(c *gin.Context, ws *v1alpha1.Workspace, requireReady bool) (*agentapi.Client, bool) {
-	if ws.Spec.Type != v1alpha1.TypeContainer {
-		apierror.Respond(c, apierror.New(http.StatusConflict, CodeNotReady, "host workspaces are not available yet: the host runtime is not running"))
-		return nil, false
-	}
 	if requireReady && ws.Status.Phase != v1alpha1.PhaseReady {
 		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace is not ready (status %s)", status(ws)))
 		return nil, false
@@ -489,6 +492,13 @@ func (h *Handler) exec(c *gin.Context) {
 	if !ok {
 		return
 	}
+	t := target{ws}
+	cwd, err := t.cwd(req.Cwd)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	req.Cwd, req.Env = cwd, t.env(req.Env)
 	a, ok := h.agentFor(c, ws, true)
 	if !ok {
 		return
@@ -546,6 +556,10 @@ func (h *Handler) initLog(c *gin.Context) {
 func (h *Handler) rerunInit(c *gin.Context) {
 	ws, ok := h.find(c)
 	if !ok {
+		return
+	}
+	if ws.Spec.Type != v1alpha1.TypeContainer {
+		apierror.Respond(c, apierror.New(http.StatusBadRequest, CodeNotContainer, "host workspaces have no init script; only container workspaces run one"))
 		return
 	}
 	a, ok := h.agentFor(c, ws, false)

@@ -202,3 +202,69 @@ func waitUntilREST(t *testing.T, what string, ok func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestHostOnNode runs host workspaces in the shared host runtime on the
+// real node: the default one is ready, each has its own directory and env,
+// and their processes and paths are kept apart.
+func TestHostOnNode(t *testing.T) {
+	e := startOnNode(t)
+	waitStatus(t, e, DefaultID, "ready")
+	var alpha, beta Workspace
+	e.do("POST", "/api/workspaces", map[string]any{"name": "alpha", "env_vars": map[string]string{"WHO": "alpha"}}).decode(t, &alpha)
+	e.do("POST", "/api/workspaces", map[string]any{"name": "beta", "path": "/workspaces/team/beta"}).decode(t, &beta)
+	waitStatus(t, e, alpha.ID, "ready")
+	waitStatus(t, e, beta.ID, "ready")
+
+	exec := func(id string, body map[string]any) ExecResponse {
+		t.Helper()
+		r := e.do("POST", "/api/workspaces/"+id+"/exec", body)
+		if r.status != 200 {
+			t.Fatalf("exec %v: %d %s", body["command"], r.status, r.body)
+		}
+		var out ExecResponse
+		r.decode(t, &out)
+		return out
+	}
+	if out := exec(alpha.ID, map[string]any{"command": "pwd; echo $WHO; echo note > mine.txt"}); out.Stdout != alpha.Path+"\nalpha\n" || out.ExitCode != 0 {
+		t.Errorf("alpha: %+v", out)
+	}
+	if out := exec(beta.ID, map[string]any{"command": "pwd; echo \"[$WHO]\"; ls"}); out.Stdout != "/workspaces/team/beta\n[]\n" {
+		t.Errorf("beta sees %q; want its own directory, no env from alpha, no files", out.Stdout)
+	}
+	if out := exec(DefaultID, map[string]any{"command": "cat alpha/mine.txt", "cwd": "/workspaces"}); out.Stdout != "note\n" {
+		t.Errorf("the default host workspace spans the host root: %+v", out)
+	}
+	if r := e.do("POST", "/api/workspaces/"+beta.ID+"/exec", map[string]any{"command": "true", "cwd": "../../alpha"}); r.status != 400 {
+		t.Errorf("cwd escaping beta: %d, want 400", r.status)
+	}
+
+	// The same process id in two host workspaces: two processes, each
+	// listed and read only through its own workspace.
+	for _, ws := range []Workspace{alpha, beta} {
+		if r := e.do("POST", "/api/workspaces/"+ws.ID+"/processes", map[string]any{"id": "turn", "command": "pwd"}); r.status != 201 {
+			t.Fatalf("start in %s: %d %s", ws.Name, r.status, r.body)
+		}
+	}
+	for _, ws := range []Workspace{alpha, beta} {
+		var text string
+		for _, ev := range e.ndjson("/api/workspaces/" + ws.ID + "/processes/turn/output?follow=true") {
+			if d, ok := ev["data"].(string); ok {
+				text += d
+			}
+		}
+		if text != ws.Path+"\n" {
+			t.Errorf("%s's process printed %q", ws.Name, text)
+		}
+		var list struct{ Processes []struct{ ID string } }
+		e.do("GET", "/api/workspaces/"+ws.ID+"/processes", nil).decode(t, &list)
+		if len(list.Processes) != 1 || list.Processes[0].ID != "turn" {
+			t.Errorf("%s lists %+v, want just its own turn", ws.Name, list.Processes)
+		}
+	}
+	if r := e.do("DELETE", "/api/workspaces/"+alpha.ID, nil); r.status != 200 {
+		t.Fatalf("delete alpha: %d", r.status)
+	}
+	if out := exec(beta.ID, map[string]any{"command": "echo still here"}); out.Stdout != "still here\n" {
+		t.Errorf("beta after alpha's deletion: %+v", out)
+	}
+}

@@ -27,12 +27,19 @@ func (h *Handler) registerProcesses(g *gin.RouterGroup) {
 
 // agentOf resolves the workspace and its agent; it answers the request
 // itself when it cannot.
-func (h *Handler) agentOf(c *gin.Context) (*agentapi.Client, bool) {
+func (h *Handler) agentOf(c *gin.Context) (*agentapi.Client, target, bool) {
 	ws, ok := h.find(c)
 	if !ok {
-		return nil, false
+		return nil, target{}, false
 	}
-	return h.agentFor(c, ws, true)
+	a, ok := h.agentFor(c, ws, true)
+	return a, target{ws}, ok
+}
+
+// reply answers with the caller's view of a process.
+func reply(c *gin.Context, status int, t target, p *agentapi.Process) {
+	out, _ := t.fromAgent(*p)
+	c.JSON(status, out)
 }
 
 func (h *Handler) startProcess(c *gin.Context) {
@@ -49,7 +56,22 @@ func (h *Handler) startProcess(c *gin.Context) {
 		apierror.Respond(c, err)
 		return
 	}
-	a, ok := h.agentOf(c)
+	ws, ok := h.find(c)
+	if !ok {
+		return
+	}
+	t := target{ws}
+	var err error
+	if req.ID, err = t.newProcessID(req.ID); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if req.Cwd, err = t.cwd(req.Cwd); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	req.Env = t.env(req.Env)
+	a, ok := h.agentFor(c, ws, true)
 	if !ok {
 		return
 	}
@@ -58,36 +80,39 @@ func (h *Handler) startProcess(c *gin.Context) {
 		h.agentError(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, p)
+	reply(c, http.StatusCreated, t, p)
 }
 
 func (h *Handler) listProcesses(c *gin.Context) {
-	a, ok := h.agentOf(c)
+	a, t, ok := h.agentOf(c)
 	if !ok {
 		return
 	}
-	list, err := a.ListProcesses(c)
+	all, err := a.ListProcesses(c)
 	if err != nil {
 		h.agentError(c, err)
 		return
 	}
-	if list == nil {
-		list = []agentapi.Process{}
+	list := []agentapi.Process{}
+	for _, p := range all {
+		if p, mine := t.fromAgent(p); mine {
+			list = append(list, p)
+		}
 	}
 	c.JSON(http.StatusOK, gin.H{"processes": list})
 }
 
 func (h *Handler) getProcess(c *gin.Context) {
-	a, ok := h.agentOf(c)
+	a, t, ok := h.agentOf(c)
 	if !ok {
 		return
 	}
-	p, err := a.GetProcess(c, c.Param("pid"))
+	p, err := a.GetProcess(c, t.agentID(c.Param("pid")))
 	if err != nil {
 		h.agentError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, p)
+	reply(c, http.StatusOK, t, p)
 }
 
 // processOutput relays the agent's NDJSON stream. With follow=true it is a
@@ -100,7 +125,7 @@ func (h *Handler) processOutput(c *gin.Context) {
 		return
 	}
 	follow := c.Query("follow") == "true" || c.Query("follow") == "1"
-	a, ok := h.agentOf(c)
+	a, t, ok := h.agentOf(c)
 	if !ok {
 		return
 	}
@@ -110,7 +135,7 @@ func (h *Handler) processOutput(c *gin.Context) {
 	}
 	started := false
 	enc := json.NewEncoder(c.Writer)
-	for ev, err := range a.FollowOutput(ctx, c.Param("pid"), offset, follow) {
+	for ev, err := range a.FollowOutput(ctx, t.agentID(c.Param("pid")), offset, follow) {
 		if err != nil {
 			if !started {
 				h.agentError(c, err)
@@ -141,11 +166,11 @@ func (h *Handler) signalProcess(c *gin.Context) {
 		apierror.Respond(c, err)
 		return
 	}
-	a, ok := h.agentOf(c)
+	a, t, ok := h.agentOf(c)
 	if !ok {
 		return
 	}
-	if err := a.Signal(c, c.Param("pid"), req.Signal); err != nil {
+	if err := a.Signal(c, t.agentID(c.Param("pid")), req.Signal); err != nil {
 		h.agentError(c, err)
 		return
 	}
@@ -153,11 +178,11 @@ func (h *Handler) signalProcess(c *gin.Context) {
 }
 
 func (h *Handler) deleteProcess(c *gin.Context) {
-	a, ok := h.agentOf(c)
+	a, t, ok := h.agentOf(c)
 	if !ok {
 		return
 	}
-	if err := a.DeleteProcess(c, c.Param("pid")); err != nil {
+	if err := a.DeleteProcess(c, t.agentID(c.Param("pid"))); err != nil {
 		h.agentError(c, err)
 		return
 	}

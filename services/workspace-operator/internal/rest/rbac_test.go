@@ -126,7 +126,9 @@ func TestLeastPrivilege(t *testing.T) {
 		_ = kube.Client.List(ctx, &pods, client.InNamespace(ns))
 		var got Workspace
 		e.do("GET", "/api/workspaces/"+ws.ID, nil).decode(t, &got)
-		return len(pods.Items) == 1 && got.Status == "pending"
+		// The workspace's Pod and the host runtime's (for the default
+		// host workspace): both made as the restricted user.
+		return len(pods.Items) == 2 && got.Status == "pending"
 	})
 	waitUntilREST(t, "events", func() bool {
 		var evs corev1.EventList

@@ -146,8 +146,8 @@ func TestBadInput(t *testing.T) {
 	var c Workspace
 	e.do("POST", "/api/workspaces", map[string]any{"name": "box", "workspace_type": "container"}).decode(t, &c)
 	var host Workspace
-	e.do("POST", "/api/workspaces", map[string]any{"name": "dir", "path": "/srv/dir"}).decode(t, &host)
-	if *c.Distro != "ubuntu-noble" || host.Path != "/srv/dir" || host.Distro != nil {
+	e.do("POST", "/api/workspaces", map[string]any{"name": "dir", "path": "/workspaces/dir/"}).decode(t, &host)
+	if *c.Distro != "ubuntu-noble" || host.Path != "/workspaces/dir" || host.Distro != nil {
 		t.Fatalf("defaults: container distro %v, host %+v", c.Distro, host)
 	}
 	tests := map[string]struct {
@@ -164,7 +164,13 @@ func TestBadInput(t *testing.T) {
 		"unknown type":       {"POST", "/api/workspaces", map[string]any{"name": "x", "workspace_type": "vm"}, 400, "bad_request"},
 		"host with distro":   {"POST", "/api/workspaces", map[string]any{"name": "x", "distro": "ubuntu-noble"}, 400, "bad_request"},
 		"relative path":      {"POST", "/api/workspaces", map[string]any{"name": "x", "path": "work"}, 400, "bad_request"},
-		"traversal path":     {"POST", "/api/workspaces", map[string]any{"name": "x", "path": "/srv/../etc"}, 400, "bad_request"},
+		"traversal path":     {"POST", "/api/workspaces", map[string]any{"name": "x", "path": "/workspaces/../etc"}, 400, "bad_request"},
+		"path outside root":  {"POST", "/api/workspaces", map[string]any{"name": "x", "path": "/srv/dir"}, 400, "bad_request"},
+		"root prefix only":   {"POST", "/api/workspaces", map[string]any{"name": "x", "path": "/workspacesX"}, 400, "bad_request"},
+		"rerun a host":       {"POST", "/api/workspaces/" + host.ID + "/rerun-init", nil, 400, "not_a_container"},
+		"host cwd escape":    {"POST", "/api/workspaces/" + host.ID + "/exec", map[string]any{"command": "true", "cwd": "../other"}, 400, "bad_request"},
+		"host abs cwd":       {"POST", "/api/workspaces/" + host.ID + "/exec", map[string]any{"command": "true", "cwd": "/etc"}, 400, "bad_request"},
+		"process id":         {"POST", "/api/workspaces/" + c.ID + "/processes", map[string]any{"command": "true", "id": "a/b"}, 400, "bad_request"},
 		"bad env name":       {"POST", "/api/workspaces", map[string]any{"name": "x", "env_vars": map[string]string{"A-B": "1"}}, 400, "bad_request"},
 		"bad skill":          {"POST", "/api/workspaces", map[string]any{"name": "x", "skills": []string{"../x"}}, 400, "bad_request"},
 		"template":           {"POST", "/api/workspaces", map[string]any{"name": "x", "template": "node"}, 503, "library_unavailable"},

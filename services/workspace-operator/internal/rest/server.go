@@ -35,7 +35,7 @@ type EnsureDefault struct {
 func (e EnsureDefault) Start(ctx context.Context) error {
 	ws := &v1alpha1.Workspace{
 		ObjectMeta: metav1.ObjectMeta{Name: DefaultName, Namespace: e.Namespace},
-		Spec:       v1alpha1.WorkspaceSpec{DisplayName: DefaultName, Type: v1alpha1.TypeHost, Path: "/workspaces"},
+		Spec:       v1alpha1.WorkspaceSpec{DisplayName: DefaultName, Type: v1alpha1.TypeHost, Path: v1alpha1.HostRoot},
 	}
 	err := e.Client.Create(ctx, ws)
 	if err != nil && !apierrors.IsAlreadyExists(err) {

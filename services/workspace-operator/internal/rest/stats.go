@@ -14,6 +14,7 @@ import (
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/apierror"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
+	"sortie.dev/services/workspace-operator/internal/controller"
 )
 
 // WorkspaceStats is one workspace's usage as its agent reports it.
@@ -55,17 +56,26 @@ func (h *Handler) stats(c *gin.Context) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var limit int64
-	unlimited := false
+	unlimited, hostSeen := false, false
 	for i := range wl.Items {
 		ws := &wl.Items[i]
 		out.Workspaces[status(ws)]++
-		if ws.Spec.Type != v1alpha1.TypeContainer || ws.Status.Phase != v1alpha1.PhaseReady {
+		if ws.Status.Phase != v1alpha1.PhaseReady {
 			continue
+		}
+		id, name := restID(ws), ws.Spec.DisplayName
+		if ws.Spec.Type != v1alpha1.TypeContainer {
+			// Host workspaces share the host runtime's cgroup and volume:
+			// it is counted once, under the default host workspace.
+			if hostSeen {
+				continue
+			}
+			hostSeen, id, name = true, DefaultID, "host runtime (all host workspaces)"
 		}
 		a, err := h.agentClient(c, ws)
 		if err != nil {
 			mu.Lock()
-			out.Unreachable = append(out.Unreachable, restID(ws))
+			out.Unreachable = append(out.Unreachable, id)
 			mu.Unlock()
 			continue
 		}
@@ -76,10 +86,10 @@ func (h *Handler) stats(c *gin.Context) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				out.Unreachable = append(out.Unreachable, restID(ws))
+				out.Unreachable = append(out.Unreachable, id)
 				return
 			}
-			out.PerSpace = append(out.PerSpace, WorkspaceStats{ID: restID(ws), Name: ws.Spec.DisplayName, CPU: st.CPU, Memory: st.Memory, Disk: st.Disk})
+			out.PerSpace = append(out.PerSpace, WorkspaceStats{ID: id, Name: name, CPU: st.CPU, Memory: st.Memory, Disk: st.Disk})
 			out.CPUSeconds += st.CPU.UsageSeconds
 			out.MemoryUsed += st.Memory.UsedBytes
 			if st.Memory.LimitBytes == nil {
@@ -109,7 +119,7 @@ func (h *Handler) agentClient(ctx context.Context, ws *v1alpha1.Workspace) (*age
 	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod); err != nil {
 		return nil, err
 	}
-	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Name + "-agent"}, sec); err != nil {
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: controller.AgentSecretName(ws)}, sec); err != nil {
 		return nil, err
 	}
 	if pod.Status.PodIP == "" {

@@ -42,7 +42,7 @@ const (
 	metaFile   = "meta.json"
 )
 
-var idPattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
+var idPattern = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,100}$`)
 
 // Starter starts and waits for children; *children.Tracker implements it.
 type Starter interface {
@@ -361,7 +361,7 @@ func checkID(id string) (string, error) {
 		return "p-" + strings.ToLower(rand.Text()[:16]), nil
 	}
 	if !idPattern.MatchString(id) || id == "." || id == ".." {
-		return "", fmt.Errorf("%w: id %q must match [a-zA-Z0-9_.-]{1,64}", ErrBadRequest, id)
+		return "", fmt.Errorf("%w: id %q must match [a-zA-Z0-9_.-]{1,100}", ErrBadRequest, id)
 	}
 	return id, nil
 }

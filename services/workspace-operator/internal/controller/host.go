@@ -1,0 +1,157 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"sortie.dev/api/v1alpha1"
+)
+
+// Host workspaces are directories in one shared host-runtime Pod: the
+// default distro image with the agent as PID 1 and one volume at
+// v1alpha1.HostRoot. The runtime belongs to no Workspace — it outlives
+// every host workspace, and deleting one never touches the others — so the
+// reconcile of any host workspace recreates whatever of it is missing.
+const (
+	// HostRuntimeName names the runtime's Secret (-agent), volume (-data)
+	// and Pod (-pod).
+	HostRuntimeName = "sortie-host-runtime"
+	// ComponentHostRuntime is the runtime's app.kubernetes.io/component.
+	ComponentHostRuntime = "host-runtime"
+)
+
+// runtimeIdentity is a stand-in Workspace that gives the runtime's
+// objects their names and labels through the same functions as a
+// container workspace's. It is never stored.
+func runtimeIdentity(namespace string) *v1alpha1.Workspace {
+	return &v1alpha1.Workspace{
+		ObjectMeta: metav1.ObjectMeta{Name: HostRuntimeName, Namespace: namespace},
+		Spec:       v1alpha1.WorkspaceSpec{DisplayName: "host runtime", Type: v1alpha1.TypeHost},
+	}
+}
+
+// AgentSecretName is the Secret holding the token of the agent that
+// serves ws: its own for a container, the runtime's for a host workspace.
+func AgentSecretName(ws *v1alpha1.Workspace) string {
+	if ws.Spec.Type == v1alpha1.TypeContainer {
+		return secretName(ws)
+	}
+	return secretName(runtimeIdentity(ws.Namespace))
+}
+
+func isRuntimePod(o client.Object) bool {
+	return o.GetName() == podName(runtimeIdentity(o.GetNamespace())) && o.GetLabels()[LabelComponent] == ComponentHostRuntime
+}
+
+// hostWorkspacesOf maps an event on the runtime Pod to every host
+// workspace of its namespace: they all live in it.
+func (r *WorkspaceReconciler) hostWorkspacesOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var wl v1alpha1.WorkspaceList
+	if err := r.Client.List(ctx, &wl, client.InNamespace(o.GetNamespace())); err != nil {
+		log.FromContext(ctx).Error(err, "list host workspaces")
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range wl.Items {
+		if wl.Items[i].Spec.Type != v1alpha1.TypeContainer {
+			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&wl.Items[i])})
+		}
+	}
+	return out
+}
+
+// ensureHostRuntime keeps the runtime's Secret, volume and Pod. It returns
+// the Pod once one matching the current configuration exists, or nil
+// while it is being (re)created.
+func (r *WorkspaceReconciler) ensureHostRuntime(ctx context.Context, namespace string) (*corev1.Pod, string, error) {
+	rt := runtimeIdentity(namespace)
+	token, err := r.ensureSecret(ctx, rt, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("host runtime: %w", err)
+	}
+	if err := r.ensurePVC(ctx, rt, nil, r.Config.HostStorage); err != nil {
+		return nil, "", fmt.Errorf("host runtime: %w", err)
+	}
+	image := r.Config.DistroImages[r.Config.DefaultDistro]
+	want := desiredPod(rt, podInputs{Image: image, AgentImage: r.Config.AgentImage, PullPolicy: r.Config.ImagePullPolicy, Mount: v1alpha1.HostRoot}, r.Config.AgentPort)
+	want.Labels[LabelComponent] = ComponentHostRuntime
+
+	pod := &corev1.Pod{}
+	err = r.Client.Get(ctx, client.ObjectKeyFromObject(want), pod)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, "", fmt.Errorf("create host runtime pod: %w", err)
+		}
+		log.FromContext(ctx).Info("created the host runtime pod", "pod", want.Name, "image", image)
+		return nil, token, nil
+	case err != nil:
+		return nil, "", fmt.Errorf("get host runtime pod: %w", err)
+	case !pod.DeletionTimestamp.IsZero():
+		return nil, token, nil
+	case pod.Annotations[AnnotationHash] != want.Annotations[AnnotationHash]:
+		// A new agent image or default distro: every host workspace moves
+		// to the new runtime together.
+		if err := r.Client.Delete(ctx, pod); client.IgnoreNotFound(err) != nil {
+			return nil, "", fmt.Errorf("replace host runtime pod: %w", err)
+		}
+		log.FromContext(ctx).Info("replacing the host runtime pod: its configuration changed", "pod", pod.Name)
+		return nil, token, nil
+	}
+	return pod, token, nil
+}
+
+// reconcileHost makes a host workspace's directory in the runtime.
+func (r *WorkspaceReconciler) reconcileHost(ctx context.Context, ws *v1alpha1.Workspace, o *observation) (ctrl.Result, error) {
+	gen := ws.Generation
+	if !v1alpha1.InHostRoot(ws.Spec.Path) {
+		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec,
+			fmt.Sprintf("the path of a host workspace must lie inside %s, not %q", v1alpha1.HostRoot, ws.Spec.Path))
+		return ctrl.Result{}, nil
+	}
+	if ws.Spec.Suspend {
+		suspended(o, gen)
+		return ctrl.Result{}, nil
+	}
+	pod, token, err := r.ensureHostRuntime(ctx, ws.Namespace)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if pod == nil {
+		o.starting(gen, "the host runtime is starting")
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	ws.Status.PodName, ws.Status.Image = pod.Name, pod.Spec.Containers[0].Image
+	if s := ws.Status.Stages.Scheduled; s != nil && s.Time.Before(pod.CreationTimestamp.Time) {
+		ws.Status.Stages = v1alpha1.StageTimes{} // they belong to an earlier runtime
+	}
+	now := r.now()
+	if observePod(o, gen, pod, now, unschedulableAfter) {
+		endpoint := fmt.Sprintf("http://%s:%d", pod.Status.PodIP, r.Config.AgentPort)
+		_, err := r.Prober.InitStatus(ctx, endpoint, token)
+		observeAgent(o, gen, err)
+		if err == nil {
+			if err := r.Prober.EnsureDir(ctx, endpoint, token, ws.Spec.Path); err != nil {
+				o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionFalse, v1alpha1.ReasonCreating, "creating the directory: "+err.Error())
+			} else {
+				o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the directory "+ws.Spec.Path+" exists")
+			}
+		}
+	}
+	// A host workspace made long after the runtime started has its own
+	// time to get ready.
+	since := pod.CreationTimestamp.Time
+	if ws.CreationTimestamp.After(since) {
+		since = ws.CreationTimestamp.Time
+	}
+	return r.decideReady(ws, since, o, now), nil
+}
