@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-MODULES      := api hack/tools services/kit services/auth services/workspace-operator
+MODULES      := api hack/tools services/kit services/auth services/workspace-operator services/mission-control
 # Service binaries: module:command
 COMMANDS     := services/auth:auth
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
