@@ -1,73 +1,175 @@
 #!/usr/bin/env bash
-# `make run`: Sortie on this machine. Today that is a Redis server and the
-# auth service on :8080; each service joins here as it lands (see README).
-# State lives in .state/ and survives restarts; Ctrl-C stops everything.
+# `make run`: the whole platform on this machine. It starts (or reuses) the
+# local Kubernetes node from hack/cluster.sh, a Redis server, every service
+# that exists, and the gateway on :8080 that routes /api/... by the route
+# table in api/routes.go, as the Helm Ingress does.
+#
+# State lives in .state/ (git-ignored) and survives restarts; Ctrl-C stops
+# everything this script started. With KUBECONFIG pointing at a reachable
+# cluster, that cluster is used instead of the local node (the operator then
+# needs to reach its Pod IPs, and the node needs our images).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 state="${SORTIE_STATE_DIR:-$root/.state}"
 port="${SORTIE_PORT:-8080}"
 redis_port="${SORTIE_REDIS_PORT:-6390}"
-mkdir -p "$state"/{redis,auth/keys,logs}
+namespace="${SORTIE_WORKSPACE_NAMESPACE:-sortie-workspaces}"
+kubectl="$root/bin/k8s/v1.37.2/kubectl"
+mkdir -p "$state"/{redis,auth/keys,logs,library}
 chmod 700 "$state"
 
-log() { printf '[run] %s\n' "$*" >&2; }
+# Each service listens on loopback only; the gateway is the one way in.
+declare -A ports=([auth]=8181 [workspace-operator]=8182 [library]=8183 [mission-control]=8184)
+
+log() { printf '[run %3ss] %s\n' "$SECONDS" "$*" >&2; }
 
 pids=()
+names=()
+started_cluster=no
+stopping=no
 cleanup() {
   trap - INT TERM EXIT
+  stopping=yes
   log "stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$started_cluster" = yes ] && [ "${SORTIE_KEEP_CLUSTER:-}" != true ]; then
+    "$root/hack/cluster.sh" down >&2 || true
+  fi
   log "stopped; state kept in $state"
 }
 trap cleanup INT TERM EXIT
 
+# start NAME LOGFILE CMD... : run in the background, remembered for Ctrl-C.
+start() {
+  local name=$1 logfile=$2
+  shift 2
+  "$@" >>"$logfile" 2>&1 &
+  pids+=($!)
+  names+=("$name")
+}
+
+# wait_ready NAME URL: poll until it answers, or show the log and fail.
+wait_ready() {
+  local name=$1 url=$2 i
+  for i in $(seq 300); do
+    curl -fsS "$url" >/dev/null 2>&1 && return 0
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      log "$name exited; the end of its log ($state/logs/$name.log):"
+      tail -n 20 "$state/logs/$name.log" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+  log "$name did not become ready within 60s; see $state/logs/$name.log"
+  exit 1
+}
+
+command -v redis-server >/dev/null || {
+  log "redis-server is not installed: on Debian or Ubuntu run 'sudo apt-get install redis-server' (make deps does it when run as root)"
+  exit 1
+}
+
 log "building the services"
 make -s -C "$root" build
 
+# --- Kubernetes -------------------------------------------------------------
+if [ -n "${KUBECONFIG:-}" ] && "$kubectl" get --raw /readyz >/dev/null 2>&1; then
+  log "using the cluster of KUBECONFIG=$KUBECONFIG"
+  kubeconfig=$KUBECONFIG
+  operator_env=/dev/null
+else
+  if ! "$root/hack/cluster.sh" is-up >/dev/null 2>&1; then
+    log "starting the local Kubernetes node (the first start builds Kubernetes: about 10 minutes)"
+    "$root/hack/cluster.sh" up >&2
+    started_cluster=yes
+  else
+    log "the local Kubernetes node is already up; it is left running at the end"
+  fi
+  kubeconfig="$state/cluster/kubeconfig"
+  operator_env="$state/cluster/operator.env"
+  log "building and loading the workspace-agent image"
+  "$root/hack/images.sh" >&2
+fi
+KUBECTL() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
+KUBECTL apply --server-side -f "$root/api/crds/" >/dev/null
+KUBECTL create namespace "$namespace" --dry-run=client -o yaml | KUBECTL apply -f - >/dev/null
+
+# --- Redis ------------------------------------------------------------------
 if [ ! -s "$state/auth/admin-password" ]; then
   head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$state/auth/admin-password"
   chmod 600 "$state/auth/admin-password"
 fi
-
-log "starting redis on 127.0.0.1:$redis_port (data in $state/redis)"
-redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state/redis" \
-  --appendonly yes --save "" --daemonize no --logfile "$state/logs/redis.log" &
-pids+=($!)
+log "starting redis on 127.0.0.1:$redis_port (append-only file in $state/redis)"
+start redis "$state/logs/redis.log" redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state/redis" \
+  --appendonly yes --save "" --daemonize no
 for _ in $(seq 50); do
   redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
   sleep 0.1
 done
+redis_url="redis://127.0.0.1:$redis_port/0"
+jwks="http://127.0.0.1:${ports[auth]}/api/auth/jwks"
 
-log "starting auth on :$port (log in $state/logs/auth.log)"
-SORTIE_LISTEN_ADDR=":$port" \
-SORTIE_REDIS_URL="redis://127.0.0.1:$redis_port/0" \
-SORTIE_AUTH_PASSWORD_FILE="$state/auth/admin-password" \
-SORTIE_AUTH_KEYS_DIR="$state/auth/keys" \
-SORTIE_AUTH_GENERATE_KEY=true \
-  "$root/bin/auth" >>"$state/logs/auth.log" 2>&1 &
-pids+=($!)
+# --- Services ---------------------------------------------------------------
+log "starting auth on 127.0.0.1:${ports[auth]}"
+start auth "$state/logs/auth.log" env \
+  SORTIE_LISTEN_ADDR="127.0.0.1:${ports[auth]}" SORTIE_REDIS_URL="$redis_url" \
+  SORTIE_AUTH_PASSWORD_FILE="$state/auth/admin-password" SORTIE_AUTH_KEYS_DIR="$state/auth/keys" \
+  SORTIE_AUTH_GENERATE_KEY=true "$root/bin/auth"
+wait_ready auth "http://127.0.0.1:${ports[auth]}/readyz"
 
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-  if ! kill -0 "${pids[-1]}" 2>/dev/null; then
-    log "auth exited; the end of its log:"; tail -n 20 "$state/logs/auth.log" >&2; exit 1
-  fi
-  sleep 0.1
+log "starting the workspace-operator on 127.0.0.1:${ports[workspace-operator]} (namespace $namespace)"
+start workspace-operator "$state/logs/workspace-operator.log" env $(grep -v '^#' "$operator_env" 2>/dev/null | xargs) \
+  KUBECONFIG="$kubeconfig" SORTIE_LISTEN_ADDR="127.0.0.1:${ports[workspace-operator]}" \
+  SORTIE_METRICS_ADDR=127.0.0.1:8192 SORTIE_PROBE_ADDR=127.0.0.1:8193 \
+  SORTIE_WORKSPACE_NAMESPACE="$namespace" SORTIE_AUTH_JWKS_URL="$jwks" \
+  "$root/bin/workspace-operator"
+wait_ready workspace-operator "http://127.0.0.1:${ports[workspace-operator]}/readyz"
+
+upstreams=()
+for svc in auth workspace-operator library mission-control; do
+  upstreams+=(-upstream "$svc=http://127.0.0.1:${ports[$svc]}")
 done
+if [ -x "$root/bin/library" ]; then
+  log "starting the library on 127.0.0.1:${ports[library]} (repository in $state/library)"
+  start library "$state/logs/library.log" env \
+    KUBECONFIG="$kubeconfig" SORTIE_LISTEN_ADDR="127.0.0.1:${ports[library]}" SORTIE_AUTH_JWKS_URL="$jwks" \
+    SORTIE_LIBRARY_DATA_DIR="$state/library" SORTIE_LIBRARY_NAMESPACE="$namespace" \
+    "$root/bin/library"
+  wait_ready library "http://127.0.0.1:${ports[library]}/readyz"
+fi
+if [ -x "$root/bin/mission-control" ]; then
+  log "starting mission-control on 127.0.0.1:${ports[mission-control]}"
+  start mission-control "$state/logs/mission-control.log" env \
+    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[mission-control]}" SORTIE_REDIS_URL="$redis_url" \
+    SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_WORKSPACES_URL="http://127.0.0.1:${ports[workspace-operator]}" \
+    "$root/bin/mission-control"
+  wait_ready mission-control "http://127.0.0.1:${ports[mission-control]}/readyz"
+fi
+
+log "starting the gateway on :$port"
+start gateway "$state/logs/gateway.log" "$root/bin/gateway" -listen ":$port" "${upstreams[@]}"
+wait_ready gateway "http://127.0.0.1:$port/healthz"
 
 cat <<MSG
 
-  Sortie is running at http://localhost:$port
+  Sortie is running at http://localhost:$port  (logs in $state/logs/)
 
-  Log in:
-    curl -s -X POST http://localhost:$port/api/auth/login \\
+  Log in (the admin password is in $state/auth/admin-password):
+    TOKEN=\$(curl -s -X POST http://localhost:$port/api/auth/login \\
       -H 'Content-Type: application/json' \\
-      -d "{\"password\": \"\$(cat $state/auth/admin-password)\"}"
+      -d "{\"password\": \"\$(cat $state/auth/admin-password)\"}" | sed 's/.*"token":"\\([^"]*\\)".*/\\1/')
+    curl -s http://localhost:$port/api/workspaces -H "Authorization: Bearer \$TOKEN"
 
-  The admin password is in $state/auth/admin-password.
+  Kubernetes: KUBECONFIG=$kubeconfig $kubectl get ws -n $namespace
   Press Ctrl-C to stop.
 
 MSG
+set +e
 wait -n "${pids[@]}"
+if [ "$stopping" = no ]; then
+  for i in "${!pids[@]}"; do
+    kill -0 "${pids[$i]}" 2>/dev/null || log "${names[$i]} exited (see $state/logs/${names[$i]}.log); stopping the rest"
+  done
+fi
