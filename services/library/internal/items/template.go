@@ -1,0 +1,201 @@
+package items
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"regexp"
+	"slices"
+
+	"sortie.dev/services/library/internal/secrets"
+)
+
+// Distros a template may name, as the workspace API accepts them.
+var distros = []string{"ubuntu-noble", "ubuntu-jammy", "debian-bookworm", "arch-linux"}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// templateFile is a workspace template as stored in
+// workspace-template/<name>.json.
+type templateFile struct {
+	Name          string            `json:"name,omitempty"`
+	Description   string            `json:"description,omitempty"`
+	Distro        string            `json:"distro,omitempty"`
+	Skills        []string          `json:"skills"`
+	EnvVars       map[string]string `json:"env_vars"`
+	EncryptedKeys []string          `json:"encrypted_keys"`
+	InitScripts   []string          `json:"init_scripts"`
+	InitScript    string            `json:"init_script"`
+	SharedNetwork *bool             `json:"shared_network,omitempty"`
+	TailscaleMode string            `json:"tailscale_mode,omitempty"`
+	MCPs          []string          `json:"mcps"`
+	ConfigProfile string            `json:"config_profile,omitempty"`
+}
+
+// TemplateRequest is the body of a template save. name and path are
+// accepted (clients send the object they read) and ignored.
+type TemplateRequest struct {
+	Name          string            `json:"name"`
+	Path          string            `json:"path"`
+	Description   string            `json:"description"`
+	Distro        string            `json:"distro"`
+	Skills        []string          `json:"skills"`
+	EnvVars       map[string]string `json:"env_vars"`
+	EncryptedKeys []string          `json:"encrypted_keys"`
+	InitScripts   []string          `json:"init_scripts"`
+	InitScript    string            `json:"init_script"`
+	SharedNetwork *bool             `json:"shared_network"`
+	TailscaleMode string            `json:"tailscale_mode"`
+	MCPs          []string          `json:"mcps"`
+	ConfigProfile string            `json:"config_profile"`
+}
+
+// TemplateSummary is a template in a list.
+type TemplateSummary struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Path        string   `json:"path"`
+	Distro      string   `json:"distro,omitempty"`
+	Skills      []string `json:"skills"`
+	InitScripts []string `json:"init_scripts"`
+}
+
+// TemplateItem is a whole template; env values listed in encrypted_keys
+// are opened for the editor.
+type TemplateItem struct {
+	Name          string            `json:"name"`
+	Description   string            `json:"description,omitempty"`
+	Path          string            `json:"path"`
+	Distro        string            `json:"distro,omitempty"`
+	Skills        []string          `json:"skills"`
+	EnvVars       map[string]string `json:"env_vars"`
+	EncryptedKeys []string          `json:"encrypted_keys"`
+	InitScripts   []string          `json:"init_scripts"`
+	InitScript    string            `json:"init_script"`
+	SharedNetwork *bool             `json:"shared_network,omitempty"`
+	TailscaleMode string            `json:"tailscale_mode,omitempty"`
+	MCPs          []string          `json:"mcps"`
+	ConfigProfile string            `json:"config_profile,omitempty"`
+}
+
+func parseTemplate(data []byte) (templateFile, error) {
+	var t templateFile
+	if err := json.Unmarshal(data, &t); err != nil {
+		return t, err
+	}
+	t.normalise()
+	return t, nil
+}
+
+func (t *templateFile) normalise() {
+	if t.Skills == nil {
+		t.Skills = []string{}
+	}
+	if t.EnvVars == nil {
+		t.EnvVars = map[string]string{}
+	}
+	if t.EncryptedKeys == nil {
+		t.EncryptedKeys = []string{}
+	}
+	if t.InitScripts == nil {
+		t.InitScripts = []string{}
+	}
+	if t.MCPs == nil {
+		t.MCPs = []string{}
+	}
+}
+
+func templateSummary(name string, data []byte) TemplateSummary {
+	t, _ := parseTemplate(data) // a broken file still lists by name
+	return TemplateSummary{Name: name, Description: t.Description, Path: File(Template, name),
+		Distro: t.Distro, Skills: t.Skills, InitScripts: t.InitScripts}
+}
+
+func getTemplate(name string, data []byte, sealer *secrets.Sealer) (TemplateItem, error) {
+	t, err := parseTemplate(data)
+	if err != nil {
+		return TemplateItem{}, invalidf(CodeInvalidStoredItem, "the stored template %s is not valid JSON (%v); save it again or delete it", File(Template, name), err)
+	}
+	return TemplateItem{
+		Name: name, Description: t.Description, Path: File(Template, name), Distro: t.Distro,
+		Skills: t.Skills, EnvVars: sealer.OpenEnv(t.EnvVars), EncryptedKeys: t.EncryptedKeys,
+		InitScripts: t.InitScripts, InitScript: t.InitScript, SharedNetwork: t.SharedNetwork,
+		TailscaleMode: t.TailscaleMode, MCPs: t.MCPs, ConfigProfile: t.ConfigProfile,
+	}, nil
+}
+
+// decodeStrict decodes one JSON object into v, refusing unknown fields: a
+// misspelt template field would otherwise be dropped without a word.
+func decodeStrict(body []byte, v any, code string) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalidf(code, "the body is not a valid object: %v", err)
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		return invalid(code, "the body must hold a single JSON object")
+	}
+	return nil
+}
+
+func prepareTemplate(fsys fs.FS, name string, body []byte, sealer *secrets.Sealer) (Change, error) {
+	var req TemplateRequest
+	if err := decodeStrict(body, &req, CodeInvalidTemplate); err != nil {
+		return Change{}, err
+	}
+	if req.Distro != "" && !slices.Contains(distros, req.Distro) {
+		return Change{}, invalidf(CodeInvalidTemplate, "distro %q is not one of %v", req.Distro, distros)
+	}
+	for _, list := range [][]string{req.Skills, req.InitScripts, req.MCPs} {
+		for _, n := range list {
+			if err := ValidName(n); err != nil {
+				return Change{}, invalidf(CodeInvalidTemplate, "the template names an invalid item: %v", err)
+			}
+		}
+	}
+	for k := range req.EnvVars {
+		if !envName.MatchString(k) {
+			return Change{}, invalidf(CodeInvalidTemplate, "env_vars: %q is not a valid variable name", k)
+		}
+	}
+	for _, k := range req.EncryptedKeys {
+		if !envName.MatchString(k) {
+			return Change{}, invalidf(CodeInvalidTemplate, "encrypted_keys: %q is not a valid variable name", k)
+		}
+	}
+	t := templateFile{
+		Name: name, Description: req.Description, Distro: req.Distro, Skills: req.Skills,
+		EnvVars: req.EnvVars, EncryptedKeys: req.EncryptedKeys, InitScripts: req.InitScripts,
+		InitScript: req.InitScript, SharedNetwork: req.SharedNetwork, TailscaleMode: req.TailscaleMode,
+		MCPs: req.MCPs, ConfigProfile: req.ConfigProfile,
+	}
+	t.normalise()
+	if len(t.EncryptedKeys) > 0 {
+		var previous templateFile
+		if data, err := fs.ReadFile(fsys, File(Template, name)); err == nil {
+			previous, _ = parseTemplate(data)
+		}
+		needed := false
+		for _, k := range t.EncryptedKeys {
+			_, needed = t.EnvVars[k]
+			if needed {
+				break
+			}
+		}
+		if needed && !sealer.Enabled() {
+			return Change{}, invalid(CodeEncryptionDisabled, "the template has encrypted_keys but "+secrets.ErrNoKey.Error())
+		}
+		env, err := sealer.SealEnv(t.EnvVars, t.EncryptedKeys, previous.EnvVars)
+		if err != nil {
+			return Change{}, err
+		}
+		t.EnvVars = env
+	}
+	data, err := json.MarshalIndent(t, "", "  ")
+	if err != nil {
+		return Change{}, err
+	}
+	return Change{Writes: []Write{{Path: File(Template, name), Data: append(data, '\n')}}}, nil
+}
