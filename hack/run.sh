@@ -16,7 +16,7 @@ port="${SORTIE_PORT:-8080}"
 redis_port="${SORTIE_REDIS_PORT:-6390}"
 namespace="${SORTIE_WORKSPACE_NAMESPACE:-sortie-workspaces}"
 kubectl="$root/bin/k8s/v1.37.2/kubectl"
-mkdir -p "$state"/{redis,auth/keys,logs,library}
+mkdir -p "$state"/{redis,auth/keys,auth/clients,logs,library}
 chmod 700 "$state"
 
 # Each service listens on loopback only; the gateway is the one way in.
@@ -109,21 +109,48 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 redis_url="redis://127.0.0.1:$redis_port/0"
-jwks="http://127.0.0.1:${ports[auth]}/api/auth/jwks"
+auth_url="http://127.0.0.1:${ports[auth]}"
+jwks="$auth_url/api/auth/jwks"
+
+# Service credentials: the operator and mission-control call other
+# services with short-lived service tokens from auth (client credentials).
+for client in workspace-operator mission-control; do
+  if [ ! -s "$state/auth/clients/$client" ]; then
+    head -c 32 /dev/urandom | base64 | tr -d '/+=' >"$state/auth/clients/$client"
+    chmod 600 "$state/auth/clients/$client"
+  fi
+done
+printf '{"workspace-operator": "%s", "mission-control": "%s"}\n' \
+  "$(cat "$state/auth/clients/workspace-operator")" "$(cat "$state/auth/clients/mission-control")" >"$state/auth/clients.json"
+chmod 600 "$state/auth/clients.json"
 
 # --- Services ---------------------------------------------------------------
 log "starting auth on 127.0.0.1:${ports[auth]}"
 start auth "$state/logs/auth.log" env \
   SORTIE_LISTEN_ADDR="127.0.0.1:${ports[auth]}" SORTIE_REDIS_URL="$redis_url" \
   SORTIE_AUTH_PASSWORD_FILE="$state/auth/admin-password" SORTIE_AUTH_KEYS_DIR="$state/auth/keys" \
+  SORTIE_AUTH_CLIENTS_FILE="$state/auth/clients.json" \
   SORTIE_AUTH_GENERATE_KEY=true "$root/bin/auth"
 wait_ready auth "http://127.0.0.1:${ports[auth]}/readyz"
 
+library_url=""
+if [ -x "$root/bin/library" ]; then
+  library_url="http://127.0.0.1:${ports[library]}"
+  log "starting the library on 127.0.0.1:${ports[library]} (repository in $state/library)"
+  start library "$state/logs/library.log" env \
+    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[library]}" SORTIE_AUTH_JWKS_URL="$jwks" \
+    SORTIE_LIBRARY_DATA_DIR="$state/library" SORTIE_LIBRARY_KUBECONFIG="$kubeconfig" \
+    SORTIE_LIBRARY_CONFIGMAP_NAMESPACE="$namespace" \
+    "$root/bin/library"
+  wait_ready library "http://127.0.0.1:${ports[library]}/readyz"
+fi
 log "starting the workspace-operator on 127.0.0.1:${ports[workspace-operator]} (namespace $namespace)"
 start workspace-operator "$state/logs/workspace-operator.log" env $(grep -v '^#' "$operator_env" 2>/dev/null | xargs) \
   KUBECONFIG="$kubeconfig" SORTIE_LISTEN_ADDR="127.0.0.1:${ports[workspace-operator]}" \
   SORTIE_METRICS_ADDR=127.0.0.1:8192 SORTIE_PROBE_ADDR=127.0.0.1:8193 \
   SORTIE_WORKSPACE_NAMESPACE="$namespace" SORTIE_AUTH_JWKS_URL="$jwks" \
+  SORTIE_LIBRARY_URL="$library_url" SORTIE_AUTH_URL="$auth_url" \
+  SORTIE_SERVICE_CLIENT_ID=workspace-operator SORTIE_SERVICE_CLIENT_SECRET_FILE="$state/auth/clients/workspace-operator" \
   "$root/bin/workspace-operator"
 wait_ready workspace-operator "http://127.0.0.1:${ports[workspace-operator]}/readyz"
 
@@ -131,19 +158,13 @@ upstreams=()
 for svc in auth workspace-operator library mission-control; do
   upstreams+=(-upstream "$svc=http://127.0.0.1:${ports[$svc]}")
 done
-if [ -x "$root/bin/library" ]; then
-  log "starting the library on 127.0.0.1:${ports[library]} (repository in $state/library)"
-  start library "$state/logs/library.log" env \
-    KUBECONFIG="$kubeconfig" SORTIE_LISTEN_ADDR="127.0.0.1:${ports[library]}" SORTIE_AUTH_JWKS_URL="$jwks" \
-    SORTIE_LIBRARY_DATA_DIR="$state/library" SORTIE_LIBRARY_NAMESPACE="$namespace" \
-    "$root/bin/library"
-  wait_ready library "http://127.0.0.1:${ports[library]}/readyz"
-fi
 if [ -x "$root/bin/mission-control" ]; then
   log "starting mission-control on 127.0.0.1:${ports[mission-control]}"
   start mission-control "$state/logs/mission-control.log" env \
     SORTIE_LISTEN_ADDR="127.0.0.1:${ports[mission-control]}" SORTIE_REDIS_URL="$redis_url" \
     SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_WORKSPACES_URL="http://127.0.0.1:${ports[workspace-operator]}" \
+    SORTIE_AUTH_URL="$auth_url" SORTIE_SERVICE_CLIENT_ID=mission-control \
+    SORTIE_SERVICE_CLIENT_SECRET_FILE="$state/auth/clients/mission-control" \
     "$root/bin/mission-control"
   wait_ready mission-control "http://127.0.0.1:${ports[mission-control]}/readyz"
 fi

@@ -18,6 +18,10 @@ const (
 	TypeContainer WorkspaceType = "container"
 )
 
+// DefaultHostName is the metadata.name of the default host workspace,
+// which always exists and gets every skill of the library.
+const DefaultHostName = "host"
+
 // HostRoot is where the host runtime keeps its volume: every host
 // workspace's path lies inside it.
 const HostRoot = "/workspaces"
@@ -195,6 +199,12 @@ const (
 	ReasonAgentUnreachable = "AgentUnreachable" // infra: the agent does not answer
 	ReasonStartTimeout     = "StartTimeout"     // infra: not ready within the start deadline
 	ReasonSyncFailed       = "SyncFailed"       // infra: skills could not be written
+	// ReasonLibraryUnavailable: the library could not be asked; the
+	// workspace stays usable and the sync is retried (not a failure).
+	ReasonLibraryUnavailable = "LibraryUnavailable"
+	// ReasonSyncRetrying: writing the library's files failed and is
+	// retried (not a failure either).
+	ReasonSyncRetrying = "SyncRetrying"
 )
 
 // UserFixable reports whether a failure reason is the user's to fix.
@@ -256,7 +266,34 @@ type WorkspaceStatus struct {
 	// Stages are the times of the latest start.
 	// +optional
 	Stages StageTimes `json:"stages,omitempty"`
+	// Skills is what the library last put into the workspace.
+	// +optional
+	Skills *SkillsStatus `json:"skills,omitempty"`
 }
+
+// SkillsStatus records the library items synced into a workspace.
+type SkillsStatus struct {
+	// Revision is the library commit the files came from.
+	Revision string `json:"revision,omitempty"`
+	// Items are the synced items as type/name (skill/x, tool/y), so the
+	// ones later dropped from the spec or the library can be removed.
+	// +optional
+	Items []string `json:"items,omitempty"`
+	// Missing are requested items the library did not have.
+	// +optional
+	Missing []string `json:"missing,omitempty"`
+	// SyncedAt is when the files were written.
+	// +optional
+	SyncedAt *metav1.Time `json:"syncedAt,omitempty"`
+	// Request is the sortie.dev/sync-requested annotation this sync
+	// answered, so a caller that asked for a sync knows it happened.
+	// +optional
+	Request string `json:"request,omitempty"`
+}
+
+// AnnotationSyncRequested asks the operator to sync the library into the
+// workspace now (its value is any new token, e.g. a timestamp).
+const AnnotationSyncRequested = "sortie.dev/sync-requested"
 
 // Workspace is an isolated Linux environment agents work in.
 //

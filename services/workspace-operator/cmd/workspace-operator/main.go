@@ -7,7 +7,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,11 +25,13 @@ import (
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/app"
 	"sortie.dev/services/kit/authn"
+	kitconfig "sortie.dev/services/kit/config"
 	"sortie.dev/services/kit/logging"
 	"sortie.dev/services/kit/server"
 	"sortie.dev/services/kit/version"
 	"sortie.dev/services/workspace-operator/internal/config"
 	"sortie.dev/services/workspace-operator/internal/controller"
+	"sortie.dev/services/workspace-operator/internal/library"
 	"sortie.dev/services/workspace-operator/internal/rest"
 )
 
@@ -75,7 +80,12 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Buckets: []float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600},
 	})
 	crmetrics.Registry.MustRegister(startSeconds)
+	lib, err := libraryClient(cfg)
+	if err != nil {
+		return err
+	}
 	r := &controller.WorkspaceReconciler{
+		Skills:       lib,
 		Client:       mgr.GetClient(),
 		Scheme:       scheme,
 		Config:       cfg,
@@ -99,7 +109,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	h := &rest.Handler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: cfg.Namespace,
-		DefaultDistro: cfg.DefaultDistro, AgentPort: cfg.AgentPort, Log: log,
+		DefaultDistro: cfg.DefaultDistro, AgentPort: cfg.AgentPort, Log: log, Library: lib,
 	}
 	h.Register(srv.Engine, authn.NewAuthenticator(verifier, cfg.AuthDevMode, log).Require(authn.RoleUser, authn.RoleAdmin, authn.RoleService))
 	if err := mgr.Add(rest.Runnable{Server: srv}); err != nil {
@@ -115,4 +125,19 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+// libraryClient is the library service's client, with a service token from
+// the auth service unless authentication is off (dev mode).
+func libraryClient(cfg *config.Config) (*library.Client, error) {
+	c := &library.Client{BaseURL: cfg.LibraryURL, HTTP: &http.Client{Timeout: 2 * time.Minute}}
+	if cfg.LibraryURL == "" || cfg.AuthDevMode {
+		return c, nil
+	}
+	secret, err := kitconfig.ReadSecretFile(cfg.ClientSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("service client secret: %w", err)
+	}
+	c.Tokens = authn.NewServiceTokenSource(strings.TrimSuffix(cfg.AuthURL, "/")+"/api/auth/token", cfg.ClientID, secret, nil)
+	return c, nil
 }

@@ -16,18 +16,26 @@ import (
 // Config is what the operator reads at start.
 type Config struct {
 	config.Server
-	MetricsAddr     string
-	ProbeAddr       string
-	Namespace       string // where Workspaces and their Pods live
-	LeaderElection  bool
-	AgentImage      string
-	AgentPort       int
-	DistroImages    map[v1alpha1.Distro]string
-	DefaultDistro   v1alpha1.Distro
-	StartTimeout    time.Duration
-	DefaultStorage  string
-	HostStorage     string
-	ImagePullPolicy string
+	MetricsAddr    string
+	ProbeAddr      string
+	Namespace      string // where Workspaces and their Pods live
+	LeaderElection bool
+	AgentImage     string
+	AgentPort      int
+	DistroImages   map[v1alpha1.Distro]string
+	DefaultDistro  v1alpha1.Distro
+	StartTimeout   time.Duration
+	DefaultStorage string
+	HostStorage    string
+
+	// The library service: templates and the skills synced into workspaces.
+	LibraryURL       string
+	LibraryConfigMap string
+	// Service credentials for calling the library (not in dev mode).
+	AuthURL          string
+	ClientID         string
+	ClientSecretFile string
+	ImagePullPolicy  string
 
 	AuthDevMode bool
 	JWKSURL     string
@@ -64,6 +72,11 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&c.DefaultStorage, "default-storage", "SORTIE_WORKSPACE_STORAGE", "10Gi", "volume size of a workspace that names none")
 	b.String(&c.HostStorage, "host-storage", "SORTIE_HOST_STORAGE", "20Gi", "volume size of the host runtime, which holds every host workspace")
 	b.String(&c.ImagePullPolicy, "image-pull-policy", "SORTIE_IMAGE_PULL_POLICY", "IfNotPresent", "pull policy of workspace Pods")
+	b.String(&c.LibraryURL, "library-url", "SORTIE_LIBRARY_URL", "", "the library service, e.g. http://library:8080; empty: no templates or skills sync")
+	b.String(&c.LibraryConfigMap, "library-configmap", "SORTIE_LIBRARY_CONFIGMAP_NAME", "sortie-library-revision", "ConfigMap (in the workspace namespace) the library publishes its revision in")
+	b.String(&c.AuthURL, "auth-url", "SORTIE_AUTH_URL", "", "the auth service, e.g. http://auth:8080, for service tokens")
+	b.String(&c.ClientID, "client-id", "SORTIE_SERVICE_CLIENT_ID", "workspace-operator", "this service's client id at the auth service")
+	b.String(&c.ClientSecretFile, "client-secret-file", "SORTIE_SERVICE_CLIENT_SECRET_FILE", "", "file holding this service's client secret")
 	b.Bool(&c.AuthDevMode, "auth-dev-mode", "SORTIE_AUTH_DEV_MODE", false, "accept every request as the admin user dev (development only)")
 	b.String(&c.JWKSURL, "auth-jwks-url", "SORTIE_AUTH_JWKS_URL", "", "the auth service's public keys, e.g. http://auth:8080/api/auth/jwks")
 	b.String(&c.Issuer, "auth-issuer", "SORTIE_AUTH_ISSUER", "sortie-auth", "token issuer (iss)")
@@ -106,6 +119,9 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 		if _, err := resource.ParseQuantity(q); err != nil {
 			p.Addf("%s %q is not a quantity such as 10Gi", env, q)
 		}
+	}
+	if c.LibraryURL != "" && !c.AuthDevMode {
+		p.Check(c.AuthURL != "" && c.ClientSecretFile != "", "SORTIE_LIBRARY_URL needs service credentials: SORTIE_AUTH_URL and SORTIE_SERVICE_CLIENT_SECRET_FILE (or SORTIE_AUTH_DEV_MODE=true)")
 	}
 	if err := p.Err(); err != nil {
 		return nil, err

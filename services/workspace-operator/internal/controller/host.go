@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
 // Host workspaces are directories in one shared host-runtime Pod: the
@@ -135,6 +136,7 @@ func (r *WorkspaceReconciler) reconcileHost(ctx context.Context, ws *v1alpha1.Wo
 		ws.Status.Stages = v1alpha1.StageTimes{} // they belong to an earlier runtime
 	}
 	now := r.now()
+	var retry time.Duration
 	if observePod(o, gen, pod, now, unschedulableAfter) {
 		endpoint := fmt.Sprintf("http://%s:%d", pod.Status.PodIP, r.Config.AgentPort)
 		_, err := r.Prober.InitStatus(ctx, endpoint, token)
@@ -144,6 +146,7 @@ func (r *WorkspaceReconciler) reconcileHost(ctx context.Context, ws *v1alpha1.Wo
 				o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionFalse, v1alpha1.ReasonCreating, "creating the directory: "+err.Error())
 			} else {
 				o.set(gen, v1alpha1.ConditionInitialized, metav1.ConditionTrue, v1alpha1.ReasonAsExpected, "the directory "+ws.Spec.Path+" exists")
+				retry = r.syncSkills(ctx, ws, agentapi.NewClient(endpoint, token, nil), ws.Spec.Path, o)
 			}
 		}
 	}
@@ -153,5 +156,5 @@ func (r *WorkspaceReconciler) reconcileHost(ctx context.Context, ws *v1alpha1.Wo
 	if ws.CreationTimestamp.After(since) {
 		since = ws.CreationTimestamp.Time
 	}
-	return r.decideReady(ws, since, o, now), nil
+	return sooner(r.decideReady(ws, since, o, now), retry), nil
 }

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/workspace-operator/internal/agentapi"
 	"sortie.dev/services/workspace-operator/internal/config"
 )
 
@@ -45,15 +46,18 @@ type EventRecorder interface {
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
 
 // WorkspaceReconciler makes container Workspaces real.
 type WorkspaceReconciler struct {
-	Client   client.Client
-	Scheme   *runtime.Scheme
-	Config   *config.Config
-	Prober   Prober
+	Client client.Client
+	Scheme *runtime.Scheme
+	Config *config.Config
+	Prober Prober
+	// Skills syncs library items into workspaces; nil or unconfigured: no library.
+	Skills   SkillSyncer
 	Recorder EventRecorder
 	Now      func() time.Time
 	// StartSeconds observes create → ready of each workspace start.
@@ -76,6 +80,8 @@ func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.hostWorkspacesOf),
 			builder.WithPredicates(predicate.NewPredicateFuncs(isRuntimePod))).
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(r.allWorkspacesOf),
+			builder.WithPredicates(predicate.NewPredicateFuncs(r.isRevisionConfigMap))).
 		Named("workspace").
 		Complete(r)
 }
@@ -261,8 +267,10 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 		ws.Status.InitExitCode = nil
 	}
 	now := r.now()
+	var retry time.Duration
 	if observePod(o, gen, pod, now, unschedulableAfter) {
-		st, err := r.Prober.InitStatus(ctx, fmt.Sprintf("http://%s:%d", pod.Status.PodIP, r.Config.AgentPort), token)
+		endpoint := fmt.Sprintf("http://%s:%d", pod.Status.PodIP, r.Config.AgentPort)
+		st, err := r.Prober.InitStatus(ctx, endpoint, token)
 		if err != nil {
 			log.FromContext(ctx).V(1).Info("agent not answering yet", "pod", pod.Name, "error", err.Error())
 		}
@@ -270,8 +278,11 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 		if o.initExit != nil {
 			ws.Status.InitExitCode = o.initExit
 		}
+		if err == nil {
+			retry = r.syncSkills(ctx, ws, agentapi.NewClient(endpoint, token, nil), workspaceMount, o)
+		}
 	}
-	return r.decideReady(ws, pod.CreationTimestamp.Time, o, now), nil
+	return sooner(r.decideReady(ws, pod.CreationTimestamp.Time, o, now), retry), nil
 }
 
 // decideReady sets Ready from the stages and says when to look again; the
@@ -353,6 +364,14 @@ func (r *WorkspaceReconciler) writeStatus(ctx context.Context, ws, original *v1a
 		return fmt.Errorf("update status: %w", err)
 	}
 	return nil
+}
+
+// sooner adds a retry to a result, keeping the earlier of the two.
+func sooner(res ctrl.Result, after time.Duration) ctrl.Result {
+	if after > 0 && (res.RequeueAfter == 0 || after < res.RequeueAfter) {
+		res.RequeueAfter = after
+	}
+	return res
 }
 
 func orNone(s string) string {

@@ -20,6 +20,7 @@ import (
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/apierror"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
+	"sortie.dev/services/workspace-operator/internal/library"
 )
 
 // Codes of this API beside kit's.
@@ -38,6 +39,7 @@ type Handler struct {
 	DefaultDistro v1alpha1.Distro
 	AgentPort     int
 	HTTP          *http.Client // for agent calls
+	Library       *library.Client
 	Log           *slog.Logger
 }
 
@@ -179,14 +181,18 @@ func (h *Handler) create(c *gin.Context) {
 		return
 	}
 	if req.Template != "" {
-		// Templates live in the library, which this operator cannot reach yet.
-		apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, CodeLibraryUnavailable,
-			"workspace templates come from the library service, which is not reachable from the workspace operator"))
-		return
+		if !itemName.MatchString(req.Template) {
+			apierror.Respond(c, apierror.BadRequest("template: %q is not a valid library name", req.Template))
+			return
+		}
+		if err := h.applyTemplate(c, &req); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
 	}
 	spec := v1alpha1.WorkspaceSpec{
-		DisplayName: strings.TrimSpace(req.Name),
-		Skills:      req.Skills, Tools: req.Tools, EnvVars: req.EnvVars, InitScript: req.InitScript,
+		DisplayName: strings.TrimSpace(req.Name), Template: req.Template,
+		Skills: req.Skills, Tools: req.Tools, EnvVars: req.EnvVars, InitScript: req.InitScript,
 	}
 	switch strings.ToLower(req.WorkspaceType) {
 	case "", "host":
@@ -289,9 +295,16 @@ func (h *Handler) update(c *gin.Context) {
 		return
 	}
 	if req.Template != nil && *req.Template != "" {
-		apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, CodeLibraryUnavailable,
-			"workspace templates come from the library service, which is not reachable from the workspace operator"))
-		return
+		// As the original, an update only records the template's name; it
+		// must exist.
+		if !itemName.MatchString(*req.Template) {
+			apierror.Respond(c, apierror.BadRequest("template: %q is not a valid library name", *req.Template))
+			return
+		}
+		if _, err := h.Library.Template(c, *req.Template); err != nil {
+			apierror.Respond(c, libraryError(err, fmt.Sprintf("workspace template %q", *req.Template)))
+			return
+		}
 	}
 	ws, err := h.modify(c, found.Name, func(ws *v1alpha1.Workspace) error {
 		if req.Name != nil {
@@ -313,7 +326,7 @@ func (h *Handler) update(c *gin.Context) {
 			ws.Spec.Tools = *req.Tools
 		}
 		if req.Template != nil {
-			ws.Spec.Template = ""
+			ws.Spec.Template = *req.Template
 		}
 		if req.EnvVars != nil {
 			if err := validEnv(*req.EnvVars); err != nil {
@@ -421,14 +434,6 @@ func (h *Handler) build(c *gin.Context) {
 		out.Status, out.ErrorMessage = string(v1alpha1.PhaseBuilding), nil
 	}
 	c.JSON(http.StatusOK, out)
-}
-
-func (h *Handler) sync(c *gin.Context) {
-	if _, ok := h.find(c); !ok {
-		return
-	}
-	apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, CodeLibraryUnavailable,
-		"skills come from the library service, which is not reachable from the workspace operator"))
 }
 
 // agentFor returns a client for the agent serving a workspace (its own, or

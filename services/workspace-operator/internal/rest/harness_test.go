@@ -68,8 +68,9 @@ func scheme(t testing.TB) *runtime.Scheme {
 }
 
 // startREST serves the workspace API from a real manager's cache, against
-// cfg's cluster, in namespace ns. extra runs more runnables (a controller).
-func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manager)) *restEnv {
+// cfg's cluster, in namespace ns. extra adds to the manager (a controller)
+// and the handler (a library).
+func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manager, *Handler)) *restEnv {
 	t.Helper()
 	s := scheme(t)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -93,7 +94,7 @@ func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manage
 		t.Fatal(err)
 	}
 	if extra != nil {
-		extra(mgr)
+		extra(mgr, h)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

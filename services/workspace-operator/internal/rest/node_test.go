@@ -12,11 +12,20 @@ import (
 	"sortie.dev/services/kit/clustertest"
 	"sortie.dev/services/workspace-operator/internal/config"
 	"sortie.dev/services/workspace-operator/internal/controller"
+	"sortie.dev/services/workspace-operator/internal/library"
 )
 
 // startOnNode serves the API with the controller running, against the
 // real local node.
 func startOnNode(t testing.TB) *restEnv {
+	t.Helper()
+	c, ns := prepareNode(t)
+	return serveOnNode(t, c, ns, nil)
+}
+
+// prepareNode brings up the node with our images and CRD, and makes a
+// namespace for the test.
+func prepareNode(t testing.TB) (*clustertest.Cluster, string) {
 	t.Helper()
 	ctx := context.Background()
 	c := clustertest.Require(t)
@@ -26,7 +35,13 @@ func startOnNode(t testing.TB) *restEnv {
 	if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{Paths: []string{crdDir}, ErrorIfPathMissing: true}); err != nil {
 		t.Fatal(err)
 	}
-	ns := c.Namespace(t)
+	return c, c.Namespace(t)
+}
+
+// serveOnNode runs the controller and the API in ns, with lib as the
+// library (nil: none).
+func serveOnNode(t testing.TB, c *clustertest.Cluster, ns string, lib *library.Client) *restEnv {
+	t.Helper()
 	env := map[string]string{
 		"SORTIE_WORKSPACE_NAMESPACE": ns, "SORTIE_AUTH_DEV_MODE": "true", "SORTIE_WORKSPACE_STORAGE": "64Mi",
 		"SORTIE_DISTRO_IMAGES": "debian-bookworm=" + clustertest.DebianImage + ",ubuntu-noble=" + clustertest.DebianImage,
@@ -35,9 +50,10 @@ func startOnNode(t testing.TB) *restEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startREST(t, c.Config, ns, func(mgr ctrl.Manager) {
+	return startREST(t, c.Config, ns, func(mgr ctrl.Manager, h *Handler) {
+		h.Library = lib
 		r := &controller.WorkspaceReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Config: cfg,
-			Prober: controller.AgentProber{}, Recorder: mgr.GetEventRecorder("workspace-operator")}
+			Prober: controller.AgentProber{}, Recorder: mgr.GetEventRecorder("workspace-operator"), Skills: lib}
 		if err := r.SetupWithManager(mgr); err != nil {
 			t.Fatal(err)
 		}
