@@ -152,7 +152,13 @@ func closed(ch <-chan struct{}) bool {
 	}
 }
 
-func (p *proc) exited() bool { return closed(p.done) }
+// exited reads the same record as the process API, so a caller told that
+// a process is no longer running also gets its EOF from the stream.
+func (p *proc) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.meta.Running
+}
 
 func (p *proc) status() (*int, *string) {
 	p.mu.Lock()
