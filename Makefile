@@ -7,7 +7,7 @@ SHELL := /usr/bin/env bash
 
 MODULES      := api hack/tools services/kit services/auth services/workspace-operator services/mission-control services/library
 # Service binaries: module:command
-COMMANDS     := services/auth:auth services/workspace-operator:workspace-operator services/library:library hack/tools:gateway
+COMMANDS     := services/auth:auth services/workspace-operator:workspace-operator services/library:library services/mission-control:mission-control hack/tools:gateway
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT       ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS      := -s -w -X sortie.dev/services/kit/version.Version=$(VERSION) -X sortie.dev/services/kit/version.Commit=$(COMMIT)

@@ -15,7 +15,8 @@
 //	crash        print only to stderr and exit 1, like a CLI without auth
 //	garbage      interleave non-JSON lines with the output
 //	big          the tool prints about 2 MB on one JSON line
-//	ignore-term  ignore SIGTERM (so only SIGKILL stops it)
+//	ignore-term  ignore SIGTERM (so only SIGINT or SIGKILL stops it)
+//	ignore-int   ignore SIGINT as well (with ignore-term: only SIGKILL)
 //	grandchild   start a `sleep` child that outlives the fake unless its
 //	             process group is killed
 //
@@ -125,6 +126,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 type script struct {
 	sleep                                 time.Duration
 	fail, crash, garbage, big, ignoreTerm bool
+	ignoreInt                             bool
 	grandchild                            bool
 }
 
@@ -151,6 +153,8 @@ func newScript(prompt string) script {
 			s.big = true
 		case "ignore-term":
 			s.ignoreTerm = true
+		case "ignore-int":
+			s.ignoreInt = true
 		case "grandchild":
 			s.grandchild = true
 		}
@@ -164,6 +168,9 @@ func play(d dialect, inv invocation, s script, o *out, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	if s.ignoreTerm {
 		signal.Ignore(syscall.SIGTERM)
+	}
+	if s.ignoreInt {
+		signal.Ignore(syscall.SIGINT)
 	}
 	if s.grandchild {
 		// Not waited for on purpose: only a process-group kill ends it.

@@ -1,0 +1,790 @@
+// Package httpapi serves mission-control's REST API: missions, the control
+// session (messages, queue, cancel), the event stream, providers and
+// health, with the seed's paths and payloads.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"sortie.dev/services/kit/apierror"
+	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/kit/server"
+	"sortie.dev/services/kit/version"
+	"sortie.dev/services/mission-control/internal/backend"
+	"sortie.dev/services/mission-control/internal/config"
+	"sortie.dev/services/mission-control/internal/control"
+	"sortie.dev/services/mission-control/internal/event"
+	"sortie.dev/services/mission-control/internal/events"
+	"sortie.dev/services/mission-control/internal/missions"
+	"sortie.dev/services/mission-control/internal/providers"
+	"sortie.dev/services/mission-control/internal/sse"
+	"sortie.dev/services/mission-control/internal/workspaces"
+)
+
+// DefaultWorkspace is the id of the default host workspace.
+const DefaultWorkspace = "00000000-0000-0000-0000-000000000000"
+
+// Workspaces looks workspaces up in the operator.
+type Workspaces interface {
+	Get(ctx context.Context, id string) (*workspaces.Workspace, error)
+	Ping(ctx context.Context) error
+}
+
+// Runner starts turns and reports the control status.
+type Runner interface {
+	Kick(ctx context.Context, user string) error
+	Status(ctx context.Context, user string) (event.Event, error)
+	Snapshot(ctx context.Context, user string) error
+}
+
+// Handler holds the API's dependencies.
+type Handler struct {
+	Missions   *missions.Store
+	Events     *events.Store
+	Control    *control.Store
+	Providers  *providers.Store
+	Workspaces Workspaces
+	Runner     Runner
+	Stream     *sse.Stream
+	// Ping checks Redis for /api/health.
+	Ping func(ctx context.Context) error
+
+	DefaultBackend    string
+	MaxRunningPerUser int
+	AuthMode          config.AuthMode
+	DevMode           bool
+}
+
+// Register installs every route. The stream authenticates on its own: a
+// browser EventSource cannot send headers, so it also accepts ?token=.
+func (h *Handler) Register(e *gin.Engine, a *authn.Authenticator) {
+	e.GET("/api/control/stream", a.RequireStream("token"), h.stream)
+	e.GET("/api/health", h.health)
+	g := e.Group("/api", a.Require())
+	c := g.Group("/control")
+	c.POST("/message", h.message)
+	c.POST("/cancel", h.cancelCurrent)
+	c.GET("/queue", h.queue)
+	c.DELETE("/queue", h.clearQueue)
+	c.DELETE("/queue/:id", h.removeQueued)
+	c.GET("/tree", h.tree)
+	c.GET("/missions", h.listMissions)
+	c.POST("/missions", h.createMission)
+	c.GET("/missions/current", h.currentMission)
+	c.GET("/missions/:id", h.getMission)
+	c.DELETE("/missions/:id", h.deleteMission)
+	c.GET("/missions/:id/events", h.missionEvents)
+	c.GET("/missions/:id/tree", h.missionTree)
+	c.POST("/missions/:id/load", h.loadMission)
+	c.POST("/missions/:id/status", h.setStatus)
+	c.POST("/missions/:id/cancel", h.cancelMission)
+	c.POST("/missions/:id/resume", h.resumeMission)
+	g.GET("/providers", h.listProviders)
+	g.POST("/providers/:id/auth", h.setProviderAuth)
+	g.DELETE("/providers/:id/auth", h.deleteProviderAuth)
+}
+
+func user(c *gin.Context) string {
+	id, _ := authn.FromContext(c.Request.Context())
+	return id.UserID
+}
+
+// decodeOptional decodes a body that may be absent.
+func decodeOptional(c *gin.Context, v any) bool {
+	if c.Request.ContentLength == 0 {
+		return true
+	}
+	if err := apierror.DecodeJSON(c.Request, v); err != nil {
+		var ae *apierror.Error
+		if errors.As(err, &ae) && strings.Contains(ae.Message, "empty") {
+			return true
+		}
+		apierror.Respond(c, err)
+		return false
+	}
+	return true
+}
+
+func nonEmpty(s *string) *string {
+	if s == nil || strings.TrimSpace(*s) == "" {
+		return nil
+	}
+	v := strings.TrimSpace(*s)
+	return &v
+}
+
+// mission loads the caller's mission named by :id, answering 404 itself.
+func (h *Handler) mission(c *gin.Context) (*missions.Mission, bool) {
+	m, err := h.Missions.Get(c, user(c), c.Param("id"))
+	if errors.Is(err, missions.ErrNotFound) {
+		apierror.Respond(c, apierror.NotFound("mission %s not found", c.Param("id")))
+		return nil, false
+	}
+	if err != nil {
+		apierror.Respond(c, err)
+		return nil, false
+	}
+	return m, true
+}
+
+type createRequest struct {
+	Title         *string `json:"title"`
+	WorkspaceID   *string `json:"workspace_id"`
+	Agent         *string `json:"agent"`
+	ModelOverride *string `json:"model_override"`
+	ModelEffort   *string `json:"model_effort"`
+	Backend       *string `json:"backend"`
+}
+
+func (h *Handler) createMission(c *gin.Context) {
+	var req createRequest
+	if !decodeOptional(c, &req) {
+		return
+	}
+	m, err := h.newMission(c, user(c), req)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, m)
+}
+
+func (h *Handler) newMission(c *gin.Context, uid string, req createRequest) (*missions.Mission, error) {
+	m := &missions.Mission{UserID: uid, Title: nonEmpty(req.Title), Agent: nonEmpty(req.Agent),
+		ModelOverride: nonEmpty(req.ModelOverride), ModelEffort: nonEmpty(req.ModelEffort), Backend: h.DefaultBackend,
+		WorkspaceID: DefaultWorkspace, History: []missions.Message{}}
+	if b := nonEmpty(req.Backend); b != nil {
+		if !config.IsBackend(*b) {
+			return nil, apierror.BadRequest("unknown backend %q (known: %s)", *b, strings.Join(config.Backends, ", "))
+		}
+		m.Backend = *b
+	}
+	if m.ModelEffort != nil {
+		if _, err := backend.ParseEffort(*m.ModelEffort); err != nil || *m.ModelEffort == "" {
+			return nil, apierror.BadRequest("model_effort must be low, medium or high, not %q", *m.ModelEffort)
+		}
+	}
+	if w := nonEmpty(req.WorkspaceID); w != nil {
+		m.WorkspaceID = *w
+	}
+	ws, err := h.Workspaces.Get(c, m.WorkspaceID)
+	switch {
+	case errors.Is(err, workspaces.ErrNotFound):
+		return nil, apierror.BadRequest("unknown workspace %q", m.WorkspaceID)
+	case err != nil:
+		_ = c.Error(err)
+		return nil, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "cannot reach the workspace service; retry shortly")
+	}
+	m.WorkspaceName = ws.Name
+	// Claude Code takes the session id from us, so it is known before the
+	// first turn; the other CLIs report theirs.
+	if m.Backend == "claudecode" {
+		m.SessionID = missions.NewID()
+	}
+	if err := h.Missions.Create(c, m); err != nil {
+		return nil, err
+	}
+	if err := h.Missions.SetCurrent(c, uid, m.ID); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (h *Handler) listMissions(c *gin.Context) {
+	limit, offset, ok := paging(c, 50, 500)
+	if !ok {
+		return
+	}
+	list, total, err := h.Missions.List(c, user(c), limit, offset)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.Header("X-Total-Count", strconv.FormatInt(total, 10))
+	c.JSON(http.StatusOK, list)
+}
+
+func paging(c *gin.Context, def, maxLimit int) (int, int, bool) {
+	limit, offset := def, 0
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLimit {
+			apierror.Respond(c, apierror.BadRequest("limit must be a whole number from 1 to %d", maxLimit))
+			return 0, 0, false
+		}
+		limit = n
+	}
+	if v := c.Query("offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			apierror.Respond(c, apierror.BadRequest("offset must be a whole number ≥ 0"))
+			return 0, 0, false
+		}
+		offset = n
+	}
+	return limit, offset, true
+}
+
+func (h *Handler) withHistory(c *gin.Context, m *missions.Mission) (*missions.Mission, error) {
+	evs, err := h.Events.Replay(c, m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	hist := []missions.Message{}
+	for _, e := range evs {
+		if e.Kind == event.KindUserMessage {
+			if seen[e.ID] {
+				continue // re-sent when a queued message started
+			}
+			seen[e.ID] = true
+			hist = append(hist, missions.Message{Role: "user", Content: e.Content})
+		} else {
+			hist = append(hist, missions.Message{Role: "assistant", Content: e.Content})
+		}
+	}
+	if len(hist) > 200 {
+		hist = hist[len(hist)-200:]
+	}
+	m.History = hist
+	return m, nil
+}
+
+func (h *Handler) getMission(c *gin.Context) {
+	m, ok := h.mission(c)
+	if !ok {
+		return
+	}
+	m, err := h.withHistory(c, m)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, m)
+}
+
+func (h *Handler) currentMission(c *gin.Context) {
+	id, err := h.Missions.Current(c, user(c))
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if id == "" {
+		c.JSON(http.StatusOK, nil)
+		return
+	}
+	m, err := h.Missions.Get(c, user(c), id)
+	if errors.Is(err, missions.ErrNotFound) {
+		c.JSON(http.StatusOK, nil)
+		return
+	}
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if m, err = h.withHistory(c, m); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, m)
+}
+
+func (h *Handler) loadMission(c *gin.Context) {
+	m, ok := h.mission(c)
+	if !ok {
+		return
+	}
+	if err := h.Missions.SetCurrent(c, user(c), m.ID); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	m, err := h.withHistory(c, m)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, m)
+}
+
+func (h *Handler) deleteMission(c *gin.Context) {
+	m, ok := h.mission(c)
+	if !ok {
+		return
+	}
+	run, err := h.Control.Run(c, m.ID)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if run != nil {
+		apierror.Respond(c, apierror.New(http.StatusConflict, apierror.CodeConflict, "Cannot delete a running mission. Cancel it first."))
+		return
+	}
+	uid := user(c)
+	for _, fn := range []func() error{
+		func() error { return h.Control.DeleteMission(c, uid, m.ID) },
+		func() error { return h.Events.DeleteMission(c, m.ID) },
+		func() error { return h.Missions.Delete(c, uid, m.ID) },
+	} {
+		if err := fn(); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true, "deleted": m.ID})
+}
+
+// append stores an event the API emits (outside a run).
+func (h *Handler) append(c *gin.Context, e event.Event) error {
+	_, _, err := h.Events.Append(c, e, events.AppendOptions{UserID: user(c)})
+	return err
+}
+
+func (h *Handler) setStatus(c *gin.Context) {
+	var req struct {
+		Status string `json:"status"`
+	}
+	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	st := missions.Status(req.Status)
+	if !st.Valid() {
+		apierror.Respond(c, apierror.BadRequest("status must be one of pending, active, completed, failed, interrupted, blocked, not_feasible"))
+		return
+	}
+	m, ok := h.mission(c)
+	if !ok {
+		return
+	}
+	if _, err := h.Missions.SetStatus(c, m.ID, st, ""); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if err := h.append(c, event.Event{Kind: event.KindMissionStatusChanged, MissionID: m.ID, Status: string(st)}); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+type messageRequest struct {
+	Content   string  `json:"content"`
+	Agent     *string `json:"agent"`
+	MissionID *string `json:"mission_id"`
+}
+
+func (h *Handler) message(c *gin.Context) {
+	var req messageRequest
+	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if strings.TrimSpace(req.Content) == "" {
+		apierror.Respond(c, apierror.BadRequest("content must not be empty"))
+		return
+	}
+	uid := user(c)
+	var m *missions.Mission
+	target := ""
+	if id := nonEmpty(req.MissionID); id != nil {
+		target = *id
+	} else {
+		cur, err := h.Missions.Current(c, uid)
+		if err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+		target = cur
+	}
+	if target != "" {
+		var err error
+		m, err = h.Missions.Get(c, uid, target)
+		if errors.Is(err, missions.ErrNotFound) {
+			if nonEmpty(req.MissionID) != nil {
+				apierror.Respond(c, apierror.NotFound("mission %s not found", target))
+				return
+			}
+			m = nil // the current mission was deleted: start a new one
+		} else if err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	}
+	if m == nil {
+		var err error
+		if m, err = h.newMission(c, uid, createRequest{}); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	}
+	if m.Title == nil {
+		if t := missions.TitleFrom(req.Content); t != "" {
+			_, _ = h.Missions.Update(c, m.ID, func(mm *missions.Mission) error {
+				if mm.Title == nil {
+					mm.Title = &t
+				}
+				return nil
+			})
+		}
+	}
+	msg := control.Message{ID: missions.NewID(), Content: req.Content, Agent: nonEmpty(req.Agent), MissionID: m.ID}
+	queued, err := h.send(c, uid, msg)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"id": msg.ID, "queued": queued})
+}
+
+// send queues a message, records its user_message and starts it if it can.
+func (h *Handler) send(c *gin.Context, uid string, msg control.Message) (bool, error) {
+	queued, err := h.Control.Enqueue(c, uid, msg, h.MaxRunningPerUser)
+	if err != nil {
+		return false, err
+	}
+	if err := h.append(c, event.Event{Kind: event.KindUserMessage, MissionID: msg.MissionID, ID: msg.ID, Content: msg.Content, Queued: queued}); err != nil {
+		return false, err
+	}
+	if err := h.Runner.Kick(context.WithoutCancel(c.Request.Context()), uid); err != nil {
+		return false, err
+	}
+	return queued, nil
+}
+
+func (h *Handler) cancelCurrent(c *gin.Context) {
+	uid := user(c)
+	cur, err := h.Missions.Current(c, uid)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	ok := false
+	if cur != "" {
+		if ok, err = h.Control.RequestCancel(c, cur); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	}
+	if !ok {
+		// Nothing runs: say so on the stream, like the original.
+		_ = h.Events.Publish(c, uid, event.Event{Kind: event.KindError, Message: "No running task to cancel"})
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+func (h *Handler) cancelMission(c *gin.Context) {
+	m, ok := h.mission(c)
+	if !ok {
+		return
+	}
+	ok, err := h.Control.RequestCancel(c, m.ID)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if !ok {
+		apierror.Respond(c, apierror.New(http.StatusConflict, apierror.CodeConflict, "mission "+m.ID+" is not running"))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true, "cancelled": m.ID})
+}
+
+func (h *Handler) resumeMission(c *gin.Context) {
+	var req struct {
+		SkipMessage    bool `json:"skip_message"`
+		CleanWorkspace bool `json:"clean_workspace"`
+	}
+	if !decodeOptional(c, &req) {
+		return
+	}
+	m, ok := h.mission(c)
+	if !ok {
+		return
+	}
+	if !m.Status.Resumable() {
+		apierror.Respond(c, apierror.BadRequest("mission %s is %s and cannot be resumed (only interrupted, blocked or failed missions can)", m.ID, m.Status))
+		return
+	}
+	uid := user(c)
+	if _, err := h.Missions.SetStatus(c, m.ID, missions.Active, ""); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if err := h.append(c, event.Event{Kind: event.KindMissionStatusChanged, MissionID: m.ID, Status: string(missions.Active)}); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if err := h.Missions.SetCurrent(c, uid, m.ID); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if !req.SkipMessage {
+		prompt := "MISSION RESUMED: the previous turn stopped (" + string(m.Status) + "). Look at the state of the working directory and continue the mission where it stopped."
+		if _, err := h.send(c, uid, control.Message{ID: missions.NewID(), Content: prompt, MissionID: m.ID}); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	}
+	m, err := h.Missions.Get(c, uid, m.ID)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if m, err = h.withHistory(c, m); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, m)
+}
+
+func (h *Handler) queue(c *gin.Context) {
+	q, err := h.Control.Queue(c, user(c))
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, q)
+}
+
+func (h *Handler) removeQueued(c *gin.Context) {
+	ok, err := h.Control.Remove(c, user(c), c.Param("id"))
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if !ok {
+		apierror.Respond(c, apierror.NotFound("message %s is not in the queue", c.Param("id")))
+		return
+	}
+	_ = h.Runner.Snapshot(c, user(c))
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+func (h *Handler) clearQueue(c *gin.Context) {
+	n, err := h.Control.Clear(c, user(c))
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	_ = h.Runner.Snapshot(c, user(c))
+	c.JSON(http.StatusOK, gin.H{"ok": true, "cleared": n})
+}
+
+// tree: the CLI backends produce no agent tree (neither did the original's).
+func (h *Handler) tree(c *gin.Context) { c.JSON(http.StatusOK, nil) }
+
+func (h *Handler) missionTree(c *gin.Context) {
+	if _, ok := h.mission(c); !ok {
+		return
+	}
+	c.JSON(http.StatusOK, nil)
+}
+
+// StoredEvent is the reference's stored-event row, which the original
+// dashboard rebuilds its view from; metadata holds the whole event.
+type StoredEvent struct {
+	ID         int64           `json:"id"`
+	MissionID  string          `json:"mission_id"`
+	Sequence   int64           `json:"sequence"`
+	EventType  event.Kind      `json:"event_type"`
+	Timestamp  string          `json:"timestamp"`
+	EventID    *string         `json:"event_id"`
+	ToolCallID *string         `json:"tool_call_id"`
+	ToolName   *string         `json:"tool_name"`
+	Content    string          `json:"content"`
+	Metadata   json.RawMessage `json:"metadata"`
+}
+
+func stored(e event.Event) (StoredEvent, error) {
+	meta, err := json.Marshal(e)
+	if err != nil {
+		return StoredEvent{}, err
+	}
+	s := StoredEvent{ID: e.Sequence, MissionID: e.MissionID, Sequence: e.Sequence, EventType: e.Kind,
+		Timestamp: e.Time.UTC().Format(time.RFC3339Nano), Metadata: meta}
+	opt := func(v string) *string {
+		if v == "" {
+			return nil
+		}
+		return &v
+	}
+	s.EventID, s.ToolCallID, s.ToolName = opt(e.ID), opt(e.ToolCallID), opt(e.ToolName)
+	switch e.Kind {
+	case event.KindToolCall:
+		s.Content = string(e.Args)
+	case event.KindToolResult:
+		s.Content = string(e.Result)
+	case event.KindError:
+		s.Content = e.Message
+	case event.KindMissionStatusChanged:
+		s.Content = e.Summary
+	case event.KindMissionActivity:
+		s.Content = e.Label
+	default:
+		s.Content = e.Content
+	}
+	return s, nil
+}
+
+func (h *Handler) missionEvents(c *gin.Context) {
+	var kinds []event.Kind
+	for _, t := range strings.Split(c.Query("types"), ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if !event.Kind(t).Valid() {
+			apierror.Respond(c, apierror.BadRequest("unknown event type %q", t))
+			return
+		}
+		kinds = append(kinds, event.Kind(t))
+	}
+	limit, offset, ok := paging(c, 50000, 50000)
+	if !ok {
+		return
+	}
+	m, ok := h.mission(c)
+	if !ok {
+		return
+	}
+	evs, err := h.Events.Replay(c, m.ID, kinds, limit, offset)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	out := make([]StoredEvent, 0, len(evs))
+	for _, e := range evs {
+		s, err := stored(e)
+		if err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+		out = append(out, s)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (h *Handler) stream(c *gin.Context) {
+	uid := user(c)
+	last := c.GetHeader("Last-Event-ID")
+	if last == "" {
+		last = c.Query("last_event_id")
+	}
+	if last != "" && !events.ValidCursor(last) {
+		apierror.Respond(c, apierror.BadRequest("Last-Event-ID %q is not an event id of this stream", last))
+		return
+	}
+	mission := c.Query("mission_id")
+	if mission != "" {
+		if _, err := h.Missions.Get(c, uid, mission); errors.Is(err, missions.ErrNotFound) {
+			apierror.Respond(c, apierror.NotFound("mission %s not found", mission))
+			return
+		}
+	}
+	snap, err := h.Runner.Status(c, uid)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	ctx := server.StreamContext(c)
+	sse.Headers(c.Writer.Header())
+	c.Status(http.StatusOK)
+	c.Writer.WriteHeaderNow()
+	c.Writer.Flush()
+	if err := h.Stream.Serve(ctx, c.Writer, sse.Request{User: uid, LastEventID: last, MissionID: mission, Snapshot: snap}); err != nil && ctx.Err() == nil {
+		_ = c.Error(err)
+	}
+}
+
+func (h *Handler) health(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c, 2*time.Second)
+	defer cancel()
+	state := func(err error) string {
+		if err != nil {
+			return "error"
+		}
+		return "ok"
+	}
+	redisState := state(h.Ping(ctx))
+	wsState := state(h.Workspaces.Ping(ctx))
+	status := "ok"
+	if redisState != "ok" || wsState != "ok" {
+		status = "degraded"
+	}
+	c.JSON(http.StatusOK, gin.H{
+		"status":        status,
+		"version":       version.String(),
+		"dev_mode":      h.DevMode,
+		"auth_required": h.AuthMode != config.AuthDisabled,
+		"auth_mode":     h.AuthMode,
+		"services":      gin.H{"redis": redisState, "workspaces": wsState},
+	})
+}
+
+func (h *Handler) listProviders(c *gin.Context) {
+	list, err := h.Providers.List(c, c.Query("include_all") == "true")
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"providers": list})
+}
+
+func (h *Handler) setProviderAuth(c *gin.Context) {
+	var req struct {
+		APIKey string `json:"api_key"`
+	}
+	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	if strings.TrimSpace(req.APIKey) == "" {
+		apierror.Respond(c, apierror.BadRequest("api_key is required (OAuth sign-in is not supported yet)"))
+		return
+	}
+	if !authnAdmin(c) {
+		return
+	}
+	if err := h.Providers.SetKey(c, c.Param("id"), strings.TrimSpace(req.APIKey)); err != nil {
+		providerError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"success": true, "message": "API key saved"})
+}
+
+func (h *Handler) deleteProviderAuth(c *gin.Context) {
+	if !authnAdmin(c) {
+		return
+	}
+	if err := h.Providers.DeleteKey(c, c.Param("id")); err != nil {
+		providerError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+// authnAdmin admits admins only: provider keys are shared by every user.
+func authnAdmin(c *gin.Context) bool {
+	id, _ := authn.FromContext(c.Request.Context())
+	if !id.IsAdmin() {
+		apierror.Respond(c, apierror.Forbidden("only an administrator may change provider credentials"))
+		return false
+	}
+	return true
+}
+
+func providerError(c *gin.Context, err error) {
+	if errors.Is(err, providers.ErrUnknown) {
+		apierror.Respond(c, apierror.NotFound("unknown provider %q", c.Param("id")))
+		return
+	}
+	apierror.Respond(c, err)
+}

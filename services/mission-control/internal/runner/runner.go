@@ -1,0 +1,652 @@
+// Package runner drives mission turns: it runs the mission's agent CLI as a
+// detached process in the mission's workspace (through the
+// workspace-operator), follows its output, turns each line into events
+// with the backend's parser, and stores them.
+//
+// Which replica drives a run is decided by a lease in Redis. Every event
+// append is fenced by that lease and counted in the run record in the same
+// atomic step, so a replica that takes a run over (its driver died, or it
+// restarted) re-reads the process output from the start of the turn, feeds
+// the same deterministic parser, and skips exactly the events already
+// stored: none is lost, none is duplicated. Re-reading from the start rather
+// than from the stored offset is deliberate: the parsers keep state across
+// lines (open tool calls, accumulated text) that cannot be restored from an
+// offset alone. The stored offset is kept for diagnostics.
+package runner
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"sortie.dev/services/mission-control/internal/backend"
+	"sortie.dev/services/mission-control/internal/control"
+	"sortie.dev/services/mission-control/internal/event"
+	"sortie.dev/services/mission-control/internal/events"
+	"sortie.dev/services/mission-control/internal/missions"
+	"sortie.dev/services/mission-control/internal/workspaces"
+)
+
+// Missions is the mission store the runner needs.
+type Missions interface {
+	Load(ctx context.Context, id string) (*missions.Mission, error)
+	Update(ctx context.Context, id string, fn func(*missions.Mission) error) (*missions.Mission, error)
+	Current(ctx context.Context, user string) (string, error)
+}
+
+// Events stores and publishes events.
+type Events interface {
+	Append(ctx context.Context, e event.Event, o events.AppendOptions) (event.Event, string, error)
+	Publish(ctx context.Context, user string, e event.Event) error
+}
+
+// Workspaces is the workspace-operator.
+type Workspaces interface {
+	Get(ctx context.Context, id string) (*workspaces.Workspace, error)
+	Exec(ctx context.Context, id, command, stdin string) (*workspaces.ExecResult, error)
+	Start(ctx context.Context, id string, req workspaces.StartRequest) (*workspaces.Process, error)
+	Process(ctx context.Context, id, pid string) (*workspaces.Process, error)
+	Signal(ctx context.Context, id, pid, sig string) error
+	Delete(ctx context.Context, id, pid string) error
+	Follow(ctx context.Context, id, pid string, offset int64) iter.Seq2[workspaces.OutputEvent, error]
+}
+
+// Options configure a Runner.
+type Options struct {
+	// Owner names this replica in leases; unique per process.
+	Owner       string
+	MaxRunning  int
+	LeaseTTL    time.Duration
+	CancelGrace time.Duration
+	// CLIs maps a backend to its executable in the workspace.
+	CLIs map[string]string
+	// Secrets returns the provider credentials (ANTHROPIC_API_KEY, ...).
+	Secrets func(ctx context.Context) map[string]string
+	Log     *slog.Logger
+}
+
+// Runner starts and drives turns.
+type Runner struct {
+	missions   Missions
+	events     Events
+	control    *control.Store
+	workspaces Workspaces
+	opts       Options
+	log        *slog.Logger
+
+	mu      sync.Mutex
+	base    context.Context
+	driving map[string]bool
+	wg      sync.WaitGroup
+}
+
+// New returns a Runner; call Start before use.
+func New(m Missions, e Events, c *control.Store, w Workspaces, opts Options) *Runner {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	if opts.Secrets == nil {
+		opts.Secrets = func(context.Context) map[string]string { return nil }
+	}
+	return &Runner{missions: m, events: e, control: c, workspaces: w, opts: opts, log: opts.Log, driving: map[string]bool{}}
+}
+
+// Start begins driving: it reattaches runs whose lease expired (this
+// replica's previous life, or a dead replica) and keeps looking for such
+// runs until ctx ends. Drives end with ctx; their processes keep running
+// and their leases are released for another replica.
+func (r *Runner) Start(ctx context.Context) {
+	r.mu.Lock()
+	r.base = ctx
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		tick := time.NewTicker(max(r.opts.LeaseTTL/3, 100*time.Millisecond))
+		defer tick.Stop()
+		for {
+			r.adopt(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+// Wait returns when every drive has ended (after Start's ctx ended).
+func (r *Runner) Wait() { r.wg.Wait() }
+
+// Driving reports how many runs this replica drives.
+func (r *Runner) Driving() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.driving)
+}
+
+// adopt takes over every run whose lease is free.
+func (r *Runner) adopt(ctx context.Context) {
+	ids, err := r.control.Runs(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("cannot list runs", "error", err.Error())
+		}
+		return
+	}
+	for _, id := range ids {
+		if r.isDriving(id) {
+			continue
+		}
+		ok, err := r.control.Acquire(ctx, id, r.opts.Owner, r.opts.LeaseTTL)
+		if err != nil || !ok {
+			continue
+		}
+		r.log.Info("taking over run", "mission_id", id)
+		r.launch(id)
+	}
+	// Messages that wait while their mission is idle (whoever should have
+	// started them died first) start here, on whichever replica sees them.
+	users, err := r.control.WaitingUsers(ctx)
+	if err != nil {
+		return
+	}
+	for _, u := range users {
+		if _, err := r.kick(ctx, u); err != nil && ctx.Err() == nil {
+			r.log.Warn("cannot start waiting messages", "user_id", u, "error", err.Error())
+		}
+	}
+}
+
+func (r *Runner) isDriving(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.driving[id]
+}
+
+// launch drives mission id in the background unless it already is.
+func (r *Runner) launch(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.driving[id] || r.base == nil || r.base.Err() != nil {
+		return
+	}
+	r.driving[id] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.drive(r.base, id)
+		r.mu.Lock()
+		delete(r.driving, id)
+		r.mu.Unlock()
+	}()
+}
+
+// Kick starts the next queued message of every mission of the user that
+// is idle, as far as the user's limit allows.
+func (r *Runner) Kick(ctx context.Context, user string) error {
+	if _, err := r.kick(ctx, user); err != nil {
+		return err
+	}
+	return r.Snapshot(ctx, user)
+}
+
+// kick is Kick without the status publication; it reports how many turns
+// it started.
+func (r *Runner) kick(ctx context.Context, user string) (int, error) {
+	ids, err := r.control.QueuedMissions(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, r.control.ForgetIfIdle(ctx, user)
+	}
+	started := 0
+	for _, id := range ids {
+		run, err := r.control.TryStart(ctx, user, id, r.opts.Owner, r.opts.MaxRunning, r.opts.LeaseTTL, missions.NewID(), missions.NewID())
+		if err != nil {
+			return started, err
+		}
+		if run != nil {
+			started++
+			r.launch(id)
+		}
+	}
+	return started, nil
+}
+
+// Status computes the user's control status.
+func (r *Runner) Status(ctx context.Context, user string) (event.Event, error) {
+	running, err := r.control.Running(ctx, user)
+	if err != nil {
+		return event.Event{}, err
+	}
+	q, err := r.control.Queue(ctx, user)
+	if err != nil {
+		return event.Event{}, err
+	}
+	cur, err := r.missions.Current(ctx, user)
+	if err != nil {
+		return event.Event{}, err
+	}
+	st := event.Event{Kind: event.KindStatus, State: "idle", QueueLen: len(q), MissionID: cur}
+	if len(running) > 0 {
+		st.State = "running"
+		if cur == "" || !contains(running, cur) {
+			st.MissionID = running[0]
+		}
+	}
+	return st, nil
+}
+
+// Snapshot publishes the user's control status to their streams.
+func (r *Runner) Snapshot(ctx context.Context, user string) error {
+	st, err := r.Status(ctx, user)
+	if err != nil {
+		return err
+	}
+	return r.events.Publish(ctx, user, st)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// drive runs (or resumes) the active turn of a mission while this replica
+// holds its lease.
+func (r *Runner) drive(base context.Context, id string) {
+	log := r.log.With("mission_id", id)
+	run, err := r.control.Run(base, id)
+	if err != nil || run == nil {
+		if err != nil {
+			log.Error("cannot load run", "error", err.Error())
+		}
+		return
+	}
+	m, err := r.missions.Load(base, id)
+	if err != nil {
+		log.Error("cannot load mission of run", "error", err.Error())
+		return
+	}
+	ctx, stop := context.WithCancel(base)
+	defer stop()
+	t := &turn{r: r, run: run, m: m, skip: run.Emitted, log: log.With("turn_id", run.TurnID),
+		done: make(chan struct{}), fence: events.Fence{LeaseKey: control.LeaseKey(id), Owner: r.opts.Owner, RunKey: control.RunKey(id)}}
+	leaseLost := make(chan struct{})
+	go t.keepLease(ctx, stop, leaseLost)
+
+	err = t.execute(ctx)
+	close(t.done)
+	switch {
+	case errors.Is(err, events.ErrLeaseLost) || isClosed(leaseLost):
+		log.Warn("lost the run's lease; another replica drives it now")
+		return
+	case base.Err() != nil:
+		// Shutdown: the process keeps running; let another replica (or
+		// this one after its restart) take over at once.
+		_ = r.control.Release(context.WithoutCancel(base), id, r.opts.Owner)
+		log.Info("released run for another replica")
+		return
+	case err != nil:
+		log.Error("turn failed to run", "error", err.Error())
+		// Leave the run: the lease expires and the turn is retried by
+		// whoever adopts it (a Redis or operator outage is transient).
+		return
+	}
+	if err := r.control.Finish(ctx, run.UserID, id, r.opts.Owner); err != nil {
+		log.Warn("cannot finish run", "error", err.Error())
+		return
+	}
+	if err := r.Kick(ctx, run.UserID); err != nil {
+		log.Warn("cannot start queued messages", "error", err.Error())
+	}
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// turn is one drive of a run.
+type turn struct {
+	r     *Runner
+	run   *control.Run
+	m     *missions.Mission
+	log   *slog.Logger
+	fence events.Fence
+	skip  int64
+	ws    *workspaces.Workspace
+	pid   string
+	done  chan struct{}
+
+	cancelOnce sync.Once
+}
+
+// keepLease renews the lease until ctx ends; it stops the drive when the
+// lease is lost and starts the cancel escalation when a cancel is flagged.
+func (t *turn) keepLease(ctx context.Context, stop context.CancelFunc, lost chan struct{}) {
+	every := max(t.r.opts.LeaseTTL/3, 50*time.Millisecond)
+	every = min(every, time.Second) // cancel latency
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.done:
+			return
+		case <-tick.C:
+		}
+		cancel, err := t.r.control.Renew(ctx, t.run.MissionID, t.r.opts.Owner, t.r.opts.LeaseTTL)
+		if errors.Is(err, control.ErrLeaseLost) {
+			close(lost)
+			stop()
+			return
+		}
+		if err != nil {
+			continue // transient; the lease outlives a few misses
+		}
+		if cancel {
+			t.cancelOnce.Do(func() { go t.escalate(ctx) })
+		}
+	}
+}
+
+// escalate stops the CLI: SIGINT (the CLIs' own interrupt), then SIGTERM,
+// then SIGKILL, each to the process group, with a grace period between.
+func (t *turn) escalate(ctx context.Context) {
+	for _, sig := range []string{"INT", "TERM", "KILL"} {
+		if t.pid == "" || t.ws == nil {
+			// Not started yet: try again shortly.
+			select {
+			case <-time.After(100 * time.Millisecond):
+				continue
+			case <-t.done:
+				return
+			}
+		}
+		if err := t.r.workspaces.Signal(ctx, t.ws.ID, t.pid, sig); err != nil {
+			t.log.Debug("signal", "signal", sig, "error", err.Error())
+		}
+		t.log.Info("cancel: signalled the agent", "signal", sig)
+		select {
+		case <-t.done:
+			return
+		case <-ctx.Done():
+			return
+		case <-time.After(t.r.opts.CancelGrace):
+		}
+	}
+}
+
+// emit stores e as the next event of the turn, unless an earlier drive
+// already stored it.
+func (t *turn) emit(ctx context.Context, e event.Event, offset int64) error {
+	if t.skip > 0 {
+		t.skip--
+		return nil
+	}
+	e.MissionID = t.m.ID
+	if e.Kind == event.KindAssistantMessage && e.ID == "" {
+		e.ID = t.run.AssistantID
+	}
+	f := t.fence
+	f.Offset = offset
+	_, _, err := t.r.events.Append(ctx, e, events.AppendOptions{UserID: t.run.UserID, TurnID: t.run.TurnID, Fence: &f})
+	return err
+}
+
+// processID is the operator process id of a turn (deterministic, so a
+// takeover finds the process).
+func processID(turnID string) string { return "mc-" + turnID }
+
+func (t *turn) execute(ctx context.Context) error {
+	msg := t.run.Message
+	// Before the process: the same events on every drive, so skipping
+	// counts them too.
+	if msg.Queued {
+		if err := t.emit(ctx, event.Event{Kind: event.KindUserMessage, ID: msg.ID, Content: msg.Content}, 0); err != nil {
+			return err
+		}
+	}
+	if _, err := t.r.missions.Update(ctx, t.m.ID, func(m *missions.Mission) error {
+		m.Status, m.TerminalReason, m.InterruptedAt = missions.Active, "", nil
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := t.emit(ctx, event.Event{Kind: event.KindMissionStatusChanged, Status: string(missions.Active)}, 0); err != nil {
+		return err
+	}
+	if err := t.r.Snapshot(ctx, t.run.UserID); err != nil {
+		t.log.Warn("cannot publish status", "error", err.Error())
+	}
+
+	ws, err := t.r.workspaces.Get(ctx, t.m.WorkspaceID)
+	if errors.Is(err, workspaces.ErrNotFound) {
+		return t.fail(ctx, fmt.Sprintf("The mission's workspace %s no longer exists; missions never run in another workspace. Create a new mission in an existing workspace.", t.m.WorkspaceID), "workspace_gone", missions.Failed)
+	}
+	if err != nil {
+		return fmt.Errorf("look up workspace: %w", err)
+	}
+	if ws.Status != "ready" {
+		return t.fail(ctx, fmt.Sprintf("The mission's workspace %s is not ready (status %s).", ws.Name, ws.Status), "workspace_not_ready", missions.Failed)
+	}
+	t.ws = ws
+
+	dir := path.Join(ws.Path, "missions", t.m.ID)
+	req := backend.Request{
+		Executable:  t.r.opts.CLIs[t.m.Backend],
+		Prompt:      msg.Content,
+		Model:       deref(t.m.ModelOverride),
+		Effort:      backend.Effort(deref(t.m.ModelEffort)),
+		Agent:       deref(t.m.Agent),
+		WorkDir:     dir,
+		Home:        dir + "/.home",
+		Credentials: credentialsFor(t.m.Backend, t.r.opts.Secrets(ctx)),
+	}
+	if msg.Agent != nil && *msg.Agent != "" {
+		req.Agent = *msg.Agent
+	}
+	if t.m.SessionStarted && t.m.SessionID != "" {
+		req.Resume = t.m.SessionID
+	} else if t.m.Backend == "claudecode" {
+		req.NewSessionID = t.m.SessionID
+	}
+	cmd, p, err := build(t.m.Backend, req, backend.ParserOptions{RunID: t.run.TurnID[:8], Model: req.Model})
+	if err != nil {
+		return t.fail(ctx, fmt.Sprintf("Cannot run the %s backend: %v", t.m.Backend, err), "bad_request", missions.Failed)
+	}
+	t.pid = processID(t.run.TurnID)
+
+	if !t.run.Started {
+		// The mission's directory and home live on the workspace volume,
+		// so the CLI's session files survive restarts and missions never
+		// share them.
+		if res, err := t.r.workspaces.Exec(ctx, ws.ID, fmt.Sprintf("mkdir -p -- %s %s", shellQuote(dir), shellQuote(req.Home)), ""); err != nil {
+			return fmt.Errorf("prepare mission directory: %w", err)
+		} else if res.ExitCode != 0 {
+			return t.fail(ctx, fmt.Sprintf("Cannot create the mission directory %s: %s", dir, strings.TrimSpace(res.Stderr)), "workspace_error", missions.Failed)
+		}
+		_, err = t.r.workspaces.Start(ctx, ws.ID, workspaces.StartRequest{ID: t.pid, Argv: cmd.Argv, Cwd: cmd.Dir, Env: cmd.Env, Stdin: cmd.Stdin})
+		if err != nil && !errors.Is(err, workspaces.ErrConflict) {
+			var we *workspaces.Error
+			if errors.As(err, &we) && we.Status < 500 {
+				return t.fail(ctx, fmt.Sprintf("Cannot start %s in the workspace: %s", cmd.Argv[0], we.Message), "start_failed", missions.Failed)
+			}
+			return fmt.Errorf("start agent process: %w", err)
+		}
+		if err := t.r.control.MarkStarted(ctx, t.m.ID); err != nil {
+			return err
+		}
+	} else if _, err := t.r.workspaces.Process(ctx, ws.ID, t.pid); errors.Is(err, workspaces.ErrNotFound) {
+		return t.fail(ctx, "The agent process of this turn is gone (its workspace restarted?). Resume the mission to continue.", "process_lost", missions.Interrupted)
+	} else if err != nil {
+		return fmt.Errorf("look up agent process: %w", err)
+	}
+
+	exit, err := t.follow(ctx, p)
+	if errors.Is(err, workspaces.ErrNotFound) {
+		return t.fail(ctx, "The agent process of this turn is gone (its workspace restarted?). Resume the mission to continue.", "process_lost", missions.Interrupted)
+	}
+	if err != nil {
+		return err
+	}
+	// Cancellation is read from the run record, not from memory, so a
+	// takeover finishes a cancelled turn the same way.
+	if cur, err := t.r.control.Run(ctx, t.m.ID); err == nil && cur != nil {
+		exit.Cancelled = cur.Cancel
+	}
+	for _, e := range p.Finish(exit) {
+		if err := t.emit(ctx, e, -1); err != nil {
+			return err
+		}
+	}
+	sum := p.Summary()
+	status, reason := missions.Completed, "completed"
+	switch sum.Outcome {
+	case backend.OutcomeCancelled:
+		status, reason = missions.Failed, "cancelled"
+	case backend.OutcomeFailed:
+		status, reason = missions.Failed, "llm_error"
+	}
+	if _, err := t.r.missions.Update(ctx, t.m.ID, func(m *missions.Mission) error {
+		m.Status, m.TerminalReason = status, reason
+		if sum.SessionID != "" {
+			m.SessionID = sum.SessionID
+		}
+		m.SessionStarted = true
+		return nil
+	}); err != nil {
+		return err
+	}
+	var summary string
+	if reason == "cancelled" {
+		summary = "Cancelled by user"
+	}
+	if err := t.emit(ctx, event.Event{Kind: event.KindMissionStatusChanged, Status: string(status), Summary: summary}, -1); err != nil {
+		return err
+	}
+	if err := t.r.workspaces.Delete(context.WithoutCancel(ctx), ws.ID, t.pid); err != nil {
+		t.log.Debug("cannot delete the finished process", "error", err.Error())
+	}
+	t.log.Info("turn finished", "outcome", string(sum.Outcome), "exit_code", exit.Code)
+	return nil
+}
+
+// follow feeds the process output, line by line, to the parser until the
+// process exits.
+func (t *turn) follow(ctx context.Context, p parser) (backend.Exit, error) {
+	var (
+		buf     []byte
+		bufAt   int64 // output offset of buf[0]
+		dropped bool  // the current line outgrew MaxLine
+	)
+	feed := func(line []byte, end int64) error {
+		for _, e := range p.Feed(bytes.TrimRight(line, "\r")) {
+			if err := t.emit(ctx, e, end); err != nil {
+				return err
+			}
+			if e.Kind == event.KindToolCall {
+				if err := t.emit(ctx, backend.Activity(e.ToolName, e.Args), end); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for ev, err := range t.r.workspaces.Follow(ctx, t.ws.ID, t.pid, 0) {
+		if err != nil {
+			return backend.Exit{}, err
+		}
+		if ev.EOF {
+			if len(buf) > 0 {
+				if err := feed(buf, ev.Offset); err != nil {
+					return backend.Exit{}, err
+				}
+			}
+			x := backend.Exit{Code: -1}
+			if ev.ExitCode != nil {
+				x.Code = *ev.ExitCode
+			}
+			return x, nil
+		}
+		data := ev.Bytes()
+		for len(data) > 0 {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 {
+				if !dropped {
+					buf = append(buf, data...)
+					if len(buf) > backend.MaxLine {
+						buf, dropped = buf[:backend.MaxLine], true
+					}
+				}
+				bufAt += int64(len(data))
+				break
+			}
+			if !dropped {
+				buf = append(buf, data[:i]...)
+			}
+			bufAt += int64(i + 1)
+			if err := feed(buf, bufAt); err != nil {
+				return backend.Exit{}, err
+			}
+			buf, dropped = buf[:0], false
+			data = data[i+1:]
+		}
+	}
+	return backend.Exit{}, ctx.Err()
+}
+
+// fail ends the turn without (further) output from the CLI: a fatal error,
+// a failed assistant_message and the final status.
+func (t *turn) fail(ctx context.Context, msg, code string, status missions.Status) error {
+	resumable := status == missions.Interrupted || status == missions.Failed
+	evs := []event.Event{
+		{Kind: event.KindError, Message: msg, Fatal: true, Code: code, Resumable: resumable},
+		{Kind: event.KindAssistantMessage, Content: msg, Resumable: resumable},
+	}
+	for _, e := range evs {
+		if err := t.emit(ctx, e, -1); err != nil {
+			return err
+		}
+	}
+	if _, err := t.r.missions.Update(ctx, t.m.ID, func(m *missions.Mission) error {
+		m.Status, m.TerminalReason = status, code
+		if status == missions.Interrupted {
+			ts := time.Now().UTC().Format(time.RFC3339)
+			m.InterruptedAt = &ts
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	t.log.Warn("turn failed", "reason", code, "message", msg)
+	return t.emit(ctx, event.Event{Kind: event.KindMissionStatusChanged, Status: string(status), Summary: msg}, -1)
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// shellQuote quotes s for /bin/sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

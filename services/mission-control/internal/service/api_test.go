@@ -1,0 +1,340 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"sortie.dev/api"
+	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/kit/openapitest"
+	"sortie.dev/services/kit/redistest"
+	"sortie.dev/services/kit/server"
+	"sortie.dev/services/mission-control/internal/config"
+)
+
+func TestRoutesMatchSpec(t *testing.T) {
+	e := start(t, options{})
+	openapitest.Load(t, api.OpenAPI).CheckRoutes(t, e.svc.Server.Engine.Routes(),
+		[]string{"/api/control", "/api/providers", "/api/health"}, server.OperationalPaths...)
+}
+
+func TestConfigListsEveryProblem(t *testing.T) {
+	_, err := config.Load(nil, func(k string) (string, bool) {
+		v, ok := map[string]string{"SORTIE_MC_MAX_RUNNING_PER_USER": "0", "SORTIE_MC_DEFAULT_BACKEND": "gpt"}[k]
+		return v, ok
+	})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"SORTIE_REDIS_URL", "SORTIE_AUTH_JWKS_URL", "SORTIE_WORKSPACES_URL", "SORTIE_AUTH_URL",
+		"SORTIE_MC_MAX_RUNNING_PER_USER", "SORTIE_MC_DEFAULT_BACKEND"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
+
+type mission struct {
+	ID            string  `json:"id"`
+	Status        string  `json:"status"`
+	Title         *string `json:"title"`
+	WorkspaceID   string  `json:"workspace_id"`
+	WorkspaceName string  `json:"workspace_name"`
+	Backend       string  `json:"backend"`
+	ModelEffort   *string `json:"model_effort"`
+	Resumable     bool    `json:"resumable"`
+	History       []struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	} `json:"history"`
+}
+
+func TestMissionLifecycle(t *testing.T) {
+	e := start(t, options{})
+	var m mission
+	r := e.do("POST", "/api/control/missions", nil)
+	if r.status != 200 {
+		t.Fatalf("create without a body: %d %s", r.status, r.body)
+	}
+	r.decode(t, &m)
+	if m.Status != "pending" || m.Backend != "claudecode" || m.WorkspaceID != "00000000-0000-0000-0000-000000000000" || m.Title != nil || m.WorkspaceName == "" {
+		t.Errorf("defaults: %s", r.body)
+	}
+	var cur mission
+	e.do("GET", "/api/control/missions/current", nil).decode(t, &cur)
+	if cur.ID != m.ID {
+		t.Errorf("current = %s, want the new mission", cur.ID)
+	}
+
+	var second mission
+	e.do("POST", "/api/control/missions", map[string]any{"title": "Fix it", "workspace_id": "ws-ok", "backend": "codex", "model_effort": "high", "agent": ""}).decode(t, &second)
+	if second.Title == nil || *second.Title != "Fix it" || second.Backend != "codex" || *second.ModelEffort != "high" {
+		t.Errorf("fields: %+v", second)
+	}
+	var list []mission
+	r = e.do("GET", "/api/control/missions", nil)
+	r.decode(t, &list)
+	if len(list) != 2 || list[0].ID != second.ID || r.header.Get("X-Total-Count") != "2" {
+		t.Errorf("list (newest first): %s", r.body)
+	}
+	e.do("GET", "/api/control/missions?limit=1&offset=1", nil).decode(t, &list)
+	if len(list) != 1 || list[0].ID != m.ID {
+		t.Errorf("page 2: %+v", list)
+	}
+
+	if r := e.do("POST", "/api/control/missions/"+m.ID+"/load", nil); r.status != 200 {
+		t.Fatalf("load: %d %s", r.status, r.body)
+	}
+	e.do("GET", "/api/control/missions/current", nil).decode(t, &cur)
+	if cur.ID != m.ID {
+		t.Errorf("current after load = %s", cur.ID)
+	}
+	if r := e.do("POST", "/api/control/missions/"+m.ID+"/status", map[string]any{"status": "interrupted"}); r.status != 200 {
+		t.Fatalf("status: %d %s", r.status, r.body)
+	}
+	var got mission
+	e.do("GET", "/api/control/missions/"+m.ID, nil).decode(t, &got)
+	if got.Status != "interrupted" || !got.Resumable {
+		t.Errorf("after status: %+v", got)
+	}
+	var evs []map[string]any
+	e.do("GET", "/api/control/missions/"+m.ID+"/events", nil).decode(t, &evs)
+	if len(evs) != 1 || evs[0]["event_type"] != "mission_status_changed" || evs[0]["sequence"] != float64(1) {
+		t.Errorf("events: %v", evs)
+	}
+	if r := e.do("GET", "/api/control/missions/"+m.ID+"/tree", nil); r.status != 200 || string(r.body) != "null" {
+		t.Errorf("tree: %d %s", r.status, r.body)
+	}
+	if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.status != 200 {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/api/control/missions/"+m.ID, nil); r.status != 404 {
+		t.Errorf("get after delete: %d", r.status)
+	}
+	if r := e.do("GET", "/api/control/missions/current", nil); string(r.body) != "null" {
+		t.Errorf("current after deleting it: %s", r.body)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	e := start(t, options{})
+	var m mission
+	e.do("POST", "/api/control/missions", nil).decode(t, &m)
+	tests := []struct {
+		name, method, path string
+		body               any
+		status             int
+		code               string
+	}{
+		{"unknown backend", "POST", "/api/control/missions", map[string]any{"backend": "gpt-engineer"}, 400, "bad_request"},
+		{"unknown workspace", "POST", "/api/control/missions", map[string]any{"workspace_id": "nope"}, 400, "bad_request"},
+		{"bad effort", "POST", "/api/control/missions", map[string]any{"model_effort": "extreme"}, 400, "bad_request"},
+		{"malformed JSON", "POST", "/api/control/missions", "{", 400, "invalid_json"},
+		{"wrong type", "POST", "/api/control/missions", map[string]any{"title": 3}, 400, "invalid_json"},
+		{"empty message", "POST", "/api/control/message", map[string]any{"content": "  "}, 400, "bad_request"},
+		{"message without body", "POST", "/api/control/message", nil, 400, "invalid_json"},
+		{"message to unknown mission", "POST", "/api/control/message", map[string]any{"content": "hi", "mission_id": "nope"}, 404, "not_found"},
+		{"bad status", "POST", "/api/control/missions/" + m.ID + "/status", map[string]any{"status": "done"}, 400, "bad_request"},
+		{"unknown mission", "GET", "/api/control/missions/nope", nil, 404, "not_found"},
+		{"unknown event type", "GET", "/api/control/missions/" + m.ID + "/events?types=bogus", nil, 400, "bad_request"},
+		{"bad limit", "GET", "/api/control/missions?limit=0", nil, 400, "bad_request"},
+		{"bad offset", "GET", "/api/control/missions/" + m.ID + "/events?offset=-1", nil, 400, "bad_request"},
+		{"resume a pending mission", "POST", "/api/control/missions/" + m.ID + "/resume", nil, 400, "bad_request"},
+		{"cancel an idle mission", "POST", "/api/control/missions/" + m.ID + "/cancel", nil, 409, "conflict"},
+		{"remove unknown queued", "DELETE", "/api/control/queue/nope", nil, 404, "not_found"},
+		{"bad Last-Event-ID", "GET", "/api/control/stream?last_event_id=x", nil, 400, "bad_request"},
+		{"unknown provider", "POST", "/api/providers/nope/auth", map[string]any{"api_key": "k"}, 404, "not_found"},
+		{"provider without key", "POST", "/api/providers/openai/auth", map[string]any{}, 400, "bad_request"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do(tc.method, tc.path, tc.body)
+			var body struct{ Error, Code string }
+			r.decode(t, &body)
+			if r.status != tc.status || body.Code != tc.code || body.Error == "" {
+				t.Errorf("%d %s, want %d %s", r.status, r.body, tc.status, tc.code)
+			}
+		})
+	}
+}
+
+// TestMessageQueueAndTitle sends messages through the control session: the
+// first creates a mission titled after it, and the turn (which cannot
+// start on the fake operator) fails cleanly and frees the mission.
+func TestMessageQueueAndTitle(t *testing.T) {
+	e := start(t, options{})
+	var resp struct {
+		ID     string `json:"id"`
+		Queued bool   `json:"queued"`
+	}
+	r := e.do("POST", "/api/control/message", map[string]any{"content": "Refactor the parser\nplease"})
+	if r.status != 200 {
+		t.Fatalf("message: %d %s", r.status, r.body)
+	}
+	r.decode(t, &resp)
+	if resp.ID == "" || resp.Queued {
+		t.Errorf("response %s", r.body)
+	}
+	var cur mission
+	e.do("GET", "/api/control/missions/current", nil).decode(t, &cur)
+	if cur.Title == nil || *cur.Title != "Refactor the parser" {
+		t.Errorf("title = %v", cur.Title)
+	}
+	got := waitFor(t, func() (mission, bool) {
+		var m mission
+		e.do("GET", "/api/control/missions/"+cur.ID, nil).decode(t, &m)
+		return m, m.Status == "failed"
+	})
+	if len(got.History) != 2 || got.History[0].Role != "user" || !strings.Contains(got.History[1].Content, "executable not found") {
+		t.Errorf("history: %+v", got.History)
+	}
+	var evs []map[string]any
+	e.do("GET", "/api/control/missions/"+cur.ID+"/events?types=user_message,error,assistant_message", nil).decode(t, &evs)
+	if len(evs) != 3 {
+		t.Fatalf("events: %v", evs)
+	}
+	// The queue: with the limit reached, messages wait and can be removed.
+	var q []map[string]any
+	e.do("GET", "/api/control/queue", nil).decode(t, &q)
+	if len(q) != 0 {
+		t.Errorf("queue: %v", q)
+	}
+}
+
+func TestQueueOps(t *testing.T) {
+	rs := redistest.Start(t)
+	e := start(t, options{redis: rs, env: map[string]string{"SORTIE_MC_MAX_RUNNING_PER_USER": "1"}})
+	var m mission
+	e.do("POST", "/api/control/missions", nil).decode(t, &m)
+	// Hold the user's only slot with a fake run of another mission, so
+	// every message waits.
+	rs.Client.SAdd(context.Background(), "mc:u:{dev}:running", "other")
+	var ids []string
+	for i := range 3 {
+		var resp struct {
+			ID     string `json:"id"`
+			Queued bool   `json:"queued"`
+		}
+		e.do("POST", "/api/control/message", map[string]any{"content": fmt.Sprintf("msg %d", i), "mission_id": m.ID}).decode(t, &resp)
+		if !resp.Queued {
+			t.Fatalf("message %d not queued", i)
+		}
+		ids = append(ids, resp.ID)
+	}
+	var q []struct{ ID, Content, MissionID string }
+	e.do("GET", "/api/control/queue", nil).decode(t, &q)
+	if len(q) != 3 || q[0].ID != ids[0] {
+		t.Fatalf("queue: %+v", q)
+	}
+	if r := e.do("DELETE", "/api/control/queue/"+ids[1], nil); r.status != 200 {
+		t.Fatalf("remove: %d %s", r.status, r.body)
+	}
+	e.do("GET", "/api/control/queue", nil).decode(t, &q)
+	if len(q) != 2 || q[1].ID != ids[2] {
+		t.Fatalf("after remove: %+v", q)
+	}
+	var cleared struct{ Cleared int }
+	e.do("DELETE", "/api/control/queue", nil).decode(t, &cleared)
+	if cleared.Cleared != 2 {
+		t.Errorf("cleared %d", cleared.Cleared)
+	}
+	var evs []map[string]any
+	e.do("GET", "/api/control/missions/"+m.ID+"/events?types=user_message", nil).decode(t, &evs)
+	if len(evs) != 3 || evs[0]["metadata"].(map[string]any)["queued"] != true {
+		t.Errorf("queued user messages: %v", evs)
+	}
+}
+
+func TestOtherUsersMissionsAre404(t *testing.T) {
+	is := newIssuer(t)
+	e := start(t, options{env: is.authEnv(t)})
+	alice, bob := e.as(is.sign(t, "alice", authn.RoleUser)), e.as(is.sign(t, "bob", authn.RoleUser))
+	if r := e.do("GET", "/api/control/missions", nil); r.status != 401 {
+		t.Fatalf("no token: %d", r.status)
+	}
+	var m mission
+	alice.do("POST", "/api/control/missions", map[string]any{"title": "alice's"}).decode(t, &m)
+	for _, req := range []struct{ method, path string }{
+		{"GET", "/api/control/missions/" + m.ID},
+		{"GET", "/api/control/missions/" + m.ID + "/events"},
+		{"POST", "/api/control/missions/" + m.ID + "/load"},
+		{"POST", "/api/control/missions/" + m.ID + "/cancel"},
+		{"POST", "/api/control/missions/" + m.ID + "/resume"},
+		{"DELETE", "/api/control/missions/" + m.ID},
+	} {
+		if r := bob.do(req.method, req.path, nil); r.status != 404 {
+			t.Errorf("bob %s %s: %d, want 404", req.method, req.path, r.status)
+		}
+	}
+	if r := bob.do("POST", "/api/control/message", map[string]any{"content": "hi", "mission_id": m.ID}); r.status != 404 {
+		t.Errorf("bob messages alice's mission: %d", r.status)
+	}
+	var list []mission
+	bob.do("GET", "/api/control/missions", nil).decode(t, &list)
+	if len(list) != 0 {
+		t.Errorf("bob sees %d missions", len(list))
+	}
+	if r := alice.do("POST", "/api/providers/openai/auth", map[string]any{"api_key": "k"}); r.status != 403 {
+		t.Errorf("a user sets a provider key: %d", r.status)
+	}
+	var h struct {
+		AuthRequired bool   `json:"auth_required"`
+		AuthMode     string `json:"auth_mode"`
+	}
+	e.do("GET", "/api/health", nil).decode(t, &h)
+	if !h.AuthRequired || h.AuthMode != "multi_user" {
+		t.Errorf("health: %+v", h)
+	}
+}
+
+func TestHealthAndProviders(t *testing.T) {
+	e := start(t, options{})
+	var h struct {
+		Status, AuthMode string
+		AuthRequired     bool `json:"auth_required"`
+		Services         map[string]string
+	}
+	r := e.do("GET", "/api/health", nil)
+	r.decode(t, &h)
+	if h.Status != "ok" || h.AuthRequired || h.Services["redis"] != "ok" || h.Services["workspaces"] != "ok" {
+		t.Errorf("health: %s", r.body)
+	}
+	var p struct {
+		Providers []struct {
+			ID, Source string
+			Configured bool
+		}
+	}
+	e.do("GET", "/api/providers", nil).decode(t, &p)
+	if len(p.Providers) != 3 || p.Providers[0].Source != "config" {
+		t.Errorf("providers: %+v", p)
+	}
+	if r := e.do("POST", "/api/providers/openai/auth", map[string]any{"api_key": "sk-new"}); r.status != 200 {
+		t.Fatalf("set key: %d %s", r.status, r.body)
+	}
+	e.do("GET", "/api/providers", nil).decode(t, &p)
+	if p.Providers[1].Source != "api" {
+		t.Errorf("after set: %+v", p)
+	}
+	if r := e.do("DELETE", "/api/providers/openai/auth", nil); r.status != 200 {
+		t.Errorf("delete key: %d", r.status)
+	}
+}
+
+func waitFor[T any](t testing.TB, f func() (T, bool)) T {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		v, ok := f()
+		if ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within 60s; last value %+v", v)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
