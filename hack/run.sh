@@ -20,20 +20,30 @@ mkdir -p "$state"/{redis,auth/keys,auth/clients,logs,library}
 chmod 700 "$state"
 
 # Each service listens on loopback only; the gateway is the one way in.
-declare -A ports=([auth]=8181 [workspace-operator]=8182 [library]=8183 [mission-control]=8184)
+# SORTIE_SERVICE_PORT_BASE moves them all (the e2e tests run a second
+# platform beside a developer's).
+base="${SORTIE_SERVICE_PORT_BASE:-8181}"
+declare -A ports=([auth]=$base [workspace-operator]=$((base + 1)) [library]=$((base + 2)) [mission-control]=$((base + 3))
+  [operator-metrics]=$((base + 11)) [operator-probes]=$((base + 12)))
 
 log() { printf '[run %3ss] %s\n' "$SECONDS" "$*" >&2; }
 
-pids=()
-names=()
+names=()            # services in start order
+declare -A pidof=()  # name -> pid
+declare -A cmdof=()  # name -> the command, shell-quoted, to restart it
+declare -A restarts=()
 started_cluster=no
 stopping=no
 cleanup() {
   trap - INT TERM EXIT
   stopping=yes
   log "stopping"
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # The gateway first, Redis last: nothing is cut off from what it needs.
+  local i
+  for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+    kill "${pidof[${names[$i]}]}" 2>/dev/null || true
+    wait "${pidof[${names[$i]}]}" 2>/dev/null || true
+  done
   if [ "$started_cluster" = yes ] && [ "${SORTIE_KEEP_CLUSTER:-}" != true ]; then
     "$root/hack/cluster.sh" down >&2 || true
   fi
@@ -41,13 +51,20 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# start NAME LOGFILE CMD... : run in the background, remembered for Ctrl-C.
+# start NAME CMD... : run in the background with its log in logs/NAME.log,
+# remembered so that Ctrl-C stops it and a crash restarts it.
 start() {
-  local name=$1 logfile=$2
-  shift 2
-  "$@" >>"$logfile" 2>&1 &
-  pids+=($!)
+  local name=$1
+  shift
+  cmdof[$name]=$(printf '%q ' "$@")
   names+=("$name")
+  launch "$name"
+}
+
+launch() {
+  # exec: the remembered pid is the service's own, not a subshell's.
+  (eval "exec ${cmdof[$1]}") >>"$state/logs/$1.log" 2>&1 &
+  pidof[$1]=$!
 }
 
 # wait_ready NAME URL: poll until it answers, or show the log and fail.
@@ -55,7 +72,7 @@ wait_ready() {
   local name=$1 url=$2 i
   for i in $(seq 300); do
     curl -fsS "$url" >/dev/null 2>&1 && return 0
-    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+    if ! kill -0 "${pidof[$name]}" 2>/dev/null; then
       log "$name exited; the end of its log ($state/logs/$name.log):"
       tail -n 20 "$state/logs/$name.log" >&2
       exit 1
@@ -87,10 +104,10 @@ else
   else
     log "the local Kubernetes node is already up; it is left running at the end"
   fi
-  kubeconfig="$state/cluster/kubeconfig"
-  operator_env="$state/cluster/operator.env"
+  kubeconfig="$("$root/hack/cluster.sh" kubeconfig)"
+  operator_env="$(dirname "$kubeconfig")/operator.env"
   log "building and loading the workspace-agent image"
-  "$root/hack/images.sh" >&2
+  "$root/hack/images.sh" workspace-agent >&2
 fi
 KUBECTL() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 KUBECTL apply --server-side -f "$root/api/crds/" >/dev/null
@@ -102,8 +119,8 @@ if [ ! -s "$state/auth/admin-password" ]; then
   chmod 600 "$state/auth/admin-password"
 fi
 log "starting redis on 127.0.0.1:$redis_port (append-only file in $state/redis)"
-start redis "$state/logs/redis.log" redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state/redis" \
-  --appendonly yes --save "" --daemonize no
+start redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state/redis" \
+  --appendonly yes --appendfsync always --save "" --daemonize no
 for _ in $(seq 50); do
   redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
   sleep 0.1
@@ -126,7 +143,7 @@ chmod 600 "$state/auth/clients.json"
 
 # --- Services ---------------------------------------------------------------
 log "starting auth on 127.0.0.1:${ports[auth]}"
-start auth "$state/logs/auth.log" env \
+start auth env \
   SORTIE_LISTEN_ADDR="127.0.0.1:${ports[auth]}" SORTIE_REDIS_URL="$redis_url" \
   SORTIE_AUTH_PASSWORD_FILE="$state/auth/admin-password" SORTIE_AUTH_KEYS_DIR="$state/auth/keys" \
   SORTIE_AUTH_CLIENTS_FILE="$state/auth/clients.json" \
@@ -137,18 +154,18 @@ library_url=""
 if [ -x "$root/bin/library" ]; then
   library_url="http://127.0.0.1:${ports[library]}"
   log "starting the library on 127.0.0.1:${ports[library]} (repository in $state/library)"
-  start library "$state/logs/library.log" env \
-    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[library]}" SORTIE_AUTH_JWKS_URL="$jwks" \
+  start library env \
+    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[library]}" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" \
     SORTIE_LIBRARY_DATA_DIR="$state/library" SORTIE_LIBRARY_KUBECONFIG="$kubeconfig" \
     SORTIE_LIBRARY_CONFIGMAP_NAMESPACE="$namespace" \
     "$root/bin/library"
   wait_ready library "http://127.0.0.1:${ports[library]}/readyz"
 fi
 log "starting the workspace-operator on 127.0.0.1:${ports[workspace-operator]} (namespace $namespace)"
-start workspace-operator "$state/logs/workspace-operator.log" env $(grep -v '^#' "$operator_env" 2>/dev/null | xargs) \
+start workspace-operator env $(grep -v '^#' "$operator_env" 2>/dev/null | xargs) \
   KUBECONFIG="$kubeconfig" SORTIE_LISTEN_ADDR="127.0.0.1:${ports[workspace-operator]}" \
-  SORTIE_METRICS_ADDR=127.0.0.1:8192 SORTIE_PROBE_ADDR=127.0.0.1:8193 \
-  SORTIE_WORKSPACE_NAMESPACE="$namespace" SORTIE_AUTH_JWKS_URL="$jwks" \
+  SORTIE_METRICS_ADDR="127.0.0.1:${ports[operator-metrics]}" SORTIE_PROBE_ADDR="127.0.0.1:${ports[operator-probes]}" \
+  SORTIE_WORKSPACE_NAMESPACE="$namespace" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" \
   SORTIE_LIBRARY_URL="$library_url" SORTIE_AUTH_URL="$auth_url" \
   SORTIE_SERVICE_CLIENT_ID=workspace-operator SORTIE_SERVICE_CLIENT_SECRET_FILE="$state/auth/clients/workspace-operator" \
   "$root/bin/workspace-operator"
@@ -160,7 +177,7 @@ for svc in auth workspace-operator library mission-control; do
 done
 if [ -x "$root/bin/mission-control" ]; then
   log "starting mission-control on 127.0.0.1:${ports[mission-control]}"
-  start mission-control "$state/logs/mission-control.log" env \
+  start mission-control env \
     SORTIE_LISTEN_ADDR="127.0.0.1:${ports[mission-control]}" SORTIE_REDIS_URL="$redis_url" \
     SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_WORKSPACES_URL="http://127.0.0.1:${ports[workspace-operator]}" \
     SORTIE_AUTH_URL="$auth_url" SORTIE_SERVICE_CLIENT_ID=mission-control \
@@ -170,7 +187,7 @@ if [ -x "$root/bin/mission-control" ]; then
 fi
 
 log "starting the gateway on :$port"
-start gateway "$state/logs/gateway.log" "$root/bin/gateway" -listen ":$port" "${upstreams[@]}"
+start gateway "$root/bin/gateway" -listen ":$port" "${upstreams[@]}"
 wait_ready gateway "http://127.0.0.1:$port/healthz"
 
 cat <<MSG
@@ -187,10 +204,27 @@ cat <<MSG
   Press Ctrl-C to stop.
 
 MSG
+# Supervise: a service that exits is started again (its log says why);
+# one that keeps exiting stops the platform.
 set +e
-wait -n "${pids[@]}"
-if [ "$stopping" = no ]; then
-  for i in "${!pids[@]}"; do
-    kill -0 "${pids[$i]}" 2>/dev/null || log "${names[$i]} exited (see $state/logs/${names[$i]}.log); stopping the rest"
+declare -A first_restart=()
+while :; do
+  wait -n
+  [ "$stopping" = yes ] && break
+  for name in "${names[@]}"; do
+    kill -0 "${pidof[$name]}" 2>/dev/null && continue
+    now=$SECONDS
+    if [ -z "${first_restart[$name]:-}" ] || [ $((now - first_restart[$name])) -gt 60 ]; then
+      first_restart[$name]=$now
+      restarts[$name]=0
+    fi
+    restarts[$name]=$((restarts[$name] + 1))
+    if [ "${restarts[$name]}" -gt 5 ]; then
+      log "$name exited 5 times within a minute; the end of its log:"
+      tail -n 20 "$state/logs/$name.log" >&2
+      exit 1
+    fi
+    log "$name exited (see $state/logs/$name.log); starting it again"
+    launch "$name"
   done
-fi
+done

@@ -157,12 +157,16 @@ func repoRoot() (string, error) {
 
 // BuildImages builds Sortie's own images from the working tree
 // (hack/images.sh) and loads them into the node, so a test runs the code it
-// was built from.
-func (c *Cluster) BuildImages(ctx context.Context) error {
+// was built from. With no names it builds what workspaces need, the
+// workspace-agent image.
+func (c *Cluster) BuildImages(ctx context.Context, images ...string) error {
 	if c.repo == "" {
 		return errors.New("build images: an external cluster cannot side-load images")
 	}
-	out, err := exec.CommandContext(ctx, filepath.Join(c.repo, "hack", "images.sh")).CombinedOutput()
+	if len(images) == 0 {
+		images = []string{"workspace-agent"}
+	}
+	out, err := exec.CommandContext(ctx, filepath.Join(c.repo, "hack", "images.sh"), images...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("hack/images.sh: %w\n%s", err, out)
 	}

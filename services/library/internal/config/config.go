@@ -41,6 +41,10 @@ type Config struct {
 	JWKSURL     string
 	Issuer      string
 	Audience    string
+	// RedisURL, when set, is the auth service's Redis: tokens revoked by
+	// logout are refused here too.
+	RedisURL      string
+	RedisPassword string
 }
 
 // RepoDir is where the work tree lives.
@@ -50,6 +54,7 @@ func (c *Config) RepoDir() string { return filepath.Join(c.DataDir, "repo") }
 // validates.
 func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	var c Config
+	var redisPasswordFile string
 	b := config.NewBinder("library", lookup)
 	c.Server.Bind(b, "address to serve on")
 	b.String(&c.DataDir, "data-dir", "SORTIE_LIBRARY_DATA_DIR", "/var/lib/sortie/library", "volume folder holding the library repository")
@@ -69,6 +74,8 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&c.Kubeconfig, "kubeconfig", "SORTIE_LIBRARY_KUBECONFIG", "", "kubeconfig for publishing the revision; empty: the in-cluster config, or no publishing outside a cluster")
 	b.Bool(&c.AuthDevMode, "auth-dev-mode", "SORTIE_AUTH_DEV_MODE", false, "accept every request as the admin user dev (development only)")
 	b.String(&c.JWKSURL, "auth-jwks-url", "SORTIE_AUTH_JWKS_URL", "", "the auth service's public keys, e.g. http://auth:8080/api/auth/jwks")
+	b.String(&c.RedisURL, "redis-url", "SORTIE_REDIS_URL", "", "the auth service's Redis, to refuse tokens revoked by logout; empty: revocation is not checked")
+	b.String(&redisPasswordFile, "redis-password-file", "SORTIE_REDIS_PASSWORD_FILE", "", "file holding the Redis password")
 	b.String(&c.Issuer, "auth-issuer", "SORTIE_AUTH_ISSUER", "sortie-auth", "token issuer (iss)")
 	b.String(&c.Audience, "auth-audience", "SORTIE_AUTH_AUDIENCE", "sortie", "token audience (aud)")
 	if err := b.Parse(args); err != nil {
@@ -77,6 +84,13 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	var p config.Problems
 	c.Server.Validate(&p)
 	c.validate(&p)
+	if redisPasswordFile != "" {
+		pw, err := config.ReadSecretFile(redisPasswordFile)
+		if err != nil {
+			p.Addf("SORTIE_REDIS_PASSWORD_FILE: %v", err)
+		}
+		c.RedisPassword = pw
+	}
 	if err := p.Err(); err != nil {
 		return nil, err
 	}

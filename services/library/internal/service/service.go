@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/kit/redisconn"
 	"sortie.dev/services/kit/server"
 	"sortie.dev/services/library/internal/config"
 	"sortie.dev/services/library/internal/httpapi"
@@ -103,7 +104,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		if keys == nil {
 			keys = authn.NewJWKS(cfg.JWKSURL, authn.JWKSOptions{})
 		}
-		verifier = authn.NewVerifier(keys, authn.VerifierOptions{Issuer: cfg.Issuer, Audience: cfg.Audience})
+		vopts := authn.VerifierOptions{Issuer: cfg.Issuer, Audience: cfg.Audience}
+		if cfg.RedisURL != "" {
+			rdb, err := redisconn.Connect(ctx, redisconn.Options{URL: cfg.RedisURL, Password: cfg.RedisPassword, Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			vopts.Revocations = authn.RedisRevocations{Client: rdb}
+			srv.AddReadinessCheck("redis", redisconn.Check(rdb))
+		} else {
+			log.Warn("SORTIE_REDIS_URL is not set: tokens revoked by logout are accepted until they expire")
+		}
+		verifier = authn.NewVerifier(keys, vopts)
 	}
 	h := &httpapi.Handler{
 		Repo: s.repo, Sealer: cfg.Sealer, Remote: displayRemote(cfg.Remote), EmailDomain: cfg.AuthorEmailDomain,

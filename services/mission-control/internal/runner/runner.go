@@ -528,10 +528,13 @@ func (t *turn) execute(ctx context.Context) error {
 	}
 	if _, err := t.r.missions.Update(ctx, t.m.ID, func(m *missions.Mission) error {
 		m.Status, m.TerminalReason = status, reason
+		// Resume only a session the CLI confirmed it has: a turn that
+		// failed before the CLI started one (no credentials, a crash)
+		// leaves nothing to resume, and --resume would fail every turn after.
 		if sum.SessionID != "" {
 			m.SessionID = sum.SessionID
+			m.SessionStarted = true
 		}
-		m.SessionStarted = true
 		return nil
 	}); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +29,7 @@ import (
 	"sortie.dev/services/kit/authn"
 	kitconfig "sortie.dev/services/kit/config"
 	"sortie.dev/services/kit/logging"
+	"sortie.dev/services/kit/redisconn"
 	"sortie.dev/services/kit/server"
 	"sortie.dev/services/kit/version"
 	"sortie.dev/services/workspace-operator/internal/config"
@@ -105,7 +108,19 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	var verifier *authn.Verifier
 	if !cfg.AuthDevMode {
-		verifier = authn.NewVerifier(authn.NewJWKS(cfg.JWKSURL, authn.JWKSOptions{}), authn.VerifierOptions{Issuer: cfg.Issuer, Audience: cfg.Audience})
+		opts := authn.VerifierOptions{Issuer: cfg.Issuer, Audience: cfg.Audience}
+		if cfg.RedisURL != "" {
+			rdb, err := connectRedis(ctx, cfg, log)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			opts.Revocations = authn.RedisRevocations{Client: rdb}
+			srv.AddReadinessCheck("redis", redisconn.Check(rdb))
+		} else {
+			log.Warn("SORTIE_REDIS_URL is not set: tokens revoked by logout are accepted until they expire")
+		}
+		verifier = authn.NewVerifier(authn.NewJWKS(cfg.JWKSURL, authn.JWKSOptions{}), opts)
 	}
 	h := &rest.Handler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: cfg.Namespace,
@@ -125,6 +140,18 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	return mgr.Start(ctx)
+}
+
+func connectRedis(ctx context.Context, cfg *config.Config, log *slog.Logger) (*redis.Client, error) {
+	var password string
+	if cfg.RedisPasswordFile != "" {
+		p, err := kitconfig.ReadSecretFile(cfg.RedisPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis password: %w", err)
+		}
+		password = p
+	}
+	return redisconn.Connect(ctx, redisconn.Options{URL: cfg.RedisURL, Password: password, Logger: log})
 }
 
 // libraryClient is the library service's client, with a service token from

@@ -39,8 +39,12 @@ type Config struct {
 
 	AuthDevMode bool
 	JWKSURL     string
-	Issuer      string
-	Audience    string
+	// RedisURL, when set, is the auth service's Redis: tokens revoked by
+	// logout are refused here too.
+	RedisURL          string
+	RedisPasswordFile string
+	Issuer            string
+	Audience          string
 }
 
 // defaultDistroImages are public images per distro, for real clusters.
@@ -79,6 +83,8 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&c.ClientSecretFile, "client-secret-file", "SORTIE_SERVICE_CLIENT_SECRET_FILE", "", "file holding this service's client secret")
 	b.Bool(&c.AuthDevMode, "auth-dev-mode", "SORTIE_AUTH_DEV_MODE", false, "accept every request as the admin user dev (development only)")
 	b.String(&c.JWKSURL, "auth-jwks-url", "SORTIE_AUTH_JWKS_URL", "", "the auth service's public keys, e.g. http://auth:8080/api/auth/jwks")
+	b.String(&c.RedisURL, "redis-url", "SORTIE_REDIS_URL", "", "the auth service's Redis, to refuse tokens revoked by logout; empty: revocation is not checked")
+	b.String(&c.RedisPasswordFile, "redis-password-file", "SORTIE_REDIS_PASSWORD_FILE", "", "file holding the Redis password")
 	b.String(&c.Issuer, "auth-issuer", "SORTIE_AUTH_ISSUER", "sortie-auth", "token issuer (iss)")
 	b.String(&c.Audience, "auth-audience", "SORTIE_AUTH_AUDIENCE", "sortie", "token audience (aud)")
 	if err := b.Parse(args); err != nil {

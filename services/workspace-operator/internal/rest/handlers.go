@@ -85,14 +85,19 @@ func (h *Handler) find(c *gin.Context) (*v1alpha1.Workspace, bool) {
 			return ws, true
 		}
 	} else {
-		var wl v1alpha1.WorkspaceList
-		if err := h.Client.List(c, &wl, client.InNamespace(h.Namespace)); err != nil {
-			apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
-			return nil, false
-		}
-		for i := range wl.Items {
-			if string(wl.Items[i].UID) == id {
-				return &wl.Items[i], true
+		// The cache first; on a miss the API server, since a workspace
+		// created a moment ago may not have reached the cache yet (a
+		// client reading what it just made must not get a 404).
+		for _, r := range []client.Reader{h.Client, h.Reader} {
+			var wl v1alpha1.WorkspaceList
+			if err := r.List(c, &wl, client.InNamespace(h.Namespace)); err != nil {
+				apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
+				return nil, false
+			}
+			for i := range wl.Items {
+				if string(wl.Items[i].UID) == id {
+					return &wl.Items[i], true
+				}
 			}
 		}
 	}

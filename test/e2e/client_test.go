@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"sortie.dev/api"
+	"sortie.dev/services/kit/openapitest"
+)
+
+// user is someone using the platform through the gateway; every answer is
+// validated against api/openapi.yaml.
+type user struct {
+	t     *testing.T
+	http  *http.Client
+	token string
+}
+
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (a answer) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(a.body, v); err != nil {
+		t.Fatalf("answer %d is not the JSON expected: %v: %s", a.status, err, a.body)
+	}
+}
+
+// code is the "code" of an error answer.
+func (a answer) code() string {
+	var e struct{ Code string }
+	_ = json.Unmarshal(a.body, &e)
+	return e.Code
+}
+
+func newUser(t *testing.T) *user {
+	t.Helper()
+	return &user{t: t, http: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 11 * time.Minute})}
+}
+
+// loggedIn is the admin, logged in with the password make run printed.
+func loggedIn(t *testing.T) *user {
+	t.Helper()
+	u := newUser(t)
+	var tok struct{ Token string }
+	a := u.do("POST", "/api/auth/login", map[string]string{"password": sortie.password})
+	if a.status != 200 {
+		t.Fatalf("login: %d %s", a.status, a.body)
+	}
+	a.decode(t, &tok)
+	u.token = tok.Token
+	return u
+}
+
+func (u *user) do(method, path string, body any) answer {
+	u.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	default:
+		data, _ := json.Marshal(b)
+		r = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, sortie.url+path, r)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if u.token != "" {
+		req.Header.Set("Authorization", "Bearer "+u.token)
+	}
+	resp, err := u.http.Do(req)
+	if err != nil {
+		u.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// eventually polls f until it holds, for at most d.
+func eventually(t *testing.T, d time.Duration, what string, f func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, state := f()
+		if ok {
+			return
+		}
+		last = state
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s; last seen: %s", what, d, last)
+}

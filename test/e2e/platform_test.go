@@ -1,0 +1,204 @@
+// Package e2e drives the whole platform the way a user does: `make run`'s
+// launcher (hack/run.sh) starts it on this machine, and every request goes
+// through the gateway, every answer checked against api/openapi.yaml.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// platform is one running Sortie.
+type platform struct {
+	root      string // the repository
+	state     string // its state folder
+	url       string // the gateway
+	base      int    // its port; Redis and the services follow it
+	namespace string // of its workspaces
+	password  string // the admin's
+	cmd       *exec.Cmd
+	exited    chan error // run.sh's end
+	log       *os.File
+}
+
+// The one platform of this test binary, started by TestMain.
+var sortie *platform
+
+func TestMain(m *testing.M) {
+	p, err := startPlatform()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: the platform did not start:", err)
+		if p != nil {
+			p.stop()
+			p.dumpLog(os.Stderr)
+		}
+		os.Exit(1)
+	}
+	sortie = p
+	code := m.Run()
+	if code != 0 {
+		p.dumpLog(os.Stderr)
+	}
+	p.stop()
+	os.Exit(code)
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.work above %s", dir)
+		}
+		dir = parent
+	}
+}
+
+// freeBase finds a run of ports below the ephemeral range that nothing
+// listens on: the gateway, Redis and every service get one each.
+func freeBase() (int, error) {
+	for range 50 {
+		base := 20000 + rand.IntN(9000)
+		ok := true
+		for i := range 16 {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			ln.Close()
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return 0, fmt.Errorf("no free run of ports")
+}
+
+func startPlatform() (*platform, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	base, err := freeBase()
+	if err != nil {
+		return nil, err
+	}
+	state, err := os.MkdirTemp("", "sortie-e2e-")
+	if err != nil {
+		return nil, err
+	}
+	p := &platform{root: root, state: state, url: fmt.Sprintf("http://127.0.0.1:%d", base), base: base,
+		namespace: fmt.Sprintf("e2e-%d", base)}
+	p.log, err = os.Create(filepath.Join(state, "run.log"))
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(filepath.Join(root, "hack", "run.sh"))
+	p.cmd.Dir = root
+	p.cmd.Env = append(os.Environ(),
+		"SORTIE_STATE_DIR="+state, "SORTIE_PORT="+strconv.Itoa(base),
+		"SORTIE_REDIS_PORT="+strconv.Itoa(base+1), "SORTIE_SERVICE_PORT_BASE="+strconv.Itoa(base+2),
+		"SORTIE_WORKSPACE_NAMESPACE="+p.namespace, "SORTIE_KEEP_CLUSTER=true",
+	)
+	p.cmd.Env = append(p.cmd.Env, cliEnv()...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = io.MultiWriter(p.log, pw), io.MultiWriter(p.log, pw)
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("hack/run.sh: %w", err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Sortie is running") {
+				close(ready)
+				break
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	p.exited = make(chan error, 1)
+	go func() { p.exited <- p.cmd.Wait(); pw.Close() }()
+	select {
+	case <-ready:
+	case err := <-p.exited:
+		return p, fmt.Errorf("hack/run.sh exited before the platform was up: %v", err)
+	case <-time.After(20 * time.Minute):
+		return p, fmt.Errorf("the platform was not up within 20 minutes")
+	}
+	pw2, err := os.ReadFile(filepath.Join(state, "auth", "admin-password"))
+	if err != nil {
+		return p, err
+	}
+	p.password = strings.TrimSpace(string(pw2))
+	return p, waitHTTP(p.url+"/healthz", time.Minute)
+}
+
+func waitHTTP(url string, within time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer 200 within %s", url, within)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// stop is Ctrl-C: run.sh stops everything it started.
+func (p *platform) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
+	select {
+	case <-p.exited:
+	case <-time.After(time.Minute):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+func (p *platform) dumpLog(w io.Writer) {
+	fmt.Fprintf(w, "--- hack/run.sh output and service logs (state %s)\n", p.state)
+	if b, err := os.ReadFile(filepath.Join(p.state, "run.log")); err == nil {
+		w.Write(b)
+	}
+	logs, _ := filepath.Glob(filepath.Join(p.state, "logs", "*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > 40 {
+			lines = lines[len(lines)-40:]
+		}
+		fmt.Fprintf(w, "--- %s (last %d lines)\n%s\n", filepath.Base(l), len(lines), strings.Join(lines, "\n"))
+	}
+}
