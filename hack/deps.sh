@@ -21,6 +21,10 @@ need_go
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v git >/dev/null || missing+=(git)
 command -v gcc >/dev/null || missing+=(gcc)   # the race detector needs cgo
+command -v ss >/dev/null || missing+=(iproute2)
+command -v jq >/dev/null || missing+=(jq)     # the README's curl walkthrough
+# The e2e tests also run every journey behind a real nginx.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -33,6 +37,11 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
   # Debian starts a system redis on 6379; Sortie runs its own, so stop that one.
   if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null; then
     systemctl disable --now redis-server >/dev/null 2>&1 || true
+  fi
+  # Likewise nginx: the tests start their own.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+    systemctl disable --now nginx >/dev/null 2>&1 || true
+    pkill -x nginx 2>/dev/null || true
   fi
   exit 0
 fi

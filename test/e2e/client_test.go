@@ -19,6 +19,7 @@ type user struct {
 	t     *testing.T
 	http  *http.Client
 	token string
+	base  string // the front door: the gateway, or nginx in front of it
 }
 
 type answer struct {
@@ -43,13 +44,20 @@ func (a answer) code() string {
 
 func newUser(t *testing.T) *user {
 	t.Helper()
-	return &user{t: t, http: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 11 * time.Minute})}
+	return &user{t: t, base: sortie.url, http: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 11 * time.Minute})}
 }
 
 // loggedIn is the admin, logged in with the password make run printed.
 func loggedIn(t *testing.T) *user {
 	t.Helper()
+	return loggedInVia(t, sortie.url)
+}
+
+// loggedInVia logs in through another front door (nginx).
+func loggedInVia(t *testing.T, base string) *user {
+	t.Helper()
 	u := newUser(t)
+	u.base = base
 	var tok struct{ Token string }
 	a := u.do("POST", "/api/auth/login", map[string]string{"password": sortie.password})
 	if a.status != 200 {
@@ -71,7 +79,7 @@ func (u *user) do(method, path string, body any) answer {
 		data, _ := json.Marshal(b)
 		r = bytes.NewReader(data)
 	}
-	req, err := http.NewRequest(method, sortie.url+path, r)
+	req, err := http.NewRequest(method, u.base+path, r)
 	if err != nil {
 		u.t.Fatal(err)
 	}

@@ -173,7 +173,7 @@ func (u *user) follow(query string) *stream {
 		defer close(s.done)
 		last := ""
 		for ctx.Err() == nil {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sortie.url+"/api/control/stream"+query, nil)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u.base+"/api/control/stream"+query, nil)
 			req.Header.Set("Authorization", "Bearer "+u.token)
 			req.Header.Set("Accept", "text/event-stream")
 			if last != "" {

@@ -29,6 +29,8 @@ type platform struct {
 	base      int    // its port; Redis and the services follow it
 	namespace string // of its workspaces
 	password  string // the admin's
+	nginx     string // nginx in front of the gateway, as an ingress-nginx would be
+	nginxCmd  *exec.Cmd
 	cmd       *exec.Cmd
 	exited    chan error // run.sh's end
 	log       *os.File
@@ -152,7 +154,87 @@ func startPlatform() (*platform, error) {
 		return p, err
 	}
 	p.password = strings.TrimSpace(string(pw2))
-	return p, waitHTTP(p.url+"/healthz", time.Minute)
+	if err := waitHTTP(p.url+"/healthz", time.Minute); err != nil {
+		return p, err
+	}
+	return p, p.startNginx(base + 15) // base+2 .. base+14: the services (run.sh)
+}
+
+// nginxConf is nginx set up the way ingress-nginx is by default: response
+// buffering on (4k buffers), request buffering on, HTTP/1.1 upstream, a
+// 60 s read timeout and a 1 MB body limit. Streams must get through it
+// because Sortie says X-Accel-Buffering: no, not because of annotations.
+const nginxConf = `daemon off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/logs/nginx-error.log;
+events { worker_connections 512; }
+http {
+  access_log %[1]s/logs/nginx-access.log;
+  client_body_temp_path %[1]s/nginx/body;
+  proxy_temp_path %[1]s/nginx/proxy;
+  fastcgi_temp_path %[1]s/nginx/fastcgi;
+  uwsgi_temp_path %[1]s/nginx/uwsgi;
+  scgi_temp_path %[1]s/nginx/scgi;
+  proxy_buffering on;
+  proxy_buffer_size 4k;
+  proxy_buffers 4 4k;
+  proxy_request_buffering on;
+  proxy_http_version 1.1;
+  proxy_connect_timeout 5s;
+  proxy_read_timeout 60s;
+  proxy_send_timeout 60s;
+  client_max_body_size 1m;
+  server {
+    listen 127.0.0.1:%[2]d;
+    location / {
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header Connection "";
+      proxy_pass http://127.0.0.1:%[3]d;
+    }
+  }
+}
+`
+
+func (p *platform) startNginx(port int) error {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		bin = "/usr/sbin/nginx"
+		if _, err := os.Stat(bin); err != nil {
+			return fmt.Errorf("nginx is not installed (Debian: apt-get install nginx-light; make deps does it): the journeys behind nginx need it")
+		}
+	}
+	// nginx's workers run as nobody when it is started as root: they must
+	// reach their temporary folders (and nothing else) in the state folder.
+	dir := filepath.Join(p.state, "nginx")
+	if err := os.Chmod(p.state, 0o711); err != nil {
+		return err
+	}
+	for _, sub := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(filepath.Join(dir, sub), 0o777); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return err
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, p.state, port, p.base)), 0o644); err != nil {
+		return err
+	}
+	p.nginxCmd = exec.Command(bin, "-c", conf, "-p", dir, "-e", filepath.Join(p.state, "logs", "nginx-error.log"))
+	p.nginxCmd.Stdout, p.nginxCmd.Stderr = p.log, p.log
+	if err := p.nginxCmd.Start(); err != nil {
+		return fmt.Errorf("start nginx: %w", err)
+	}
+	p.nginx = fmt.Sprintf("http://127.0.0.1:%d", port)
+	return waitHTTP(p.nginx+"/healthz", 30*time.Second)
 }
 
 func waitHTTP(url string, within time.Duration) error {
@@ -176,6 +258,10 @@ func waitHTTP(url string, within time.Duration) error {
 
 // stop is Ctrl-C: run.sh stops everything it started.
 func (p *platform) stop() {
+	if p.nginxCmd != nil && p.nginxCmd.Process != nil {
+		_ = p.nginxCmd.Process.Signal(syscall.SIGQUIT)
+		_ = p.nginxCmd.Wait()
+	}
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
