@@ -141,11 +141,21 @@ printf '{"workspace-operator": "%s", "mission-control": "%s"}\n' \
   "$(cat "$state/auth/clients/workspace-operator")" "$(cat "$state/auth/clients/mission-control")" >"$state/auth/clients.json"
 chmod 600 "$state/auth/clients.json"
 
+# Single-password mode by default; SORTIE_AUTH_USERS_FILE (a JSON list of
+# {id, username, password_hash, role}) switches to multi-user mode.
+if [ -n "${SORTIE_AUTH_USERS_FILE:-}" ]; then
+  login_setting=(SORTIE_AUTH_USERS_FILE="$SORTIE_AUTH_USERS_FILE")
+  auth_mode=multi_user
+else
+  login_setting=(SORTIE_AUTH_PASSWORD_FILE="$state/auth/admin-password")
+  auth_mode=single_tenant
+fi
+
 # --- Services ---------------------------------------------------------------
 log "starting auth on 127.0.0.1:${ports[auth]}"
 start auth env \
   SORTIE_LISTEN_ADDR="127.0.0.1:${ports[auth]}" SORTIE_REDIS_URL="$redis_url" \
-  SORTIE_AUTH_PASSWORD_FILE="$state/auth/admin-password" SORTIE_AUTH_KEYS_DIR="$state/auth/keys" \
+  "${login_setting[@]}" SORTIE_AUTH_KEYS_DIR="$state/auth/keys" \
   SORTIE_AUTH_CLIENTS_FILE="$state/auth/clients.json" \
   SORTIE_AUTH_GENERATE_KEY=true "$root/bin/auth"
 wait_ready auth "http://127.0.0.1:${ports[auth]}/readyz"
@@ -178,7 +188,7 @@ done
 if [ -x "$root/bin/mission-control" ]; then
   log "starting mission-control on 127.0.0.1:${ports[mission-control]}"
   start mission-control env \
-    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[mission-control]}" SORTIE_REDIS_URL="$redis_url" \
+    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[mission-control]}" SORTIE_REDIS_URL="$redis_url" SORTIE_AUTH_MODE="$auth_mode" \
     SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_WORKSPACES_URL="http://127.0.0.1:${ports[workspace-operator]}" \
     SORTIE_AUTH_URL="$auth_url" SORTIE_SERVICE_CLIENT_ID=mission-control \
     SORTIE_SERVICE_CLIENT_SECRET_FILE="$state/auth/clients/mission-control" \

@@ -15,18 +15,40 @@ var public = map[string]bool{
 	"POST /api/auth/token": true, "GET /api/health": true,
 }
 
+type authStatus struct {
+	AuthRequired bool   `json:"auth_required"`
+	AuthMode     string `json:"auth_mode"`
+}
+
+// Multi-user mode (the main platform): each user logs in with a name.
 func TestLogin(t *testing.T) {
 	u := newUser(t)
-	if a := u.do("POST", "/api/auth/login", map[string]string{"password": "not it"}); a.status != 401 || a.code() != "invalid_credentials" {
-		t.Errorf("a wrong password: %d %s", a.status, a.body)
+	for name, body := range map[string]map[string]string{
+		"a wrong password": {"username": "alice", "password": "not it"},
+		"an unknown user":  {"username": "mallory", "password": sortie.users["alice"]},
+		"no username":      {"password": sortie.users["alice"]},
+	} {
+		if a := u.do("POST", "/api/auth/login", body); a.status != 401 && a.status != 400 {
+			t.Errorf("%s: %d %s", name, a.status, a.body)
+		}
 	}
-	var st struct {
-		AuthRequired bool   `json:"auth_required"`
-		AuthMode     string `json:"auth_mode"`
-	}
+	var st authStatus
 	u.do("GET", "/api/auth/status", nil).decode(t, &st)
-	if !st.AuthRequired || st.AuthMode != "single_tenant" {
-		t.Errorf("auth status %+v, want single_tenant", st)
+	if !st.AuthRequired || st.AuthMode != "multi_user" {
+		t.Errorf("auth status %+v, want multi_user", st)
+	}
+	var health authStatus
+	u.do("GET", "/api/health", nil).decode(t, &health)
+	if health != st {
+		t.Errorf("/api/health says %+v, auth says %+v", health, st)
+	}
+	var alice struct {
+		Username string `json:"username"`
+		Role     string `json:"role"`
+	}
+	loggedInAs(t, "alice").do("GET", "/api/auth/verify", nil).decode(t, &alice)
+	if alice.Username != "alice" || alice.Role != "user" {
+		t.Errorf("alice: %+v", alice)
 	}
 	admin := loggedIn(t)
 	var who struct {

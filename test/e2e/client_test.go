@@ -47,19 +47,36 @@ func newUser(t *testing.T) *user {
 	return &user{t: t, base: sortie.url, http: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 11 * time.Minute})}
 }
 
-// loggedIn is the admin, logged in with the password make run printed.
+// loggedIn is the admin, logged in.
 func loggedIn(t *testing.T) *user {
 	t.Helper()
-	return loggedInVia(t, sortie.url)
+	return loginAt(t, sortie, sortie.url, "admin")
 }
 
-// loggedInVia logs in through another front door (nginx).
+// loggedInAs is another user of the main platform.
+func loggedInAs(t *testing.T, name string) *user {
+	t.Helper()
+	return loginAt(t, sortie, sortie.url, name)
+}
+
+// loggedInVia logs the admin in through another front door (nginx).
 func loggedInVia(t *testing.T, base string) *user {
+	t.Helper()
+	return loginAt(t, sortie, base, "admin")
+}
+
+// loginAt logs in at a platform: with the username and its password in
+// multi-user mode, with the password alone in single-password mode.
+func loginAt(t *testing.T, p *platform, base, name string) *user {
 	t.Helper()
 	u := newUser(t)
 	u.base = base
+	body := map[string]string{"password": p.password}
+	if p.users != nil {
+		body = map[string]string{"username": name, "password": p.users[name]}
+	}
 	var tok struct{ Token string }
-	a := u.do("POST", "/api/auth/login", map[string]string{"password": sortie.password})
+	a := u.do("POST", "/api/auth/login", body)
 	if a.status != 200 {
 		t.Fatalf("login: %d %s", a.status, a.body)
 	}

@@ -378,3 +378,36 @@ func describe(evs []storedEvent) string {
 	}
 	return b.String()
 }
+
+// Missions belong to their user: another user neither sees nor touches
+// them, and their events never reach the other's stream.
+func TestMissionsBelongToTheirUser(t *testing.T) {
+	t.Parallel()
+	alice, bob := loggedInAs(t, "alice"), loggedInAs(t, "bob")
+	installCLIs(t, loggedIn(t))
+	m := alice.createMission(map[string]any{"backend": "amp", "workspace_id": defaultWS, "title": "alice's"})
+	bobStream := bob.follow("")
+	bobStream.connected(t)
+	alice.send(m.ID, "list the files")
+	alice.waitAnswers(m.ID, 1)
+	for _, r := range []struct{ method, path string }{
+		{"GET", "/api/control/missions/" + m.ID}, {"GET", "/api/control/missions/" + m.ID + "/events"},
+		{"DELETE", "/api/control/missions/" + m.ID}, {"POST", "/api/control/missions/" + m.ID + "/load"},
+	} {
+		if a := bob.do(r.method, r.path, nil); a.status != 404 {
+			t.Errorf("bob %s %s: %d, want 404", r.method, r.path, a.status)
+		}
+	}
+	var list []mission
+	bob.do("GET", "/api/control/missions", nil).decode(t, &list)
+	for _, x := range list {
+		if x.ID == m.ID {
+			t.Error("alice's mission is in bob's list")
+		}
+	}
+	for _, e := range bobStream.stop() {
+		if id, _ := e.Data["mission_id"].(string); id == m.ID {
+			t.Errorf("bob's stream carried alice's %s", e.Event)
+		}
+	}
+}

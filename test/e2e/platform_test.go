@@ -6,9 +6,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -19,17 +21,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // platform is one running Sortie.
 type platform struct {
-	root      string // the repository
-	state     string // its state folder
-	url       string // the gateway
-	base      int    // its port; Redis and the services follow it
-	namespace string // of its workspaces
-	password  string // the admin's
-	nginx     string // nginx in front of the gateway, as an ingress-nginx would be
+	root      string            // the repository
+	state     string            // its state folder
+	url       string            // the gateway
+	base      int               // its port; Redis and the services follow it
+	namespace string            // of its workspaces
+	password  string            // single-password mode: the admin's
+	users     map[string]string // multi-user mode: username -> password
+	nginx     string            // nginx in front of the gateway, as an ingress-nginx would be
 	nginxCmd  *exec.Cmd
 	cmd       *exec.Cmd
 	exited    chan error // run.sh's end
@@ -39,8 +44,13 @@ type platform struct {
 // The one platform of this test binary, started by TestMain.
 var sortie *platform
 
+// The users of the main platform (multi-user mode).
+var users = []struct{ id, name, role string }{
+	{"u-admin", "admin", "admin"}, {"u-alice", "alice", "user"}, {"u-bob", "bob", "user"},
+}
+
 func TestMain(m *testing.M) {
-	p, err := startPlatform()
+	p, err := startPlatform(true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: the platform did not start:", err)
 		if p != nil {
@@ -79,7 +89,7 @@ func repoRoot() (string, error) {
 // listens on: the gateway, Redis and every service get one each.
 func freeBase() (int, error) {
 	for range 50 {
-		base := 20000 + rand.IntN(9000)
+		base := 20000 + mrand.IntN(9000)
 		ok := true
 		for i := range 16 {
 			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
@@ -96,7 +106,9 @@ func freeBase() (int, error) {
 	return 0, fmt.Errorf("no free run of ports")
 }
 
-func startPlatform() (*platform, error) {
+// startPlatform runs make run's launcher: in multi-user mode with the
+// users above, or in single-password mode.
+func startPlatform(multiUser bool) (*platform, error) {
 	root, err := repoRoot()
 	if err != nil {
 		return nil, err
@@ -123,6 +135,13 @@ func startPlatform() (*platform, error) {
 		"SORTIE_WORKSPACE_NAMESPACE="+p.namespace, "SORTIE_KEEP_CLUSTER=true",
 	)
 	p.cmd.Env = append(p.cmd.Env, cliEnv()...)
+	if multiUser {
+		file, err := p.writeUsers()
+		if err != nil {
+			return nil, err
+		}
+		p.cmd.Env = append(p.cmd.Env, "SORTIE_AUTH_USERS_FILE="+file)
+	}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	p.cmd.Stdout, p.cmd.Stderr = io.MultiWriter(p.log, pw), io.MultiWriter(p.log, pw)
@@ -149,15 +168,42 @@ func startPlatform() (*platform, error) {
 	case <-time.After(20 * time.Minute):
 		return p, fmt.Errorf("the platform was not up within 20 minutes")
 	}
-	pw2, err := os.ReadFile(filepath.Join(state, "auth", "admin-password"))
-	if err != nil {
-		return p, err
+	if !multiUser {
+		pw, err := os.ReadFile(filepath.Join(state, "auth", "admin-password"))
+		if err != nil {
+			return p, err
+		}
+		p.password = strings.TrimSpace(string(pw))
 	}
-	p.password = strings.TrimSpace(string(pw2))
 	if err := waitHTTP(p.url+"/healthz", time.Minute); err != nil {
 		return p, err
 	}
 	return p, p.startNginx(base + 15) // base+2 .. base+14: the services (run.sh)
+}
+
+// writeUsers makes the multi-user file auth reads, with a random password
+// per user.
+func (p *platform) writeUsers() (string, error) {
+	type entry struct {
+		ID           string `json:"id"`
+		Username     string `json:"username"`
+		PasswordHash string `json:"password_hash"`
+		Role         string `json:"role"`
+	}
+	p.users = map[string]string{}
+	var list []entry
+	for _, u := range users {
+		pw := rand.Text()
+		hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+		if err != nil {
+			return "", err
+		}
+		p.users[u.name] = pw
+		list = append(list, entry{u.id, u.name, string(hash), u.role})
+	}
+	data, _ := json.Marshal(list)
+	file := filepath.Join(p.state, "users.json")
+	return file, os.WriteFile(file, data, 0o600)
 }
 
 // nginxConf is nginx set up the way ingress-nginx is by default: response
