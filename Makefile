@@ -5,7 +5,7 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
-MODULES      := api hack/tools services/kit services/auth services/workspace-operator services/mission-control services/library test/e2e
+MODULES      := api hack/tools services/kit services/auth services/workspace-operator services/mission-control services/library test/e2e test/chart
 # Service binaries: module:command
 COMMANDS     := services/auth:auth services/workspace-operator:workspace-operator services/library:library services/mission-control:mission-control hack/tools:gateway
 VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

@@ -15,4 +15,12 @@ go tool controller-gen \
   rbac:roleName=sortie-workspace-operator \
   paths=sortie.dev/services/workspace-operator/internal/... \
   output:rbac:artifacts:config="$root/services/workspace-operator/config/rbac"
-echo "generated: api/v1alpha1/zz_generated.deepcopy.go, api/crds/, services/workspace-operator/config/rbac/" >&2
+# The Helm chart templates its CRD and the operator's Role from copies of
+# both (charts/sortie/templates/crds.yaml, workspace-operator.yaml), so that
+# helm upgrade upgrades the CRD; test/chart checks the copies are current.
+chart="$root/charts/sortie/files"
+mkdir -p "$chart/crds" "$chart/rbac"
+rm -f "$chart"/crds/*.yaml
+cp "$root"/api/crds/*.yaml "$chart/crds/"
+cp "$root/services/workspace-operator/config/rbac/role.yaml" "$chart/rbac/workspace-operator-role.yaml"
+echo "generated: api/v1alpha1/zz_generated.deepcopy.go, api/crds/, services/workspace-operator/config/rbac/, charts/sortie/files/" >&2
