@@ -445,7 +445,7 @@ func (h *Handler) build(c *gin.Context) {
 // the host runtime's; a ready one when requireReady), or answers the
 // request itself.
 func (h *Handler) agentFor(c *gin.Context, ws *v1alpha1.Workspace, requireReady bool) (*agentapi.Client, bool) {
-	if requireReady && ws.Status.Phase != v1alpha1.PhaseReady {
+	if requireReady && status(ws) != string(v1alpha1.PhaseReady) {
 		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace is not ready (status %s)", status(ws)))
 		return nil, false
 	}

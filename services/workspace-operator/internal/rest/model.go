@@ -58,6 +58,11 @@ func restID(ws *v1alpha1.Workspace) string {
 // status is the REST status: the phase, with stopped shown as the seed's
 // statuses know it.
 func status(ws *v1alpha1.Workspace) string {
+	// A rebuild asked for but not yet picked up by the controller: the
+	// Pod the status describes is on its way out, so it is not ready.
+	if ws.Spec.Type == v1alpha1.TypeContainer && !ws.Spec.Suspend && ws.Spec.Rebuild > ws.Status.ObservedRebuild {
+		return string(v1alpha1.PhaseBuilding)
+	}
 	switch ws.Status.Phase {
 	case "":
 		return string(v1alpha1.PhasePending)

@@ -112,7 +112,7 @@ func (h *Handler) sync(c *gin.Context) {
 			"no library service is configured for the workspace operator (SORTIE_LIBRARY_URL)"))
 		return
 	}
-	if ws.Status.Phase != v1alpha1.PhaseReady {
+	if status(ws) != string(v1alpha1.PhaseReady) {
 		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace is not ready (status %s)", status(ws)))
 		return
 	}
