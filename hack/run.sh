@@ -16,7 +16,7 @@ port="${SORTIE_PORT:-8080}"
 redis_port="${SORTIE_REDIS_PORT:-6390}"
 namespace="${SORTIE_WORKSPACE_NAMESPACE:-sortie-workspaces}"
 kubectl="$root/bin/k8s/v1.37.2/kubectl"
-mkdir -p "$state"/{redis,auth/keys,auth/clients,logs,library}
+mkdir -p "$state"/{redis,auth/keys,auth/clients,logs,library,mission-control}
 chmod 700 "$state"
 
 # Each service listens on loopback only; the gateway is the one way in.
@@ -151,6 +151,12 @@ else
   auth_mode=single_tenant
 fi
 
+# mission-control seals provider credentials in Redis with this key.
+if [ ! -s "$state/mission-control/credentials.key" ]; then
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/mission-control/credentials.key"
+  chmod 600 "$state/mission-control/credentials.key"
+fi
+
 # --- Services ---------------------------------------------------------------
 log "starting auth on 127.0.0.1:${ports[auth]}"
 start auth env \
@@ -190,7 +196,8 @@ if [ -x "$root/bin/mission-control" ]; then
   start mission-control env \
     SORTIE_LISTEN_ADDR="127.0.0.1:${ports[mission-control]}" SORTIE_REDIS_URL="$redis_url" SORTIE_AUTH_MODE="$auth_mode" \
     SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_WORKSPACES_URL="http://127.0.0.1:${ports[workspace-operator]}" \
-    SORTIE_AUTH_URL="$auth_url" SORTIE_SERVICE_CLIENT_ID=mission-control \
+    SORTIE_AUTH_URL="$auth_url" SORTIE_SERVICE_CLIENT_ID=mission-control SORTIE_LIBRARY_URL="$library_url" \
+    SORTIE_MC_CREDENTIALS_KEY_FILE="$state/mission-control/credentials.key" \
     SORTIE_SERVICE_CLIENT_SECRET_FILE="$state/auth/clients/mission-control" \
     "$root/bin/mission-control"
   wait_ready mission-control "http://127.0.0.1:${ports[mission-control]}/readyz"

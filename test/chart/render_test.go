@@ -144,7 +144,7 @@ func TestRenderDetails(t *testing.T) {
 		}},
 		"default: generated secrets": {set: "default", check: func(t *testing.T, r *Rendered) {
 			secrets := r.Find("Secret")
-			want := []string{"sortie-admin", "sortie-auth-keys", "sortie-library", "sortie-redis", "sortie-service-clients"}
+			want := []string{"sortie-admin", "sortie-auth-keys", "sortie-library", "sortie-mission-control", "sortie-redis", "sortie-service-clients"}
 			if d := cmp.Diff(want, keys(secrets)); d != "" {
 				t.Fatalf("Secrets (-want +got):\n%s", d)
 			}

@@ -46,6 +46,7 @@ func valueSets(workspaceNS string) map[string]valueSet {
 			},
 			"missionControl": map[string]any{
 				"providers":   map[string]any{"existingSecret": "llm-keys"},
+				"credentials": map[string]any{"existingSecret": "mc-credentials", "existingSecretKey": "key"},
 				"autoscaling": map[string]any{"enabled": true, "maxReplicas": 10},
 			},
 		}},

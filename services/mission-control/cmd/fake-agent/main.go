@@ -11,6 +11,8 @@
 //
 //	sleep N      pause N seconds before the tool call (cancellation tests)
 //	hang         pause for an hour after the first line
+//	mute         pause for an hour before printing anything (startup
+//	             watchdog tests)
 //	fail         end with the CLI's error result and exit status 1
 //	crash        print only to stderr and exit 1, like a CLI without auth
 //	garbage      interleave non-JSON lines with the output
@@ -128,6 +130,7 @@ type script struct {
 	fail, crash, garbage, big, ignoreTerm bool
 	ignoreInt                             bool
 	grandchild                            bool
+	mute                                  bool
 }
 
 func newScript(prompt string) script {
@@ -143,6 +146,8 @@ func newScript(prompt string) script {
 			}
 		case "hang":
 			s.sleep = time.Hour
+		case "mute":
+			s.mute = true
 		case "fail":
 			s.fail = true
 		case "crash":
@@ -176,6 +181,13 @@ func play(d dialect, inv invocation, s script, o *out, stderr io.Writer) int {
 		// Not waited for on purpose: only a process-group kill ends it.
 		if err := exec.Command("sleep", "1000").Start(); err != nil {
 			fmt.Fprintf(stderr, "start grandchild: %v\n", err)
+		}
+	}
+	if s.mute {
+		select {
+		case <-time.After(time.Hour):
+		case sig := <-sigs:
+			return exitFor(sig)
 		}
 	}
 	d.start(inv)

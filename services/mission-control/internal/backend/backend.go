@@ -180,6 +180,9 @@ type Exit struct {
 	Code int
 	// Cancelled is true when the mission runner stopped the run.
 	Cancelled bool
+	// Failure, when set, is why the runner stopped the run (a watchdog):
+	// the turn fails with it (code FailureCode) rather than as cancelled.
+	Failure, FailureCode string
 	// Stderr is the tail of a separate stderr, when the runner has one; the
 	// workspace-agent merges stderr into the output, where parsers keep the
 	// tail of non-JSON lines themselves.

@@ -333,9 +333,18 @@ func (e *Emitter) Cancelled() []event.Event {
 // error result. If the CLI printed
 // no terminal line, the exit decides: cancelled, success on 0, otherwise a
 // failure explained by the last error or the tail of non-JSON output.
+//
+// A runner's Failure (a watchdog stopped the CLI) fails the turn with that
+// reason; if the CLI answered its interrupt with an unsuccessful terminal
+// line of its own, the reason still follows as a fatal error event.
 func (e *Emitter) Finish(x Exit) []event.Event {
 	evs := e.closeCalls()
 	switch {
+	case x.Failure != "" && !e.terminal:
+		evs = append(evs, e.Fail(x.Failure, x.FailureCode)...)
+	case x.Failure != "" && e.summary.Outcome != OutcomeCompleted:
+		e.summary.Outcome = OutcomeFailed
+		evs = append(evs, event.Event{Kind: event.KindError, Message: x.Failure, Fatal: true, Code: x.FailureCode, Resumable: true})
 	case e.terminal:
 	case x.Cancelled:
 		evs = append(evs, e.Cancelled()...)

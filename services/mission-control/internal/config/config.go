@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"sortie.dev/services/kit/config"
+	"sortie.dev/services/mission-control/internal/providers"
 )
 
 // Backends are the agent CLIs mission-control can run, in the order the
-// default is chosen from.
-var Backends = []string{"claudecode", "codex", "opencode", "amp"}
+// default is chosen from, and the built-in backend (agents.go).
+var Backends = []string{"claudecode", "codex", "opencode", "amp", BuiltinBackend}
 
 // AuthMode is how users log in, as /api/health reports it. Mission-control
 // verifies tokens but does not know how they were obtained, so the mode is
@@ -63,6 +64,17 @@ type Config struct {
 	StreamMaxLen   int64
 	ReplicaID      string
 	MissionsSubdir string
+
+	// CredentialsKey encrypts provider credentials stored in Redis (nil:
+	// none configured); OAuth holds the providers' OAuth clients by
+	// provider id (providers.go).
+	CredentialsKey []byte
+	OAuth          map[string]providers.OAuthClient
+	// LibraryURL is the library service, checked by /api/health.
+	LibraryURL string
+
+	// Agents configures the watchdogs and the built-in backend (agents.go).
+	Agents Agents
 }
 
 // credentialEnv names the provider credentials that can be configured and
@@ -92,7 +104,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&secretFile, "client-secret-file", "SORTIE_SERVICE_CLIENT_SECRET_FILE", "", "file holding the service client secret")
 	b.Int(&c.MaxRunningPerUser, "max-running-per-user", "SORTIE_MC_MAX_RUNNING_PER_USER", 3, "missions of one user that run at once; further turns queue")
 	b.String(&c.DefaultBackend, "default-backend", "SORTIE_MC_DEFAULT_BACKEND", "claudecode", "backend of a mission that names none")
-	for _, name := range Backends {
+	for _, name := range CLIBackends() {
 		var exe string
 		b.String(&exe, "cli-"+name, "SORTIE_MC_CLI_"+strings.ToUpper(name), defaultCLI(name), "executable of the "+name+" backend inside workspaces")
 		c.CLIs[name] = exe
@@ -110,18 +122,22 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	var maxLen int
 	b.Int(&maxLen, "stream-max-len", "SORTIE_MC_STREAM_MAX_LEN", 100000, "events kept per user for SSE resume")
 	b.String(&c.ReplicaID, "replica-id", "SORTIE_MC_REPLICA_ID", "", "this replica's name in run leases (default: host name plus a random suffix)")
+	checkProviders := c.bindProviders(b)
+	checkAgents := c.bindAgents(b)
 	// Parse even for the flags that read the vars above in loops: the
 	// pointers were bound before the map copies.
 	if err := b.Parse(args); err != nil {
 		return nil, err
 	}
-	for _, name := range Backends {
+	for _, name := range CLIBackends() {
 		c.CLIs[name] = b.FlagSet().Lookup("cli-" + name).Value.String()
 	}
 	c.StreamMaxLen = int64(maxLen)
 
 	var p config.Problems
 	c.Server.Validate(&p)
+	checkProviders(&p)
+	checkAgents(&p)
 	p.Check(c.RedisURL != "", "SORTIE_REDIS_URL is required (e.g. redis://redis:6379/0)")
 	p.Check(c.AuthDevMode || c.JWKSURL != "", "SORTIE_AUTH_JWKS_URL is required (the auth service's /api/auth/jwks), or SORTIE_AUTH_DEV_MODE=true on a development machine")
 	p.Check(c.WorkspacesURL != "", "SORTIE_WORKSPACES_URL is required (the workspace-operator's REST API, e.g. http://workspace-operator:8080)")

@@ -45,10 +45,20 @@ type Run struct {
 	Cancel    bool
 	Started   bool
 	StartedAt time.Time
+	// StopCode and StopMessage say why the runner stopped the turn (a
+	// watchdog: startup_timeout, idle_timeout); empty for a user's cancel.
+	StopCode, StopMessage string
 }
 
 // Store holds queues, runs and leases.
-type Store struct{ rdb *redis.Client }
+type Store struct {
+	rdb        *redis.Client
+	onTakeover func(mission string)
+}
+
+// OnTakeover installs fn, called each time Acquire takes a run's lease
+// (metrics); call it before the store is used.
+func (s *Store) OnTakeover(fn func(mission string)) { s.onTakeover = fn }
 
 // NewStore returns a Store.
 func NewStore(rdb *redis.Client) *Store { return &Store{rdb: rdb} }
@@ -146,7 +156,7 @@ func (s *Store) Run(ctx context.Context, mission string) (*Run, error) {
 		return nil, nil
 	}
 	r := &Run{MissionID: mission, UserID: h["user"], TurnID: h["turn"], AssistantID: h["assistant"],
-		Cancel: h["cancel"] == "1", Started: h["started"] == "1"}
+		Cancel: h["cancel"] == "1", Started: h["started"] == "1", StopCode: h["stop_code"], StopMessage: h["stop_msg"]}
 	r.Emitted, _ = strconv.ParseInt(h["emitted"], 10, 64)
 	r.Offset, _ = strconv.ParseInt(h["offset"], 10, 64)
 	r.StartedAt, _ = time.Parse(time.RFC3339Nano, h["started_at"])
@@ -177,6 +187,26 @@ redis.call('HSET', KEYS[1], 'cancel', '1')
 return 1
 `)
 
+var stopScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then return 0 end
+redis.call('HSET', KEYS[1], 'cancel', '1', 'stop_code', ARGV[1], 'stop_msg', ARGV[2])
+return 1
+`)
+
+// Stop flags the run as stopped by the runner (a watchdog) with a reason:
+// the same escalation as a cancel, but the turn fails with the reason. It
+// does nothing (false) when the run is gone or already cancelled. The flag
+// lives in the run record, so a replica that takes the run over ends it
+// the same way.
+func (s *Store) Stop(ctx context.Context, mission, code, msg string) (bool, error) {
+	n, err := stopScript.Run(ctx, s.rdb, []string{runKey(mission)}, code, msg).Int()
+	if err != nil {
+		return false, fmt.Errorf("stop run: %w", err)
+	}
+	return n == 1, nil
+}
+
 var acquireScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur == ARGV[1] or not cur then
@@ -193,6 +223,9 @@ func (s *Store) Acquire(ctx context.Context, mission, owner string, ttl time.Dur
 	n, err := acquireScript.Run(ctx, s.rdb, []string{leaseKey(mission), runKey(mission)}, owner, ttl.Milliseconds()).Int()
 	if err != nil {
 		return false, fmt.Errorf("acquire lease: %w", err)
+	}
+	if n == 1 && s.onTakeover != nil {
+		s.onTakeover(mission)
 	}
 	return n == 1, nil
 }
@@ -354,4 +387,49 @@ func (s *Store) DeleteMission(ctx context.Context, user, mission string) error {
 		return nil
 	})
 	return err
+}
+
+// QueueDepth counts the messages waiting in every user's queues.
+func (s *Store) QueueDepth(ctx context.Context) (int64, error) {
+	users, err := s.WaitingUsers(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("queue depth: %w", err)
+	}
+	if len(users) == 0 {
+		return 0, nil
+	}
+	sets := make([]*redis.StringSliceCmd, len(users))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, u := range users {
+			sets[i] = p.SMembers(ctx, queuedKey(u))
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("queue depth: %w", err)
+	}
+	var lens []*redis.IntCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, set := range sets {
+			for _, m := range set.Val() {
+				lens = append(lens, p.LLen(ctx, queueKey(m)))
+			}
+		}
+		return nil
+	}); err != nil {
+		return 0, fmt.Errorf("queue depth: %w", err)
+	}
+	var n int64
+	for _, l := range lens {
+		n += l.Val()
+	}
+	return n, nil
+}
+
+// ActiveRuns counts the runs in progress on every replica.
+func (s *Store) ActiveRuns(ctx context.Context) (int64, error) {
+	n, err := s.rdb.SCard(ctx, runsKey).Result()
+	if err != nil {
+		return 0, fmt.Errorf("active runs: %w", err)
+	}
+	return n, nil
 }

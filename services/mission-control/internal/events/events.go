@@ -39,11 +39,21 @@ var ErrLeaseLost = errors.New("run lease lost")
 
 // Store reads and writes mission events.
 type Store struct {
-	rdb    *redis.Client
-	limit  int
-	maxLen int64
-	now    func() time.Time
+	rdb      *redis.Client
+	limit    int
+	maxLen   int64
+	now      func() time.Time
+	observer Observer
 }
+
+// Observer is told about every event once it is stored (metrics). It runs
+// on the appender's goroutine, so it must be quick.
+type Observer interface {
+	Appended(ctx context.Context, e event.Event, o AppendOptions)
+}
+
+// SetObserver installs o; call it before the store is used.
+func (s *Store) SetObserver(o Observer) { s.observer = o }
 
 // NewStore returns a Store. limit is the longest text kept in one event;
 // maxLen bounds each user's stream (older entries cannot be resumed from).
@@ -158,6 +168,9 @@ func (s *Store) Append(ctx context.Context, e event.Event, o AppendOptions) (eve
 		return e, "", fmt.Errorf("append event: %w", err)
 	}
 	e.Sequence = res[0].(int64)
+	if s.observer != nil {
+		s.observer.Appended(ctx, e, o)
+	}
 	return e, res[1].(string), nil
 }
 

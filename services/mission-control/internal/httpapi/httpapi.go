@@ -17,7 +17,6 @@ import (
 	"sortie.dev/services/kit/apierror"
 	"sortie.dev/services/kit/authn"
 	"sortie.dev/services/kit/server"
-	"sortie.dev/services/kit/version"
 	"sortie.dev/services/mission-control/internal/backend"
 	"sortie.dev/services/mission-control/internal/config"
 	"sortie.dev/services/mission-control/internal/control"
@@ -56,6 +55,8 @@ type Handler struct {
 	Stream     *sse.Stream
 	// Ping checks Redis for /api/health.
 	Ping func(ctx context.Context) error
+	// Dependencies are the other services /api/health checks (health.go).
+	Dependencies []Dependency
 
 	DefaultBackend    string
 	MaxRunningPerUser int
@@ -702,89 +703,4 @@ func (h *Handler) stream(c *gin.Context) {
 	if err := h.Stream.Serve(ctx, c.Writer, sse.Request{User: uid, LastEventID: last, MissionID: mission, Snapshot: snap}); err != nil && ctx.Err() == nil {
 		_ = c.Error(err)
 	}
-}
-
-func (h *Handler) health(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c, 2*time.Second)
-	defer cancel()
-	state := func(err error) string {
-		if err != nil {
-			return "error"
-		}
-		return "ok"
-	}
-	redisState := state(h.Ping(ctx))
-	wsState := state(h.Workspaces.Ping(ctx))
-	status := "ok"
-	if redisState != "ok" || wsState != "ok" {
-		status = "degraded"
-	}
-	c.JSON(http.StatusOK, gin.H{
-		"status":        status,
-		"version":       version.String(),
-		"dev_mode":      h.DevMode,
-		"auth_required": h.AuthMode != config.AuthDisabled,
-		"auth_mode":     h.AuthMode,
-		"services":      gin.H{"redis": redisState, "workspaces": wsState},
-	})
-}
-
-func (h *Handler) listProviders(c *gin.Context) {
-	list, err := h.Providers.List(c, c.Query("include_all") == "true")
-	if err != nil {
-		apierror.Respond(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"providers": list})
-}
-
-func (h *Handler) setProviderAuth(c *gin.Context) {
-	var req struct {
-		APIKey string `json:"api_key"`
-	}
-	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
-		apierror.Respond(c, err)
-		return
-	}
-	if strings.TrimSpace(req.APIKey) == "" {
-		apierror.Respond(c, apierror.BadRequest("api_key is required (OAuth sign-in is not supported yet)"))
-		return
-	}
-	if !authnAdmin(c) {
-		return
-	}
-	if err := h.Providers.SetKey(c, c.Param("id"), strings.TrimSpace(req.APIKey)); err != nil {
-		providerError(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"success": true, "message": "API key saved"})
-}
-
-func (h *Handler) deleteProviderAuth(c *gin.Context) {
-	if !authnAdmin(c) {
-		return
-	}
-	if err := h.Providers.DeleteKey(c, c.Param("id")); err != nil {
-		providerError(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"ok": true})
-}
-
-// authnAdmin admits admins only: provider keys are shared by every user.
-func authnAdmin(c *gin.Context) bool {
-	id, _ := authn.FromContext(c.Request.Context())
-	if !id.IsAdmin() {
-		apierror.Respond(c, apierror.Forbidden("only an administrator may change provider credentials"))
-		return false
-	}
-	return true
-}
-
-func providerError(c *gin.Context, err error) {
-	if errors.Is(err, providers.ErrUnknown) {
-		apierror.Respond(c, apierror.NotFound("unknown provider %q", c.Param("id")))
-		return
-	}
-	apierror.Respond(c, err)
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"sortie.dev/services/mission-control/internal/backend"
+	"sortie.dev/services/mission-control/internal/backend/openai"
 	"sortie.dev/services/mission-control/internal/control"
 	"sortie.dev/services/mission-control/internal/event"
 	"sortie.dev/services/mission-control/internal/events"
@@ -45,12 +46,15 @@ type Missions interface {
 type Events interface {
 	Append(ctx context.Context, e event.Event, o events.AppendOptions) (event.Event, string, error)
 	Publish(ctx context.Context, user string, e event.Event) error
+	Count(ctx context.Context, missionID string) (int64, error)
+	Replay(ctx context.Context, missionID string, kinds []event.Kind, limit, offset int) ([]event.Event, error)
 }
 
 // Workspaces is the workspace-operator.
 type Workspaces interface {
 	Get(ctx context.Context, id string) (*workspaces.Workspace, error)
 	Exec(ctx context.Context, id, command, stdin string) (*workspaces.ExecResult, error)
+	ExecWith(ctx context.Context, id string, req workspaces.ExecRequest) (*workspaces.ExecResult, error)
 	Start(ctx context.Context, id string, req workspaces.StartRequest) (*workspaces.Process, error)
 	Process(ctx context.Context, id, pid string) (*workspaces.Process, error)
 	Signal(ctx context.Context, id, pid, sig string) error
@@ -69,7 +73,17 @@ type Options struct {
 	CLIs map[string]string
 	// Secrets returns the provider credentials (ANTHROPIC_API_KEY, ...).
 	Secrets func(ctx context.Context) map[string]string
-	Log     *slog.Logger
+	// StartupTimeout and IdleTimeout are the watchdogs of every backend: a
+	// CLI that prints nothing within StartupTimeout of its start, or
+	// nothing for IdleTimeout after that, is stopped like a cancel and the
+	// turn fails (resumable). For the built-in backend they apply to each
+	// model call's stream. Zero disables either.
+	StartupTimeout time.Duration
+	IdleTimeout    time.Duration
+	// OpenAI configures the built-in backend; its APIKey, when empty, comes
+	// from Secrets (OPENAI_API_KEY) at each turn.
+	OpenAI openai.Config
+	Log    *slog.Logger
 }
 
 // Runner starts and drives turns.
@@ -336,6 +350,21 @@ type turn struct {
 	done  chan struct{}
 
 	cancelOnce sync.Once
+	// stopLoop cancels the built-in backend's loop (its "process").
+	mu       sync.Mutex
+	stopLoop context.CancelFunc
+}
+
+func (t *turn) setStopLoop(f context.CancelFunc) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopLoop = f
+}
+
+func (t *turn) loopStopper() context.CancelFunc {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stopLoop
 }
 
 // keepLease renews the lease until ctx ends; it stops the drive when the
@@ -371,6 +400,21 @@ func (t *turn) keepLease(ctx context.Context, stop context.CancelFunc, lost chan
 // escalate stops the CLI: SIGINT (the CLIs' own interrupt), then SIGTERM,
 // then SIGKILL, each to the process group, with a grace period between.
 func (t *turn) escalate(ctx context.Context) {
+	if t.m.Backend == openai.Name {
+		// The built-in loop runs here: stopping it is immediate.
+		for t.loopStopper() == nil {
+			select {
+			case <-time.After(100 * time.Millisecond):
+			case <-t.done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		t.loopStopper()()
+		t.log.Info("cancel: stopped the built-in agent loop")
+		return
+	}
 	for _, sig := range []string{"INT", "TERM", "KILL"} {
 		if t.pid == "" || t.ws == nil {
 			// Not started yet: try again shortly.
@@ -464,6 +508,10 @@ func (t *turn) execute(ctx context.Context) error {
 	if msg.Agent != nil && *msg.Agent != "" {
 		req.Agent = *msg.Agent
 	}
+	if t.m.Backend == openai.Name {
+		req.Credentials = nil // the endpoint's key stays in mission-control
+		return t.executeLoop(ctx, ws, req)
+	}
 	if t.m.SessionStarted && t.m.SessionID != "" {
 		req.Resume = t.m.SessionID
 	} else if t.m.Backend == "claudecode" {
@@ -476,13 +524,8 @@ func (t *turn) execute(ctx context.Context) error {
 	t.pid = processID(t.run.TurnID)
 
 	if !t.run.Started {
-		// The mission's directory and home live on the workspace volume,
-		// so the CLI's session files survive restarts and missions never
-		// share them.
-		if res, err := t.r.workspaces.Exec(ctx, ws.ID, fmt.Sprintf("mkdir -p -- %s %s", shellQuote(dir), shellQuote(req.Home)), ""); err != nil {
-			return fmt.Errorf("prepare mission directory: %w", err)
-		} else if res.ExitCode != 0 {
-			return t.fail(ctx, fmt.Sprintf("Cannot create the mission directory %s: %s", dir, strings.TrimSpace(res.Stderr)), "workspace_error", missions.Failed)
+		if ok, err := t.prepareDir(ctx, req); !ok || err != nil {
+			return err
 		}
 		_, err = t.r.workspaces.Start(ctx, ws.ID, workspaces.StartRequest{ID: t.pid, Argv: cmd.Argv, Cwd: cmd.Dir, Env: cmd.Env, Stdin: cmd.Stdin})
 		if err != nil && !errors.Is(err, workspaces.ErrConflict) {
@@ -508,10 +551,45 @@ func (t *turn) execute(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Cancellation is read from the run record, not from memory, so a
-	// takeover finishes a cancelled turn the same way.
+	if err := t.conclude(ctx, p, exit); err != nil {
+		return err
+	}
+	if err := t.r.workspaces.Delete(context.WithoutCancel(ctx), ws.ID, t.pid); err != nil {
+		t.log.Debug("cannot delete the finished process", "error", err.Error())
+	}
+	return nil
+}
+
+// prepareDir creates the mission's directory and home on the workspace
+// volume, so the CLI's session files survive restarts and missions never
+// share them. It reports false when the turn failed because of it.
+func (t *turn) prepareDir(ctx context.Context, req backend.Request) (bool, error) {
+	res, err := t.r.workspaces.Exec(ctx, t.ws.ID, fmt.Sprintf("mkdir -p -- %s %s", shellQuote(req.WorkDir), shellQuote(req.Home)), "")
+	if err != nil {
+		return false, fmt.Errorf("prepare mission directory: %w", err)
+	}
+	if res.ExitCode != 0 {
+		return false, t.fail(ctx, fmt.Sprintf("Cannot create the mission directory %s: %s", req.WorkDir, strings.TrimSpace(res.Stderr)), "workspace_error", missions.Failed)
+	}
+	return true, nil
+}
+
+// finisher is what ends a turn: a CLI's parser, or the built-in loop.
+type finisher interface {
+	Finish(x backend.Exit) []event.Event
+	Summary() backend.Summary
+}
+
+// conclude ends a turn whose agent has stopped: the final events, the
+// mission's status and session, and the final status event.
+func (t *turn) conclude(ctx context.Context, p finisher, exit backend.Exit) error {
+	// Cancellation (and a watchdog's stop) is read from the run record,
+	// not from memory, so a takeover finishes the turn the same way.
 	if cur, err := t.r.control.Run(ctx, t.m.ID); err == nil && cur != nil {
-		exit.Cancelled = cur.Cancel
+		exit.Cancelled = exit.Cancelled || cur.Cancel
+		if cur.StopCode != "" {
+			exit.Cancelled, exit.Failure, exit.FailureCode = false, cur.StopMessage, cur.StopCode
+		}
 	}
 	for _, e := range p.Finish(exit) {
 		if err := t.emit(ctx, e, -1); err != nil {
@@ -520,10 +598,12 @@ func (t *turn) execute(ctx context.Context) error {
 	}
 	sum := p.Summary()
 	status, reason := missions.Completed, "completed"
-	switch sum.Outcome {
-	case backend.OutcomeCancelled:
+	switch {
+	case sum.Outcome == backend.OutcomeFailed && exit.FailureCode != "":
+		status, reason = missions.Failed, exit.FailureCode
+	case sum.Outcome == backend.OutcomeCancelled:
 		status, reason = missions.Failed, "cancelled"
-	case backend.OutcomeFailed:
+	case sum.Outcome == backend.OutcomeFailed:
 		status, reason = missions.Failed, "llm_error"
 	}
 	if _, err := t.r.missions.Update(ctx, t.m.ID, func(m *missions.Mission) error {
@@ -540,16 +620,16 @@ func (t *turn) execute(ctx context.Context) error {
 		return err
 	}
 	var summary string
-	if reason == "cancelled" {
+	switch {
+	case reason == "cancelled":
 		summary = "Cancelled by user"
+	case exit.FailureCode != "" && reason == exit.FailureCode:
+		summary = exit.Failure
 	}
 	if err := t.emit(ctx, event.Event{Kind: event.KindMissionStatusChanged, Status: string(status), Summary: summary}, -1); err != nil {
 		return err
 	}
-	if err := t.r.workspaces.Delete(context.WithoutCancel(ctx), ws.ID, t.pid); err != nil {
-		t.log.Debug("cannot delete the finished process", "error", err.Error())
-	}
-	t.log.Info("turn finished", "outcome", string(sum.Outcome), "exit_code", exit.Code)
+	t.log.Info("turn finished", "outcome", string(sum.Outcome), "reason", reason, "exit_code", exit.Code)
 	return nil
 }
 
@@ -561,22 +641,24 @@ func (t *turn) follow(ctx context.Context, p parser) (backend.Exit, error) {
 		bufAt   int64 // output offset of buf[0]
 		dropped bool  // the current line outgrew MaxLine
 	)
+	// The parsers' emitter already follows each tool_call with its
+	// mission_activity.
 	feed := func(line []byte, end int64) error {
 		for _, e := range p.Feed(bytes.TrimRight(line, "\r")) {
 			if err := t.emit(ctx, e, end); err != nil {
 				return err
 			}
-			if e.Kind == event.KindToolCall {
-				if err := t.emit(ctx, backend.Activity(e.ToolName, e.Args), end); err != nil {
-					return err
-				}
-			}
 		}
 		return nil
 	}
+	wd := backend.NewWatchdog(t.r.opts.StartupTimeout, t.r.opts.IdleTimeout, func(err error) { t.watchdogFired(ctx, err) })
+	defer wd.Stop()
 	for ev, err := range t.r.workspaces.Follow(ctx, t.ws.ID, t.pid, 0) {
 		if err != nil {
 			return backend.Exit{}, err
+		}
+		if !ev.EOF && len(ev.Bytes()) > 0 {
+			wd.Activity()
 		}
 		if ev.EOF {
 			if len(buf) > 0 {
@@ -615,6 +697,24 @@ func (t *turn) follow(ctx context.Context, p parser) (backend.Exit, error) {
 		}
 	}
 	return backend.Exit{}, ctx.Err()
+}
+
+// watchdogFired stops a CLI that printed nothing for too long: the reason
+// goes into the run record (so a takeover ends the turn the same way) and
+// the cancel escalation starts.
+func (t *turn) watchdogFired(ctx context.Context, err error) {
+	cli := t.m.Backend
+	code, msg := "idle_timeout", fmt.Sprintf("The %s agent printed nothing for %v (idle timeout) and was stopped. Resume the mission to retry.", cli, t.r.opts.IdleTimeout)
+	if errors.Is(err, backend.ErrStartupTimeout) {
+		code, msg = "startup_timeout", fmt.Sprintf("The %s agent printed nothing within %v of its start (startup timeout) and was stopped. Resume the mission to retry.", cli, t.r.opts.StartupTimeout)
+	}
+	if ok, err := t.r.control.Stop(ctx, t.m.ID, code, msg); err != nil {
+		t.log.Warn("watchdog: cannot record the stop", "error", err.Error())
+	} else if !ok {
+		return // cancelled already: that escalation runs
+	}
+	t.log.Warn("watchdog: stopping a silent agent", "reason", code)
+	t.cancelOnce.Do(func() { go t.escalate(ctx) })
 }
 
 // fail ends the turn without (further) output from the CLI: a fatal error,

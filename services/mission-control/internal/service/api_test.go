@@ -147,7 +147,12 @@ func TestBadInput(t *testing.T) {
 		{"remove unknown queued", "DELETE", "/api/control/queue/nope", nil, 404, "not_found"},
 		{"bad Last-Event-ID", "GET", "/api/control/stream?last_event_id=x", nil, 400, "bad_request"},
 		{"unknown provider", "POST", "/api/providers/nope/auth", map[string]any{"api_key": "k"}, 404, "not_found"},
-		{"provider without key", "POST", "/api/providers/openai/auth", map[string]any{}, 400, "bad_request"},
+		{"OAuth on a key-only provider", "POST", "/api/providers/amp/auth", map[string]any{}, 400, "bad_request"},
+		{"blank api key", "POST", "/api/providers/openai/auth", map[string]any{"api_key": " "}, 400, "bad_request"},
+		{"api key and code", "POST", "/api/providers/openai/auth", map[string]any{"api_key": "k", "code": "c"}, 400, "bad_request"},
+		{"code of no sign-in", "POST", "/api/providers/openai/auth", map[string]any{"code": "c", "state": "forged"}, 400, "bad_request"},
+		{"code without state", "POST", "/api/providers/openai/auth", map[string]any{"code": "c"}, 400, "bad_request"},
+		{"provider auth not JSON", "POST", "/api/providers/openai/auth", "{", 400, "invalid_json"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

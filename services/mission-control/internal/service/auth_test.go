@@ -30,6 +30,9 @@ func newIssuer(t testing.TB) *issuer {
 	mux.HandleFunc("GET /api/auth/jwks", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(authn.JWKSDocument{Keys: []authn.JWK{authn.PublicKeyJWK("k1", pub)}})
 	})
+	mux.HandleFunc("GET /api/auth/status", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"auth_required":true,"auth_mode":"multi_user"}`))
+	})
 	mux.HandleFunc("POST /api/auth/token", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(authn.TokenResponse{AccessToken: is.sign(t, "mission-control", authn.RoleService), TokenType: "Bearer", ExpiresIn: 300})
 	})

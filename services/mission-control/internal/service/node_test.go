@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/mission-control/internal/backend/openai/openaitest"
 )
 
 // The runner's boundary is the workspace-operator: these tests build the
@@ -352,7 +353,10 @@ const grandchildren = "ps -eo args | grep -c '^sleep 1000$'"
 func TestOnNode(t *testing.T) {
 	op := startOperator(t)
 	op.installFakeCLIs(t, defaultWS)
-	e := start(t, options{workspaces: op.url, env: cliEnv()})
+	ep := openaitest.New(t)
+	env := cliEnv()
+	env["SORTIE_MC_OPENAI_BASE_URL"] = ep.URL
+	e := start(t, options{workspaces: op.url, env: env})
 
 	t.Run("a turn per backend", func(t *testing.T) {
 		// Four missions at once with a limit of three: one waits and
@@ -556,9 +560,119 @@ func TestOnNode(t *testing.T) {
 		}
 	})
 
+	t.Run("built-in backend runs its tools in the workspace", func(t *testing.T) {
+		testBuiltinOnNode(t, e, op, ep)
+	})
+
+	t.Run("watchdogs stop silent CLIs", func(t *testing.T) {
+		testWatchdogs(t, op)
+	})
+
 	t.Run("kill mission-control mid-turn", func(t *testing.T) {
 		testKillMidTurn(t, e, op)
 	})
+}
+
+// testBuiltinOnNode runs a turn of the built-in backend whose tools (a
+// real ls, write_file, read_file) run in the host workspace through the
+// real operator; only the model is scripted.
+func testBuiltinOnNode(t *testing.T, e *env, op *operator, ep *openaitest.Endpoint) {
+	writeArgs := `{"path":"notes/hello.txt","content":"hi from the model\n"}`
+	ep.Add(
+		openaitest.Reply{Chunks: []string{
+			openaitest.Content("Let me look around."),
+			openaitest.CallStart(0, "call_ls", "shell"), openaitest.CallStart(1, "call_w", "write_file"),
+			openaitest.CallArgs(0, `{"command":"ls -a"}`), openaitest.CallArgs(1, writeArgs[:20]), openaitest.CallArgs(1, writeArgs[20:]),
+			openaitest.Finish("tool_calls"), openaitest.Usage(100, 20, 0, 0),
+		}},
+		openaitest.Reply{Chunks: []string{
+			openaitest.CallStart(0, "call_r", "read_file"), openaitest.CallArgs(0, `{"path":"notes/hello.txt"}`),
+			openaitest.Finish("tool_calls"),
+		}},
+		openaitest.Reply{Chunks: []string{openaitest.Content("I listed the files and wrote notes/hello.txt."), openaitest.Finish("stop")}},
+	)
+	m := e.create(t, map[string]any{"backend": "openai"})
+	e.send(t, m.ID, "List the files and leave a note.")
+	got := e.waitStatus(t, m.ID, "completed", "failed")
+	evs := e.events(t, m.ID)
+	if got.Status != "completed" {
+		t.Fatalf("status %s; %v", got.Status, kinds(evs))
+	}
+	checkTurns(t, evs, 1)
+	results := map[string]string{}
+	for _, ev := range evs {
+		if ev.EventType == "tool_result" {
+			// A stored tool_result's content is the result as JSON: here a string.
+			var text string
+			if err := json.Unmarshal([]byte(ev.Content), &text); err != nil {
+				t.Fatalf("tool_result content %q is not a JSON string: %v", ev.Content, err)
+			}
+			results[(*ev.ToolCallID)[strings.Index(*ev.ToolCallID, ":")+1:]] = text
+		}
+	}
+	if !strings.Contains(results["call_ls"], ".home") || !strings.HasPrefix(results["call_ls"], "exit code 0") {
+		t.Errorf("ls did not run in the mission directory: %q", results["call_ls"])
+	}
+	if results["call_r"] != "hi from the model\n" {
+		t.Errorf("read_file: %q (write: %q)", results["call_r"], results["call_w"])
+	}
+	var ws struct{ Path string }
+	r, err := http.Get(op.url + "/api/workspaces/" + defaultWS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(r.Body).Decode(&ws)
+	r.Body.Close()
+	if out, code := op.exec(t, defaultWS, "cat "+ws.Path+"/missions/"+m.ID+"/notes/hello.txt", ""); code != 0 || out != "hi from the model\n" {
+		t.Errorf("the file in the workspace: %d %q", code, out)
+	}
+	// The model saw the real outputs.
+	msgs := ep.Requests()[len(ep.Requests())-2]["messages"].([]any)
+	if c, _ := msgs[len(msgs)-2].(map[string]any)["content"].(string); !strings.Contains(c, ".home") {
+		t.Errorf("the model got %q for ls", c)
+	}
+}
+
+// testWatchdogs runs a mission-control with short watchdogs: a CLI that
+// prints nothing, and one that goes silent after its first lines, are
+// stopped like a cancel and their turns fail, resumable, with a clear error.
+func testWatchdogs(t *testing.T, op *operator) {
+	env := cliEnv()
+	env["SORTIE_MC_STARTUP_TIMEOUT"], env["SORTIE_MC_IDLE_TIMEOUT"] = "2s", "3s"
+	w := start(t, options{workspaces: op.url, env: env})
+	cases := []struct{ backend, prompt, reason, words string }{
+		{"claudecode", "mute then list", "startup_timeout", "startup timeout"},
+		{"codex", "hang then list", "idle_timeout", "idle timeout"},
+		{"amp", "ignore-term hang", "idle_timeout", "idle timeout"},
+	}
+	ids := make([]string, len(cases))
+	start := time.Now()
+	for i, c := range cases {
+		m := w.create(t, map[string]any{"backend": c.backend})
+		ids[i] = m.ID
+		w.send(t, m.ID, c.prompt)
+	}
+	for i, c := range cases {
+		got := w.waitStatus(t, ids[i], "failed", "completed")
+		evs := w.events(t, ids[i])
+		var msg string
+		for _, ev := range evs {
+			if ev.EventType == "error" && strings.Contains(ev.Content, "timeout") {
+				msg = ev.Content
+			}
+		}
+		if got.Status != "failed" || !got.Resumable || !strings.Contains(msg, c.words) {
+			t.Errorf("%s: status %s resumable %v error %q; %v", c.backend, got.Status, got.Resumable, msg, kinds(evs))
+		}
+		if r := terminalReason(t, w, ids[i]); r != c.reason {
+			t.Errorf("%s: terminal_reason %q, want %q", c.backend, r, c.reason)
+		}
+		checkTurns(t, evs, 1)
+	}
+	t.Logf("all stopped after %v", time.Since(start).Round(time.Millisecond))
+	if out, _ := op.exec(t, defaultWS, "ps -eo args | grep -c '^"+cliDir+"/' || true", ""); strings.TrimSpace(out) != "0" {
+		t.Errorf("%s fake CLIs still run after the watchdogs", strings.TrimSpace(out))
+	}
 }
 
 // testKillMidTurn runs mission-control as a child process, SIGKILLs it

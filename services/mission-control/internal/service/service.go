@@ -17,10 +17,12 @@ import (
 	"sortie.dev/services/kit/authn"
 	"sortie.dev/services/kit/redisconn"
 	"sortie.dev/services/kit/server"
+	"sortie.dev/services/mission-control/internal/backend/openai"
 	"sortie.dev/services/mission-control/internal/config"
 	"sortie.dev/services/mission-control/internal/control"
 	"sortie.dev/services/mission-control/internal/events"
 	"sortie.dev/services/mission-control/internal/httpapi"
+	"sortie.dev/services/mission-control/internal/metrics"
 	"sortie.dev/services/mission-control/internal/missions"
 	"sortie.dev/services/mission-control/internal/providers"
 	"sortie.dev/services/mission-control/internal/runner"
@@ -67,8 +69,18 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 	ms := missions.NewStore(rdb)
 	es := events.NewStore(rdb, cfg.ToolOutputLimit, cfg.StreamMaxLen)
 	cs := control.NewStore(rdb)
-	ps := providers.NewStore(rdb, cfg.Credentials)
+	ps, err := providers.NewStore(rdb, providers.Options{Configured: cfg.Credentials, Key: cfg.CredentialsKey,
+		EphemeralKey: cfg.AuthDevMode, OAuth: cfg.OAuth, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := ps.Migrate(context.Background()); err != nil {
+		log.Warn("cannot migrate stored provider keys", "error", err.Error())
+	}
 	hub := events.NewHub(rdb, log)
+	mx := metrics.New(srv.Registry(), metrics.Sources{Missions: ms, Runs: cs, SSEClients: hub.Clients, Log: log})
+	es.SetObserver(mx)
+	cs.OnTakeover(mx.TookOver)
 	owner := cfg.ReplicaID
 	if owner == "" {
 		owner = replicaID()
@@ -76,11 +88,15 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 	run := runner.New(ms, es, cs, ws, runner.Options{
 		Owner: owner, MaxRunning: cfg.MaxRunningPerUser, LeaseTTL: cfg.LeaseTTL, CancelGrace: cfg.CancelGrace,
 		CLIs: cfg.CLIs, Secrets: ps.Secrets, Log: log,
+		StartupTimeout: cfg.Agents.StartupTimeout, IdleTimeout: cfg.Agents.IdleTimeout,
+		OpenAI: openai.Config{BaseURL: cfg.Agents.OpenAIBaseURL, Model: cfg.Agents.OpenAIModel,
+			MaxSteps: cfg.Agents.OpenAIMaxSteps, ShellTimeout: cfg.Agents.OpenAIShellTimeout, MaxRetries: 2},
 	})
 	h := &httpapi.Handler{
 		Missions: ms, Events: es, Control: cs, Providers: ps, Workspaces: ws, Runner: run,
 		Stream:            &sse.Stream{Source: es, Hub: hub, KeepAlive: cfg.KeepAlive},
 		Ping:              redisconn.Check(rdb),
+		Dependencies:      dependencies(cfg),
 		DefaultBackend:    cfg.DefaultBackend,
 		MaxRunningPerUser: cfg.MaxRunningPerUser,
 		AuthMode:          cfg.AuthMode,
@@ -90,6 +106,19 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 	srv.AddReadinessCheck("redis", redisconn.Check(rdb))
 	log.Info("replica", "owner", owner)
 	return &Service{Server: srv, Runner: run, Hub: hub, Redis: rdb, Control: cs, log: log, addr: cfg.ListenAddr}, nil
+}
+
+// dependencies are the services /api/health checks besides Redis and the
+// operator: auth (unless in dev mode) and the library when configured.
+func dependencies(cfg *config.Config) []httpapi.Dependency {
+	var deps []httpapi.Dependency
+	if cfg.AuthURL != "" {
+		deps = append(deps, httpapi.Dependency{Name: "auth", Check: httpapi.HTTPCheck(nil, strings.TrimSuffix(cfg.AuthURL, "/")+"/api/auth/status")})
+	}
+	if cfg.LibraryURL != "" {
+		deps = append(deps, httpapi.Dependency{Name: "library", Check: httpapi.HTTPCheck(nil, strings.TrimSuffix(cfg.LibraryURL, "/")+"/readyz")})
+	}
+	return deps
 }
 
 // replicaID names this process in run leases: unique even when two

@@ -62,10 +62,23 @@ type Workspace struct {
 
 // ExecResult is the answer of a synchronous exec.
 type ExecResult struct {
-	ExitCode int    `json:"exit_code"`
-	Stdout   string `json:"stdout"`
-	Stderr   string `json:"stderr"`
-	TimedOut bool   `json:"timed_out"`
+	ExitCode        int    `json:"exit_code"`
+	Stdout          string `json:"stdout"`
+	Stderr          string `json:"stderr"`
+	TimedOut        bool   `json:"timed_out"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+}
+
+// ExecRequest is a synchronous exec: Command runs with /bin/sh -c in Cwd
+// (relative to the workspace's directory, or absolute) with Stdin written
+// and closed, and is killed after TimeoutSecs (1..600; 0 means 120).
+type ExecRequest struct {
+	Command     string            `json:"command"`
+	Cwd         string            `json:"cwd,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
+	Stdin       string            `json:"stdin"`
+	TimeoutSecs int               `json:"timeout_secs"`
 }
 
 // StartRequest starts a detached process.
@@ -192,9 +205,20 @@ func (c *Client) Ping(ctx context.Context) error {
 
 // Exec runs a shell command synchronously.
 func (c *Client) Exec(ctx context.Context, id, command, stdin string) (*ExecResult, error) {
+	return c.ExecWith(ctx, id, ExecRequest{Command: command, Stdin: stdin})
+}
+
+// ExecWith runs a shell command synchronously with a working directory,
+// environment and time limit. The call waits for the command a little
+// longer than its time limit.
+func (c *Client) ExecWith(ctx context.Context, id string, req ExecRequest) (*ExecResult, error) {
+	if req.TimeoutSecs <= 0 {
+		req.TimeoutSecs = 120
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutSecs)*time.Second+30*time.Second)
+	defer cancel()
 	var out ExecResult
-	body := map[string]any{"command": command, "stdin": stdin, "timeout_secs": 120}
-	if _, err := c.do(ctx, c.http, http.MethodPost, wsPath(id)+"/exec", body, &out); err != nil {
+	if _, err := c.do(ctx, c.stream, http.MethodPost, wsPath(id)+"/exec", req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

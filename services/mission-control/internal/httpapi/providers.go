@@ -1,0 +1,125 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"sortie.dev/services/kit/apierror"
+	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/mission-control/internal/providers"
+)
+
+func (h *Handler) listProviders(c *gin.Context) {
+	list, err := h.Providers.List(c, c.Query("include_all") == "true")
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"providers": list})
+}
+
+// providerAuthRequest is the body of POST /api/providers/:id/auth: an API
+// key; or nothing, which starts an OAuth sign-in; or the code (with the
+// state) the provider's redirect page showed, which finishes it.
+type providerAuthRequest struct {
+	APIKey *string `json:"api_key"`
+	Code   *string `json:"code"`
+	State  string  `json:"state"`
+}
+
+func (h *Handler) setProviderAuth(c *gin.Context) {
+	var req providerAuthRequest
+	if !decodeOptional(c, &req) {
+		return
+	}
+	if !authnAdmin(c) {
+		return
+	}
+	id := c.Param("id")
+	key, code := nonEmpty(req.APIKey), nonEmpty(req.Code)
+	switch {
+	case req.APIKey != nil && key == nil:
+		apierror.Respond(c, apierror.BadRequest("api_key must not be empty"))
+	case req.Code != nil && code == nil:
+		apierror.Respond(c, apierror.BadRequest("code must not be empty"))
+	case key != nil && code != nil:
+		apierror.Respond(c, apierror.BadRequest("send api_key or code, not both"))
+	case key != nil:
+		if err := h.Providers.SetKey(c, id, *key); err != nil {
+			providerError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"success": true, "message": "API key saved"})
+	case code != nil:
+		exp, err := h.Providers.FinishOAuth(c, id, *code, strings.TrimSpace(req.State))
+		if err != nil {
+			providerError(c, err)
+			return
+		}
+		resp := gin.H{"success": true, "message": "Signed in; the token is used for the next runs"}
+		if exp != nil {
+			resp["expires_at"] = exp.UTC().Format(time.RFC3339)
+		}
+		c.JSON(http.StatusOK, resp)
+	default:
+		start, err := h.Providers.StartOAuth(c, id)
+		if err != nil {
+			providerError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{
+			"success": true, "method": "code", "auth_url": start.URL, "state": start.State,
+			"expires_in": int(start.ExpiresIn.Seconds()),
+			"message":    "Open auth_url, sign in, then POST the code shown (or the whole redirect URL) as {\"code\",\"state\"} to this endpoint",
+		})
+	}
+}
+
+func (h *Handler) deleteProviderAuth(c *gin.Context) {
+	if !authnAdmin(c) {
+		return
+	}
+	if err := h.Providers.DeleteKey(c, c.Param("id")); err != nil {
+		providerError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+// authnAdmin admits admins only: provider credentials are shared by every
+// user.
+func authnAdmin(c *gin.Context) bool {
+	id, _ := authn.FromContext(c.Request.Context())
+	if !id.IsAdmin() {
+		apierror.Respond(c, apierror.Forbidden("only an administrator may change provider credentials"))
+		return false
+	}
+	return true
+}
+
+func providerError(c *gin.Context, err error) {
+	var oe *providers.OAuthError
+	switch {
+	case errors.Is(err, providers.ErrUnknown):
+		apierror.Respond(c, apierror.NotFound("unknown provider %q", c.Param("id")))
+	case errors.Is(err, providers.ErrNoOAuth):
+		apierror.Respond(c, apierror.BadRequest("provider %q takes an API key only: send {\"api_key\"}", c.Param("id")))
+	case errors.Is(err, providers.ErrBadState):
+		apierror.Respond(c, apierror.BadRequest("%v", err))
+	case errors.As(err, &oe):
+		// A wrong, used or expired code is the caller's input.
+		apierror.Respond(c, apierror.New(http.StatusBadRequest, "oauth_failed", oe.Error()))
+	case errors.Is(err, providers.ErrNoKey):
+		apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, "credentials_key_missing",
+			"credentials cannot be stored: the administrator must set SORTIE_MC_CREDENTIALS_KEY_FILE (32 random bytes, hex or base64); configured keys (SORTIE_MC_*_API_KEY) still work"))
+	case errors.Is(err, providers.ErrTokenEndpoint):
+		_ = c.Error(err)
+		apierror.Respond(c, apierror.New(http.StatusBadGateway, "oauth_unavailable", "the provider's token endpoint did not answer properly; retry shortly"))
+	default:
+		apierror.Respond(c, err)
+	}
+}
