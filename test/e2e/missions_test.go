@@ -411,3 +411,63 @@ func TestMissionsBelongToTheirUser(t *testing.T) {
 		}
 	}
 }
+
+// A mission's agent comes from the library, and its directory links the
+// workspace's library skills, where the CLIs look for them.
+func TestMissionGetsLibraryAgentAndSkills(t *testing.T) {
+	t.Parallel()
+	u := loggedIn(t)
+	installCLIs(t, u)
+	agent := map[string]string{"content": "---\ndescription: Reviews changes for the e2e tests\nmodel: sonnet\n---\nYou review diffs carefully.\n"}
+	if a := u.do("PUT", "/api/library/agent/e2e-reviewer", agent); a.status != 200 {
+		t.Fatalf("save an agent: %d %s", a.status, a.body)
+	}
+	if a := u.do("PUT", "/api/library/skill/e2e-mission-skill", map[string]string{"content": "---\nname: e2e-mission-skill\ndescription: for missions\n---\nUse me.\n"}); a.status != 200 {
+		t.Fatalf("save a skill: %d %s", a.status, a.body)
+	}
+	if a := u.do("POST", "/api/workspaces/"+defaultWS+"/sync", nil); a.status != 200 {
+		t.Fatalf("sync the default workspace: %d %s", a.status, a.body)
+	}
+	m := u.createMission(map[string]any{"backend": "claudecode", "workspace_id": defaultWS, "agent": "e2e-reviewer"})
+	u.send(m.ID, "list the files")
+	u.waitAnswers(m.ID, 1)
+	dir := "/workspaces/missions/" + m.ID
+	r := u.exec(defaultWS, map[string]any{"command": "cat .claude/agents/e2e-reviewer.md .opencode/agent/e2e-reviewer.md | grep -c 'review diffs'; cat .claude/skills/e2e-mission-skill/SKILL.md", "cwd": dir})
+	if !strings.HasPrefix(r.Stdout, "2\n") || !strings.Contains(r.Stdout, "Use me.") {
+		t.Errorf("in the mission directory: %+v", r)
+	}
+}
+
+// The original project's own acceptance flow, as its clients drive it:
+// create a mission, load it, open the stream, send two messages to the
+// loaded mission (no mission_id), and see at least two answers with text
+// deltas, thinking, and tool calls paired with their results.
+func TestReferenceAcceptanceFlow(t *testing.T) {
+	u := loggedInAs(t, "alice")
+	installCLIs(t, loggedIn(t))
+	m := u.createMission(map[string]any{"backend": "claudecode", "workspace_id": defaultWS})
+	if a := u.do("POST", "/api/control/missions/"+m.ID+"/load", nil); a.status != 200 {
+		t.Fatalf("load: %d %s", a.status, a.body)
+	}
+	s := u.follow("")
+	s.connected(t)
+	for _, text := range []string{"What is in this directory?", "And now?"} {
+		a := u.do("POST", "/api/control/message", map[string]any{"content": text})
+		if a.status != 200 {
+			t.Fatalf("message to the loaded mission: %d %s", a.status, a.body)
+		}
+	}
+	eventually(t, 2*time.Minute, "two answers on the stream", func() (bool, string) {
+		return s.seen("assistant_message") >= 2, fmt.Sprint(s.seen("assistant_message"))
+	})
+	live := s.stop()
+	checkStream(t, live)
+	for _, kind := range []string{"text_delta", "thinking", "tool_call", "tool_result", "user_message"} {
+		if countSSE(live, kind) == 0 {
+			t.Errorf("no %s on the stream", kind)
+		}
+	}
+	if got := u.events(m.ID, "?types=assistant_message"); len(got) < 2 {
+		t.Errorf("the loaded mission has %d answers, want 2: the messages went elsewhere", len(got))
+	}
+}

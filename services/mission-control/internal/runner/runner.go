@@ -22,6 +22,7 @@ import (
 	"iter"
 	"log/slog"
 	"path"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,9 @@ type Options struct {
 	// OpenAI configures the built-in backend; its APIKey, when empty, comes
 	// from Secrets (OPENAI_API_KEY) at each turn.
 	OpenAI openai.Config
+	// Agents reads a library agent's markdown (nil: no library); found is
+	// false when the library has none of that name.
+	Agents func(ctx context.Context, name string) (content string, found bool, err error)
 	Log    *slog.Logger
 }
 
@@ -560,11 +564,39 @@ func (t *turn) execute(ctx context.Context) error {
 	return nil
 }
 
+// syncedDirs are where the operator puts the library's skills and tools in
+// a workspace (relative to its root); a mission directory links to them so
+// the CLIs, which look in their working directory, find them.
+var syncedDirs = []string{".claude/skills", ".opencode/skill", ".opencode/tool", ".agents/skills"}
+
+// agentName is what a library agent may be called (the library's rule).
+var agentName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
 // prepareDir creates the mission's directory and home on the workspace
 // volume, so the CLI's session files survive restarts and missions never
-// share them. It reports false when the turn failed because of it.
+// share them; links the workspace's library skills and tools into it; and
+// writes the mission's agent from the library where Claude Code and
+// OpenCode load agents. It reports false when the turn failed because of it.
 func (t *turn) prepareDir(ctx context.Context, req backend.Request) (bool, error) {
-	res, err := t.r.workspaces.Exec(ctx, t.ws.ID, fmt.Sprintf("mkdir -p -- %s %s", shellQuote(req.WorkDir), shellQuote(req.Home)), "")
+	var script strings.Builder
+	fmt.Fprintf(&script, "set -e\nmkdir -p -- %s %s\ncd %s\n", shellQuote(req.WorkDir), shellQuote(req.Home), shellQuote(req.WorkDir))
+	for _, d := range syncedDirs {
+		src := shellQuote(path.Join(t.ws.Path, d))
+		fmt.Fprintf(&script, "if [ -d %s ] && [ ! -e %s ] && [ ! -L %s ]; then mkdir -p %s && ln -s %s %s; fi\n",
+			src, d, d, path.Dir(d), src, d)
+	}
+	var stdin string
+	if req.Agent != "" && agentName.MatchString(req.Agent) && t.r.opts.Agents != nil {
+		content, found, err := t.r.opts.Agents(ctx, req.Agent)
+		switch {
+		case err != nil:
+			t.log.Warn("cannot read the mission's agent from the library; the CLI gets only its name", "agent", req.Agent, "error", err.Error())
+		case found:
+			stdin = content
+			fmt.Fprintf(&script, "mkdir -p .claude/agents .opencode/agent\ncat > .claude/agents/%[1]s.md\ncp .claude/agents/%[1]s.md .opencode/agent/%[1]s.md\n", req.Agent)
+		}
+	}
+	res, err := t.r.workspaces.Exec(ctx, t.ws.ID, script.String(), stdin)
 	if err != nil {
 		return false, fmt.Errorf("prepare mission directory: %w", err)
 	}

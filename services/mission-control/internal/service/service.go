@@ -22,6 +22,7 @@ import (
 	"sortie.dev/services/mission-control/internal/control"
 	"sortie.dev/services/mission-control/internal/events"
 	"sortie.dev/services/mission-control/internal/httpapi"
+	"sortie.dev/services/mission-control/internal/library"
 	"sortie.dev/services/mission-control/internal/metrics"
 	"sortie.dev/services/mission-control/internal/missions"
 	"sortie.dev/services/mission-control/internal/providers"
@@ -85,8 +86,17 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 	if owner == "" {
 		owner = replicaID()
 	}
+	var agents func(context.Context, string) (string, bool, error)
+	if cfg.LibraryURL != "" {
+		var lt library.TokenSource
+		if tokens != nil {
+			lt = tokens
+		}
+		agents = library.New(cfg.LibraryURL, lt).Agent
+	}
 	run := runner.New(ms, es, cs, ws, runner.Options{
-		Owner: owner, MaxRunning: cfg.MaxRunningPerUser, LeaseTTL: cfg.LeaseTTL, CancelGrace: cfg.CancelGrace,
+		Agents: agents,
+		Owner:  owner, MaxRunning: cfg.MaxRunningPerUser, LeaseTTL: cfg.LeaseTTL, CancelGrace: cfg.CancelGrace,
 		CLIs: cfg.CLIs, Secrets: ps.Secrets, Log: log,
 		StartupTimeout: cfg.Agents.StartupTimeout, IdleTimeout: cfg.Agents.IdleTimeout,
 		OpenAI: openai.Config{BaseURL: cfg.Agents.OpenAIBaseURL, Model: cfg.Agents.OpenAIModel,
