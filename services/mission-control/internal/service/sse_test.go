@@ -146,3 +146,44 @@ func TestStreamTokenInQuery(t *testing.T) {
 		t.Errorf("first event %+v", ev)
 	}
 }
+
+// A client whose Last-Event-ID has been trimmed from the stream is told
+// that events may be missing, then gets what the stream still holds.
+func TestStreamResumeAfterTrim(t *testing.T) {
+	e := start(t, options{})
+	var m mission
+	e.do("POST", "/api/control/missions", nil).decode(t, &m)
+	st := events.NewStore(e.redis.Client, 64<<10, 100)
+	var first string
+	for i := range 400 {
+		_, cursor, err := st.Append(context.Background(), event.Event{Kind: event.KindThinking, MissionID: m.ID, Content: fmt.Sprint("t", i)},
+			events.AppendOptions{UserID: "dev", TurnID: "turn-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = cursor
+		}
+	}
+	s := e.openStream("/api/control/stream", first)
+	if ev := s.next(t); ev.name != "status" {
+		t.Fatalf("first %+v, want the snapshot", ev)
+	}
+	if ev := s.next(t); ev.name != "error" || ev.data["code"] != "events_dropped" || ev.id != "" {
+		t.Fatalf("after the snapshot %+v, want the events_dropped error", ev)
+	}
+	if ev := s.next(t); ev.name != "thinking" {
+		t.Errorf("then %+v, want the kept events", ev)
+	}
+
+	// A cursor the stream still holds: no such warning.
+	var last string
+	for range 5 {
+		last = s.next(t).id
+	}
+	r := e.openStream("/api/control/stream", last)
+	r.next(t) // snapshot
+	if ev := r.next(t); ev.name == "error" {
+		t.Errorf("a resume within the stream warned: %+v", ev)
+	}
+}

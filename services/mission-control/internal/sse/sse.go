@@ -20,7 +20,14 @@ import (
 type Source interface {
 	Since(ctx context.Context, user, cursor string, count int64) ([]events.Entry, error)
 	Latest(ctx context.Context, user string) (string, error)
+	Oldest(ctx context.Context, user string) (string, error)
 }
+
+// CodeEventsDropped marks the error event a resuming client gets when its
+// Last-Event-ID is older than anything the stream still holds: events
+// between the two may be gone, and the client should reload what it shows
+// (GET /api/control/missions/{id}/events has them all).
+const CodeEventsDropped = "events_dropped"
 
 // Hub delivers live events.
 type Hub interface {
@@ -109,6 +116,19 @@ func (s *Stream) Serve(ctx context.Context, rw http.ResponseWriter, r Request) e
 	}
 	if err := w.event(r.Snapshot, nil, ""); err != nil {
 		return err
+	}
+	if r.LastEventID != "" {
+		oldest, err := s.Source.Oldest(ctx, r.User)
+		if err != nil {
+			return err
+		}
+		if oldest != "" && events.CompareCursors(r.LastEventID, oldest) < 0 {
+			gap := event.Event{Kind: event.KindError, Code: CodeEventsDropped, MissionID: r.MissionID,
+				Message: "the stream no longer holds the events after " + r.LastEventID + " (it keeps the latest SORTIE_MC_STREAM_MAX_LEN); some may be missing here: reload the mission's events"}
+			if err := w.event(gap, nil, ""); err != nil {
+				return err
+			}
+		}
 	}
 	send := func(en events.Entry) error {
 		if en.Cursor != "" {
