@@ -289,6 +289,13 @@ type SkillsStatus struct {
 	// answered, so a caller that asked for a sync knows it happened.
 	// +optional
 	Request string `json:"request,omitempty"`
+	// FailedRequest is the sortie.dev/sync-requested annotation whose
+	// latest attempt failed (it is retried), with LastError saying why, so
+	// a caller that asked for a sync learns it failed.
+	// +optional
+	FailedRequest string `json:"failedRequest,omitempty"`
+	// +optional
+	LastError string `json:"lastError,omitempty"`
 }
 
 // AnnotationSyncRequested asks the operator to sync the library into the

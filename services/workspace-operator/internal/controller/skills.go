@@ -28,10 +28,6 @@ type SkillSyncer interface {
 // The library writes its revision into this ConfigMap's "revision" key.
 const revisionKey = "revision"
 
-// WhySyncRequested starts the SkillsSynced message of a sync asked for
-// through the sortie.dev/sync-requested annotation.
-const WhySyncRequested = "a sync was requested"
-
 // How soon a failed sync is tried again.
 const syncRetry = 30 * time.Second
 
@@ -89,13 +85,14 @@ func needsSync(ws *v1alpha1.Workspace, revision string) string {
 	skills, tools := wanted(ws)
 	st := ws.Status.Skills
 	request := ws.Annotations[v1alpha1.AnnotationSyncRequested]
+	never := st == nil || st.SyncedAt == nil // a failed first attempt leaves only its error
 	switch {
-	case st == nil && skills != nil && len(skills)+len(tools) == 0:
+	case never && skills != nil && len(skills)+len(tools) == 0 && request == "":
 		return "" // asks for nothing and never had anything
-	case st == nil:
+	case never:
 		return "first sync"
 	case request != "" && request != st.Request:
-		return WhySyncRequested
+		return "a sync was requested"
 	case revision != "" && revision != st.Revision:
 		return "the library is at a new revision"
 	}
@@ -148,7 +145,14 @@ func (r *WorkspaceReconciler) syncSkills(ctx context.Context, ws *v1alpha1.Works
 		if errors.As(err, &ue) {
 			reason = v1alpha1.ReasonLibraryUnavailable
 		}
-		o.set(gen, v1alpha1.ConditionSkillsSynced, metav1.ConditionFalse, reason, fmt.Sprintf("%s, but: %v (retrying in %s)", why, err, syncRetry))
+		msg := fmt.Sprintf("%s, but: %v (retrying in %s)", why, err, syncRetry)
+		o.set(gen, v1alpha1.ConditionSkillsSynced, metav1.ConditionFalse, reason, msg)
+		if request := ws.Annotations[v1alpha1.AnnotationSyncRequested]; request != "" {
+			if ws.Status.Skills == nil {
+				ws.Status.Skills = &v1alpha1.SkillsStatus{}
+			}
+			ws.Status.Skills.FailedRequest, ws.Status.Skills.LastError = request, msg
+		}
 		log.FromContext(ctx).Info("library sync failed", "workspace", ws.Name, "error", err.Error())
 		return syncRetry
 	}

@@ -17,7 +17,8 @@ func TestNeedsSync(t *testing.T) {
 		}
 		return w
 	}
-	synced := &v1alpha1.SkillsStatus{Revision: "r1", Items: []string{"skill/a", "tool/t"}, Missing: []string{"skill/gone"}, Request: "q1"}
+	at := metav1.Now()
+	synced := &v1alpha1.SkillsStatus{Revision: "r1", Items: []string{"skill/a", "tool/t"}, Missing: []string{"skill/gone"}, Request: "q1", SyncedAt: &at}
 	tests := map[string]struct {
 		ws       *v1alpha1.Workspace
 		revision string
@@ -36,6 +37,8 @@ func TestNeedsSync(t *testing.T) {
 		"a sync requested":                  {ws("w", v1alpha1.TypeContainer, []string{"a", "gone"}, []string{"t"}, synced, "q2"), "r1", true},
 		"default host, current at revision": {ws("host", v1alpha1.TypeHost, nil, nil, synced, ""), "r1", false},
 		"default host, new revision":        {ws("host", v1alpha1.TypeHost, nil, nil, synced, ""), "r2", true},
+		"only a failed first attempt":       {ws("w", v1alpha1.TypeContainer, []string{"a"}, nil, &v1alpha1.SkillsStatus{FailedRequest: "q1", LastError: "down"}, "q1"), "r1", true},
+		"nothing asked, but a sync is":      {ws("w", v1alpha1.TypeContainer, nil, nil, nil, "q1"), "r1", true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

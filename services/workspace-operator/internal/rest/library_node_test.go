@@ -22,6 +22,7 @@ import (
 type libraryService struct {
 	url string
 	t   *testing.T
+	cmd *exec.Cmd
 }
 
 func startLibrary(t *testing.T, c *clustertest.Cluster, ns string) *libraryService {
@@ -57,7 +58,7 @@ func startLibrary(t *testing.T, c *clustertest.Cluster, ns string) *libraryServi
 			t.Logf("library log:\n%s", logs.String())
 		}
 	})
-	l := &libraryService{url: "http://" + addr, t: t}
+	l := &libraryService{url: "http://" + addr, t: t, cmd: cmd}
 	waitUntilREST(t, "the library to answer", func() bool {
 		r, err := http.Get(l.url + "/readyz")
 		if err != nil {
@@ -190,4 +191,14 @@ func TestLibraryOnNode(t *testing.T) {
 		e.do("POST", "/api/workspaces/"+DefaultID+"/exec", map[string]any{"command": "ls .claude/skills"}).decode(t, &out)
 		return !strings.Contains(out.Stdout, "greet")
 	})
+
+	// With the library gone, an asked-for sync fails at once, saying why.
+	_ = lib.cmd.Process.Kill()
+	_ = lib.cmd.Wait()
+	start := time.Now()
+	if r := e.do("POST", "/api/workspaces/"+ws.ID+"/sync", nil); r.status != 503 || r.code(t) != "library_unavailable" {
+		t.Errorf("sync without a library: %d %s", r.status, r.body)
+	} else if time.Since(start) > 30*time.Second {
+		t.Errorf("the failed sync took %s to answer", time.Since(start))
+	}
 }

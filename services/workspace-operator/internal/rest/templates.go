@@ -10,12 +10,10 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/apierror"
-	"sortie.dev/services/workspace-operator/internal/controller"
 	"sortie.dev/services/workspace-operator/internal/library"
 )
 
@@ -136,11 +134,8 @@ func (h *Handler) sync(c *gin.Context) {
 				c.JSON(http.StatusOK, toREST(cur))
 				return
 			}
-			if cd := meta.FindStatusCondition(cur.Status.Conditions, v1alpha1.ConditionSkillsSynced); cd != nil &&
-				cd.Status == "False" && cd.LastTransitionTime.After(time.Now().Add(-syncWait)) &&
-				cur.Annotations[v1alpha1.AnnotationSyncRequested] == token && cd.ObservedGeneration == cur.Generation &&
-				strings.HasPrefix(cd.Message, controller.WhySyncRequested) {
-				apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, CodeLibraryUnavailable, cd.Message))
+			if st := cur.Status.Skills; st != nil && st.FailedRequest == token {
+				apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, CodeLibraryUnavailable, st.LastError))
 				return
 			}
 		}
