@@ -22,6 +22,7 @@ import (
 	"sortie.dev/services/auth/internal/keyring"
 	"sortie.dev/services/auth/internal/service"
 	"sortie.dev/services/auth/internal/users"
+	"sortie.dev/services/kit/apitest"
 	"sortie.dev/services/kit/logging"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/redistest"
@@ -144,28 +145,7 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r response) json(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("response %d is not JSON: %v\n%s", r.status, err, r.body)
-	}
-}
-
-func (r response) errorCode(t testing.TB) string {
-	t.Helper()
-	var e struct{ Error, Code string }
-	r.json(t, &e)
-	if e.Error == "" || e.Code == "" {
-		t.Fatalf("error response lacks error or code: %s", r.body)
-	}
-	return e.Code
-}
+type response = apitest.Response
 
 func (a *authServer) do(method, path, token, contentType string, body io.Reader) response {
 	a.t.Helper()
@@ -183,9 +163,7 @@ func (a *authServer) do(method, path, token, contentType string, body io.Reader)
 	if err != nil {
 		a.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return apitest.Read(a.t, resp)
 }
 
 func (a *authServer) postJSON(path string, v any) response {
@@ -218,11 +196,11 @@ func (a *authServer) login(username, password string) loginResponse {
 		body["username"] = username
 	}
 	r := a.postJSON("/api/auth/login", body)
-	if r.status != 200 {
-		a.t.Fatalf("login %q: %d %s", username, r.status, r.body)
+	if r.Status != 200 {
+		a.t.Fatalf("login %q: %d %s", username, r.Status, r.Body)
 	}
 	var lr loginResponse
-	r.json(a.t, &lr)
+	r.Decode(a.t, &lr)
 	return lr
 }
 

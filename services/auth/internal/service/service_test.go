@@ -50,17 +50,17 @@ func TestSingleTenantLogin(t *testing.T) {
 	a.login("whoever", adminPassword)
 
 	r := a.postJSON("/api/auth/login", map[string]string{"password": "wrong-password"})
-	if r.status != 401 || r.errorCode(t) != "invalid_credentials" {
-		t.Errorf("wrong password: %d %s", r.status, r.body)
+	if r.Status != 401 || r.Code(t) != "invalid_credentials" {
+		t.Errorf("wrong password: %d %s", r.Status, r.Body)
 	}
-	if v := a.verify(lr.Token); v.status != 200 {
-		t.Errorf("verify: %d %s", v.status, v.body)
+	if v := a.verify(lr.Token); v.Status != 200 {
+		t.Errorf("verify: %d %s", v.Status, v.Body)
 	}
 	var st struct {
 		AuthRequired bool   `json:"auth_required"`
 		AuthMode     string `json:"auth_mode"`
 	}
-	a.do("GET", "/api/auth/status", "", "", nil).json(t, &st)
+	a.do("GET", "/api/auth/status", "", "", nil).Decode(t, &st)
 	if !st.AuthRequired || st.AuthMode != "single_tenant" {
 		t.Errorf("status = %+v", st)
 	}
@@ -85,21 +85,21 @@ func TestMultiUserLogin(t *testing.T) {
 		Username string `json:"username"`
 		User     struct{ ID, Username, Role string }
 	}
-	a.verify(bob.Token).json(t, &v)
+	a.verify(bob.Token).Decode(t, &v)
 	if !v.Valid || v.Username != "bob" || v.User.Role != "user" {
 		t.Errorf("verify bob = %+v", v)
 	}
 
 	wrong := a.postJSON("/api/auth/login", map[string]string{"username": "alice", "password": bobPassword})
 	unknown := a.postJSON("/api/auth/login", map[string]string{"username": "mallory", "password": bobPassword})
-	if wrong.status != 401 || unknown.status != 401 {
-		t.Fatalf("wrong password %d, unknown user %d; want 401 for both", wrong.status, unknown.status)
+	if wrong.Status != 401 || unknown.Status != 401 {
+		t.Fatalf("wrong password %d, unknown user %d; want 401 for both", wrong.Status, unknown.Status)
 	}
-	if string(wrong.body) != string(unknown.body) {
-		t.Errorf("a wrong password (%s) and an unknown user (%s) must look the same", wrong.body, unknown.body)
+	if string(wrong.Body) != string(unknown.Body) {
+		t.Errorf("a wrong password (%s) and an unknown user (%s) must look the same", wrong.Body, unknown.Body)
 	}
-	if r := a.postJSON("/api/auth/login", map[string]string{"password": alicePassword}); r.status != 400 {
-		t.Errorf("missing username: %d, want 400", r.status)
+	if r := a.postJSON("/api/auth/login", map[string]string{"password": alicePassword}); r.Status != 400 {
+		t.Errorf("missing username: %d, want 400", r.Status)
 	}
 }
 
@@ -113,11 +113,11 @@ func TestRemovedUserLosesAccess(t *testing.T) {
 	if err := a.svc.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if r := a.verify(bob.Token); r.status != 401 {
-		t.Errorf("a removed user's token: %d, want 401", r.status)
+	if r := a.verify(bob.Token); r.Status != 401 {
+		t.Errorf("a removed user's token: %d, want 401", r.Status)
 	}
-	if r := a.verify(alice.Token); r.status != 200 {
-		t.Errorf("a remaining user's token: %d, want 200", r.status)
+	if r := a.verify(alice.Token); r.Status != 200 {
+		t.Errorf("a remaining user's token: %d, want 200", r.Status)
 	}
 	// A broken users file keeps the previous users.
 	os.WriteFile(usersFile, []byte("{not json"), 0o600)
@@ -135,7 +135,7 @@ func TestThrottling(t *testing.T) {
 		"SORTIE_AUTH_LOGIN_WINDOW":       "3s",
 	})
 	fail := func(user string) int {
-		return a.postJSON("/api/auth/login", map[string]string{"username": user, "password": "not-the-password"}).status
+		return a.postJSON("/api/auth/login", map[string]string{"username": user, "password": "not-the-password"}).Status
 	}
 
 	// A success forgets the user's failures.
@@ -148,12 +148,12 @@ func TestThrottling(t *testing.T) {
 		}
 	}
 	r := a.postJSON("/api/auth/login", map[string]string{"username": "alice", "password": alicePassword})
-	if r.status != 429 || r.errorCode(t) != "rate_limited" {
-		t.Fatalf("locked user with the right password: %d %s, want 429", r.status, r.body)
+	if r.Status != 429 || r.Code(t) != "rate_limited" {
+		t.Fatalf("locked user with the right password: %d %s, want 429", r.Status, r.Body)
 	}
-	retry, err := strconv.Atoi(r.header.Get("Retry-After"))
+	retry, err := strconv.Atoi(r.Header.Get("Retry-After"))
 	if err != nil || retry < 1 || retry > 3 {
-		t.Errorf("Retry-After = %q, want 1-3 seconds", r.header.Get("Retry-After"))
+		t.Errorf("Retry-After = %q, want 1-3 seconds", r.Header.Get("Retry-After"))
 	}
 	// Another user from the same address is not locked by alice's lock.
 	a.login("bob", bobPassword)
@@ -172,12 +172,12 @@ func TestThrottlingPerAddress(t *testing.T) {
 	})
 	// Failures spread over usernames add up for the address.
 	for _, u := range []string{"x1", "x2", "x3", "x4", "x5", "x6"} {
-		if r := a.postJSON("/api/auth/login", map[string]string{"username": u, "password": "guess"}); r.status != 401 {
-			t.Fatalf("failure for %s: %d", u, r.status)
+		if r := a.postJSON("/api/auth/login", map[string]string{"username": u, "password": "guess"}); r.Status != 401 {
+			t.Fatalf("failure for %s: %d", u, r.Status)
 		}
 	}
-	if r := a.postJSON("/api/auth/login", map[string]string{"username": "bob", "password": bobPassword}); r.status != 429 {
-		t.Errorf("locked address: %d, want 429", r.status)
+	if r := a.postJSON("/api/auth/login", map[string]string{"username": "bob", "password": bobPassword}); r.Status != 429 {
+		t.Errorf("locked address: %d, want 429", r.Status)
 	}
 }
 
@@ -186,12 +186,12 @@ func TestTokenExpiry(t *testing.T) {
 	a := startAuth(t, map[string]string{"SORTIE_AUTH_PASSWORD": adminPassword, "SORTIE_AUTH_TOKEN_TTL": "1h"})
 	tok := a.login("", adminPassword).Token
 	a.clock.Advance(59 * time.Minute)
-	if r := a.verify(tok); r.status != 200 {
-		t.Fatalf("before expiry: %d", r.status)
+	if r := a.verify(tok); r.Status != 200 {
+		t.Fatalf("before expiry: %d", r.Status)
 	}
 	a.clock.Advance(2 * time.Minute) // past exp and the 30s leeway
-	if r := a.verify(tok); r.status != 401 {
-		t.Errorf("after expiry: %d, want 401", r.status)
+	if r := a.verify(tok); r.Status != 401 {
+		t.Errorf("after expiry: %d, want 401", r.Status)
 	}
 }
 
@@ -207,7 +207,7 @@ func kidOf(t *testing.T, token string) string {
 
 func (a *authServer) jwksKids() []string {
 	var doc authn.JWKSDocument
-	a.do("GET", "/api/auth/jwks", "", "", nil).json(a.t, &doc)
+	a.do("GET", "/api/auth/jwks", "", "", nil).Decode(a.t, &doc)
 	var kids []string
 	for _, k := range doc.Keys {
 		kids = append(kids, k.Kid)
@@ -247,8 +247,8 @@ func TestKeyRotation(t *testing.T) {
 		t.Errorf("jwks = %v, want the new key first and the old still published", kids)
 	}
 	for name, tok := range map[string]string{"old": old, "new": fresh} {
-		if r := a.verify(tok); r.status != 200 {
-			t.Errorf("%s token after rotation: %d", name, r.status)
+		if r := a.verify(tok); r.Status != 200 {
+			t.Errorf("%s token after rotation: %d", name, r.Status)
 		}
 		if _, err := verifier.Verify(ctx, tok); err != nil {
 			t.Errorf("kit verifier, %s token after rotation: %v", name, err)
@@ -260,8 +260,8 @@ func TestKeyRotation(t *testing.T) {
 	if kids := a.jwksKids(); len(kids) != 1 || kids[0] != newKid {
 		t.Errorf("jwks after the old key's tokens expired = %v, want [%s]", kids, newKid)
 	}
-	if r := a.verify(a.login("", adminPassword).Token); r.status != 200 {
-		t.Errorf("a token signed after the withdrawal: %d", r.status)
+	if r := a.verify(a.login("", adminPassword).Token); r.Status != 200 {
+		t.Errorf("a token signed after the withdrawal: %d", r.Status)
 	}
 }
 
@@ -297,8 +297,8 @@ func TestRejectedTokens(t *testing.T) {
 		}
 		return s
 	}
-	if r := a.verify(sign(key.ID, key.Private, claims(nil))); r.status != 200 {
-		t.Fatalf("the forging helper is broken: a correctly signed token got %d", r.status)
+	if r := a.verify(sign(key.ID, key.Private, claims(nil))); r.Status != 200 {
+		t.Fatalf("the forging helper is broken: a correctly signed token got %d", r.Status)
 	}
 	b64 := base64.RawURLEncoding.EncodeToString
 	parts := strings.Split(good, ".")
@@ -323,16 +323,16 @@ func TestRejectedTokens(t *testing.T) {
 	for name, tok := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := a.verify(tok)
-			if r.status != 401 || r.errorCode(t) != "unauthorized" {
-				t.Errorf("got %d %s, want 401 unauthorized", r.status, r.body)
+			if r.Status != 401 || r.Code(t) != "unauthorized" {
+				t.Errorf("got %d %s, want 401 unauthorized", r.Status, r.Body)
 			}
 		})
 	}
-	if r := a.verify(""); r.status != 401 {
-		t.Errorf("no token: %d, want 401", r.status)
+	if r := a.verify(""); r.Status != 401 {
+		t.Errorf("no token: %d, want 401", r.Status)
 	}
-	if r := a.do("GET", "/api/auth/verify", "", "", nil); r.status != 401 || r.header.Get("WWW-Authenticate") == "" {
-		t.Errorf("no token: %d, WWW-Authenticate %q", r.status, r.header.Get("WWW-Authenticate"))
+	if r := a.do("GET", "/api/auth/verify", "", "", nil); r.Status != 401 || r.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("no token: %d, WWW-Authenticate %q", r.Status, r.Header.Get("WWW-Authenticate"))
 	}
 }
 
@@ -341,14 +341,14 @@ func TestLogoutRevokes(t *testing.T) {
 	a := startAuth(t, map[string]string{"SORTIE_AUTH_PASSWORD": adminPassword})
 	tok := a.login("", adminPassword).Token
 	other := a.login("", adminPassword).Token
-	if r := a.do("POST", "/api/auth/logout", tok, "", nil); r.status != 204 {
-		t.Fatalf("logout: %d %s", r.status, r.body)
+	if r := a.do("POST", "/api/auth/logout", tok, "", nil); r.Status != 204 {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
 	}
-	if r := a.verify(tok); r.status != 401 {
-		t.Errorf("a logged-out token verified: %d", r.status)
+	if r := a.verify(tok); r.Status != 401 {
+		t.Errorf("a logged-out token verified: %d", r.Status)
 	}
-	if r := a.verify(other); r.status != 200 {
-		t.Errorf("logout revoked another session's token: %d", r.status)
+	if r := a.verify(other); r.Status != 200 {
+		t.Errorf("logout revoked another session's token: %d", r.Status)
 	}
 	// Other services that share Redis refuse it too.
 	v := authn.NewVerifier(authn.NewJWKS(a.url+"/api/auth/jwks", authn.JWKSOptions{}),
@@ -361,8 +361,8 @@ func TestLogoutRevokes(t *testing.T) {
 	if ttl < 29*24*time.Hour {
 		t.Errorf("revocation lives %v, want until the token expires", ttl)
 	}
-	if r := a.do("POST", "/api/auth/logout", "", "", nil); r.status != 401 {
-		t.Errorf("logout without a token: %d, want 401", r.status)
+	if r := a.do("POST", "/api/auth/logout", "", "", nil); r.Status != 401 {
+		t.Errorf("logout without a token: %d, want 401", r.Status)
 	}
 }
 
@@ -406,8 +406,8 @@ func TestServiceTokens(t *testing.T) {
 	}
 
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"mission-control"}, "client_secret": {secret}}
-	if r := a.do("POST", "/api/auth/token", "", "application/x-www-form-urlencoded", strings.NewReader(form.Encode())); r.status != 200 {
-		t.Errorf("form credentials: %d %s", r.status, r.body)
+	if r := a.do("POST", "/api/auth/token", "", "application/x-www-form-urlencoded", strings.NewReader(form.Encode())); r.Status != 200 {
+		t.Errorf("form credentials: %d %s", r.Status, r.Body)
 	}
 	req, _ := http.NewRequest("POST", a.url+"/api/auth/token", strings.NewReader(`{}`))
 	req.SetBasicAuth("mission-control", secret)
@@ -428,16 +428,16 @@ func TestServiceTokens(t *testing.T) {
 	}
 	for name, tc := range bad {
 		r := a.postJSON("/api/auth/token", tc.body)
-		if r.status != tc.wantStatus || r.errorCode(t) != tc.wantCode {
-			t.Errorf("%s: %d %s, want %d %s", name, r.status, r.body, tc.wantStatus, tc.wantCode)
+		if r.Status != tc.wantStatus || r.Code(t) != tc.wantCode {
+			t.Errorf("%s: %d %s, want %d %s", name, r.Status, r.Body, tc.wantStatus, tc.wantCode)
 		}
 	}
 
 	// Removing the client ends its tokens at /verify.
 	os.WriteFile(clientsFile, []byte(`{}`), 0o600)
 	a.svc.Reload()
-	if r := a.verify(tok); r.status != 401 {
-		t.Errorf("a removed client's token: %d, want 401", r.status)
+	if r := a.verify(tok); r.Status != 401 {
+		t.Errorf("a removed client's token: %d, want 401", r.Status)
 	}
 }
 
@@ -467,10 +467,10 @@ func TestBadInput(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := a.do("POST", tc.path, "", tc.contentType, strings.NewReader(tc.body))
-			if r.status != tc.want {
-				t.Errorf("status = %d, want %d (%s)", r.status, tc.want, r.body)
+			if r.Status != tc.want {
+				t.Errorf("status = %d, want %d (%s)", r.Status, tc.want, r.Body)
 			}
-			r.errorCode(t)
+			r.Code(t)
 		})
 	}
 	// Not in the spec, so asked with a plain client.
@@ -491,14 +491,14 @@ func TestDevMode(t *testing.T) {
 	if lr.User.ID != "dev" || lr.User.Role != "admin" {
 		t.Errorf("dev login user = %+v", lr.User)
 	}
-	if r := a.verify(""); r.status != 200 {
-		t.Errorf("dev verify without a token: %d", r.status)
+	if r := a.verify(""); r.Status != 200 {
+		t.Errorf("dev verify without a token: %d", r.Status)
 	}
 	var st struct {
 		AuthRequired bool   `json:"auth_required"`
 		AuthMode     string `json:"auth_mode"`
 	}
-	a.do("GET", "/api/auth/status", "", "", nil).json(t, &st)
+	a.do("GET", "/api/auth/status", "", "", nil).Decode(t, &st)
 	if st.AuthRequired || st.AuthMode != "disabled" {
 		t.Errorf("status = %+v", st)
 	}
@@ -512,11 +512,11 @@ func TestRedisDownFailsClosed(t *testing.T) {
 	a := startAuth(t, map[string]string{"SORTIE_AUTH_PASSWORD": adminPassword})
 	tok := a.login("", adminPassword).Token
 	a.redis.Stop()
-	if r := a.postJSON("/api/auth/login", map[string]string{"password": adminPassword}); r.status != 503 || r.errorCode(t) != "unavailable" {
-		t.Errorf("login with Redis down: %d %s, want 503", r.status, r.body)
+	if r := a.postJSON("/api/auth/login", map[string]string{"password": adminPassword}); r.Status != 503 || r.Code(t) != "unavailable" {
+		t.Errorf("login with Redis down: %d %s, want 503", r.Status, r.Body)
 	}
-	if r := a.verify(tok); r.status != 503 {
-		t.Errorf("verify with Redis down: %d, want 503 (revocations cannot be checked)", r.status)
+	if r := a.verify(tok); r.Status != 503 {
+		t.Errorf("verify with Redis down: %d, want 503 (revocations cannot be checked)", r.Status)
 	}
 	resp, err := http.Get(a.url + "/readyz")
 	if err != nil {

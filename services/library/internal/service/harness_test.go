@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"sortie.dev/api"
+	"sortie.dev/services/kit/apitest"
 	"sortie.dev/services/kit/authn"
 	"sortie.dev/services/kit/logging"
 	"sortie.dev/services/kit/openapitest"
@@ -164,36 +165,7 @@ func (l *library) restart() {
 // repoDir is the library's work tree.
 func (l *library) repoDir() string { return filepath.Join(l.dataDir, "repo") }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r response) decode(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("response %d is not JSON: %v: %s", r.status, err, r.body)
-	}
-}
-
-// code checks the error shape and returns its code.
-func (r response) code(t testing.TB) string {
-	t.Helper()
-	var e struct{ Error, Code string }
-	r.decode(t, &e)
-	if e.Error == "" || e.Code == "" {
-		t.Fatalf("error without error/code: %d %s", r.status, r.body)
-	}
-	return e.Code
-}
-
-func (r response) json(t testing.TB) map[string]any {
-	t.Helper()
-	var m map[string]any
-	r.decode(t, &m)
-	return m
-}
+type response = apitest.Response
 
 // do sends a request as token through the validating client. body may be
 // nil, a string (sent as is) or a value (sent as JSON).
@@ -227,24 +199,22 @@ func (l *library) send(client *http.Client, token, method, path string, body any
 	if err != nil {
 		l.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return response{status: res.StatusCode, header: res.Header, body: b}
+	return apitest.Read(l.t, res)
 }
 
 // must sends a request as alice and fails the test unless the status is want.
 func (l *library) must(want int, method, path string, body any) response {
 	l.t.Helper()
 	r := l.do(l.alice, method, path, body)
-	if r.status != want {
-		l.t.Fatalf("%s %s: got %d, want %d: %s", method, path, r.status, want, r.body)
+	if r.Status != want {
+		l.t.Fatalf("%s %s: got %d, want %d: %s", method, path, r.Status, want, r.Body)
 	}
 	return r
 }
 
 func (l *library) status() map[string]any {
 	l.t.Helper()
-	return l.must(200, "GET", "/api/library/status", nil).json(l.t)
+	return l.must(200, "GET", "/api/library/status", nil).Object(l.t)
 }
 
 // git runs the real git binary in dir (tests only: the service never

@@ -29,7 +29,7 @@ func remotePair(t *testing.T) (remote string, a, b *library) {
 
 func TestSaveInOneSyncInTheOther(t *testing.T) {
 	remote, a, b := remotePair(t)
-	rev := a.must(200, "PUT", "/api/library/command/hello", content("Hello")).header.Get("X-Library-Revision")
+	rev := a.must(200, "PUT", "/api/library/command/hello", content("Hello")).Header.Get("X-Library-Revision")
 	if got := git(t, remote, "rev-parse", "main"); got != rev {
 		t.Fatalf("save was not pushed: remote %s, commit %s", got, rev)
 	}
@@ -37,14 +37,14 @@ func TestSaveInOneSyncInTheOther(t *testing.T) {
 	if st := b.status(); st["ahead"] != 0.0 || st["behind"] != 0.0 {
 		t.Errorf("before a fetch nothing is known: %v", st)
 	}
-	res := b.must(200, "POST", "/api/library/sync", nil).json(t)
+	res := b.must(200, "POST", "/api/library/sync", nil).Object(t)
 	if res["action"] != "fast_forward" || res["revision"] != rev {
 		t.Fatalf("sync: %v", res)
 	}
-	if got := b.must(200, "GET", "/api/library/command/hello", nil).json(t)["content"]; got != "Hello" {
+	if got := b.must(200, "GET", "/api/library/command/hello", nil).Object(t)["content"]; got != "Hello" {
 		t.Errorf("content after sync: %v", got)
 	}
-	if res := b.must(200, "POST", "/api/library/sync", nil).json(t); res["action"] != "up_to_date" {
+	if res := b.must(200, "POST", "/api/library/sync", nil).Object(t); res["action"] != "up_to_date" {
 		t.Errorf("second sync: %v", res)
 	}
 	if st := b.status(); st["last_fetch_at"] == nil || st["head"] != rev {
@@ -70,8 +70,8 @@ func TestDivergence(t *testing.T) {
 	}
 	bHead := git(t, b.repoDir(), "rev-parse", "HEAD")
 	r := b.do(b.alice, "POST", "/api/library/sync", nil)
-	if r.status != 409 || r.code(t) != "diverged_history" {
-		t.Fatalf("sync of diverged histories: %d %s", r.status, r.body)
+	if r.Status != 409 || r.Code(t) != "diverged_history" {
+		t.Fatalf("sync of diverged histories: %d %s", r.Status, r.Body)
 	}
 	// Nothing lost: b's commit and work tree are as they were; a's
 	// commit is still on the remote.
@@ -88,8 +88,8 @@ func TestDivergence(t *testing.T) {
 
 	t.Run("force-sync takes the remote", func(t *testing.T) {
 		res := b.do(b.root, "POST", "/api/library/force-sync", nil)
-		if res.status != 200 || res.json(t)["action"] != "reset" {
-			t.Fatalf("force-sync: %d %s", res.status, res.body)
+		if res.Status != 200 || res.Object(t)["action"] != "reset" {
+			t.Fatalf("force-sync: %d %s", res.Status, res.Body)
 		}
 		b.must(404, "GET", "/api/library/command/from-b-1", nil)
 		b.must(200, "GET", "/api/library/command/from-a-1", nil)
@@ -103,12 +103,12 @@ func TestDivergence(t *testing.T) {
 
 	t.Run("force-push replaces the remote", func(t *testing.T) {
 		diverge(t, a, b, "2")
-		if r := b.do(b.alice, "POST", "/api/library/sync", nil); r.status != 409 {
-			t.Fatalf("sync: %d %s", r.status, r.body)
+		if r := b.do(b.alice, "POST", "/api/library/sync", nil); r.Status != 409 {
+			t.Fatalf("sync: %d %s", r.Status, r.Body)
 		}
 		res := b.do(b.root, "POST", "/api/library/force-push", nil)
-		if res.status != 200 {
-			t.Fatalf("force-push: %d %s", res.status, res.body)
+		if res.Status != 200 {
+			t.Fatalf("force-push: %d %s", res.Status, res.Body)
 		}
 		if git(t, remote, "rev-parse", "main") != git(t, b.repoDir(), "rev-parse", "HEAD") {
 			t.Errorf("the remote is not b's history")
@@ -118,12 +118,12 @@ func TestDivergence(t *testing.T) {
 		}
 		// a now holds a commit the remote dropped: its sync refuses, and
 		// force-sync brings it in line.
-		if r := a.do(a.alice, "POST", "/api/library/sync", nil); r.status != 409 || r.code(t) != "diverged_history" {
-			t.Fatalf("a's sync: %d %s", r.status, r.body)
+		if r := a.do(a.alice, "POST", "/api/library/sync", nil); r.Status != 409 || r.Code(t) != "diverged_history" {
+			t.Fatalf("a's sync: %d %s", r.Status, r.Body)
 		}
 		a.must(200, "GET", "/api/library/command/from-a-2", nil) // still there
-		if r := a.do(a.root, "POST", "/api/library/force-sync", nil); r.status != 200 {
-			t.Fatalf("a's force-sync: %d %s", r.status, r.body)
+		if r := a.do(a.root, "POST", "/api/library/force-sync", nil); r.Status != 200 {
+			t.Fatalf("a's force-sync: %d %s", r.Status, r.Body)
 		}
 		a.must(200, "GET", "/api/library/command/from-b-2", nil)
 	})
@@ -141,8 +141,8 @@ func TestDivergence(t *testing.T) {
 		b.must(200, "PUT", "/api/library/command/late-b", content("B"))
 		eventually(t, "b's push to be refused", func() bool { return b.status()["last_push_error"] != nil })
 		res := b.do(b.root, "POST", "/api/library/force-push", nil)
-		if res.status != 409 || res.code(t) != "stale_lease" {
-			t.Fatalf("force-push with a stale lease: %d %s", res.status, res.body)
+		if res.Status != 409 || res.Code(t) != "stale_lease" {
+			t.Fatalf("force-push with a stale lease: %d %s", res.Status, res.Body)
 		}
 		if git(t, remote, "rev-parse", "main") != aHead {
 			t.Errorf("the remote lost a's commit")
@@ -156,7 +156,7 @@ func TestPushFailureIsRetried(t *testing.T) {
 	if err := os.Rename(remote, away); err != nil {
 		t.Fatal(err)
 	}
-	rev := a.must(200, "PUT", "/api/library/rule/kept", content("Keep me")).header.Get("X-Library-Revision")
+	rev := a.must(200, "PUT", "/api/library/rule/kept", content("Keep me")).Header.Get("X-Library-Revision")
 	st := a.status()
 	if st["push_pending"] != true || st["last_push_error"] == nil || st["ahead"] != 1.0 || st["head"] != rev {
 		t.Fatalf("status while the remote is gone: %v", st)
@@ -201,13 +201,13 @@ func TestRestartCleansTheWorkTree(t *testing.T) {
 	if got := git(t, dir, "rev-parse", "HEAD"); got != head {
 		t.Errorf("HEAD moved: %s", got)
 	}
-	if got := a.must(200, "GET", "/api/library/command/keep", nil).json(t)["content"]; got != "original" {
+	if got := a.must(200, "GET", "/api/library/command/keep", nil).Object(t)["content"]; got != "original" {
 		t.Errorf("content: %v", got)
 	}
 	a.must(404, "GET", "/api/library/skill/junk", nil)
 	a.must(404, "GET", "/api/library/agent/staged", nil)
 	// The restarted library keeps working against its remote.
-	rev := a.must(200, "PUT", "/api/library/command/after", content("x")).header.Get("X-Library-Revision")
+	rev := a.must(200, "PUT", "/api/library/command/after", content("x")).Header.Get("X-Library-Revision")
 	if git(t, remote, "rev-parse", "main") != rev {
 		t.Errorf("push after restart")
 	}
@@ -225,8 +225,8 @@ func TestConcurrentSaves(t *testing.T) {
 				// Half the writers share names so saves of one item race too.
 				name := fmt.Sprintf("w%d-%d", w%(writers/2), i)
 				r := a.send(a.raw, a.alice, "PUT", "/api/library/command/"+name, content(fmt.Sprintf("writer %d save %d", w, i)))
-				if r.status != 200 {
-					errs <- fmt.Errorf("%s: %d %s", name, r.status, r.body)
+				if r.Status != 200 {
+					errs <- fmt.Errorf("%s: %d %s", name, r.Status, r.Body)
 				}
 			}
 		})
@@ -241,7 +241,7 @@ func TestConcurrentSaves(t *testing.T) {
 		t.Errorf("%d saves made %d commits", writers*each, after-before)
 	}
 	var list []map[string]any
-	a.must(200, "GET", "/api/library/command", nil).decode(t, &list)
+	a.must(200, "GET", "/api/library/command", nil).Decode(t, &list)
 	if len(list) != writers/2*each+2 { // + the starter commands
 		t.Errorf("%d commands listed", len(list))
 	}

@@ -33,22 +33,22 @@ func TestSecretsAreSealed(t *testing.T) {
 	remote := newRemote(t)
 	l := startLibrary(t, map[string]string{"SORTIE_LIBRARY_ENCRYPTION_KEY_FILE": keyFile(t), "SORTIE_LIBRARY_REMOTE": remote})
 	skill := "---\ndescription: deploys\n---\nUse token <encrypted>tok-PLAIN-1</encrypted> and <encrypted>tok-PLAIN-2</encrypted>.\n"
-	saved := l.must(200, "PUT", "/api/library/skill/dep", content(skill)).json(t)
+	saved := l.must(200, "PUT", "/api/library/skill/dep", content(skill)).Object(t)
 	if saved["content"] != skill {
 		t.Errorf("the editor gets the secret back in tags: %q", saved["content"])
 	}
 	l.must(200, "PUT", "/api/library/skill/dep/files/ref.md", content("also <encrypted>tok-PLAIN-3</encrypted>"))
 	tpl := map[string]any{"env_vars": map[string]string{"API_KEY": "tok-PLAIN-4", "MODE": "open"}, "encrypted_keys": []string{"API_KEY"}}
-	got := l.must(200, "PUT", "/api/library/workspace-template/dep", tpl).json(t)
+	got := l.must(200, "PUT", "/api/library/workspace-template/dep", tpl).Object(t)
 	if env := got["env_vars"].(map[string]any); env["API_KEY"] != "tok-PLAIN-4" || env["MODE"] != "open" {
 		t.Errorf("template env for the editor: %v", env)
 	}
 	rev := l.status()["head"].(string)
 	// Unchanged secrets keep their ciphertext: saving again is no commit.
-	if again := l.must(200, "PUT", "/api/library/skill/dep", content(skill)); again.header.Get("X-Library-Revision") != rev {
+	if again := l.must(200, "PUT", "/api/library/skill/dep", content(skill)); again.Header.Get("X-Library-Revision") != rev {
 		t.Errorf("re-saving an unchanged skill made a commit")
 	}
-	if again := l.must(200, "PUT", "/api/library/workspace-template/dep", tpl); again.header.Get("X-Library-Revision") != rev {
+	if again := l.must(200, "PUT", "/api/library/workspace-template/dep", tpl); again.Header.Get("X-Library-Revision") != rev {
 		t.Errorf("re-saving an unchanged template made a commit")
 	}
 	eventually(t, "push", func() bool { return l.status()["push_pending"] == false })
@@ -69,7 +69,7 @@ func TestSecretsAreSealed(t *testing.T) {
 		t.Errorf("stored skill: %s", stored)
 	}
 	// Workspaces get bare values.
-	files := untar(t, l.must(200, "GET", "/api/library/bundle?skills=dep&tools=", nil).body)
+	files := untar(t, l.must(200, "GET", "/api/library/bundle?skills=dep&tools=", nil).Body)
 	if got := files[".claude/skills/dep/SKILL.md"]; !strings.Contains(got, "Use token tok-PLAIN-1 and tok-PLAIN-2.") || strings.Contains(got, "encrypted") {
 		t.Errorf("deployed skill: %q", got)
 	}
@@ -110,7 +110,7 @@ func TestBundle(t *testing.T) {
 	l.must(200, "PUT", "/api/library/tool/count", content("// counts\nexport default {}\n"))
 
 	all := l.must(200, "GET", "/api/library/bundle", nil)
-	files := untar(t, all.body)
+	files := untar(t, all.Body)
 	for _, p := range []string{
 		".opencode/skill/code-review/SKILL.md", ".claude/skills/code-review/checklist.md", ".agents/skills/commit-messages/SKILL.md",
 		".opencode/skill/bare/SKILL.md", ".opencode/tool/count.ts",
@@ -122,27 +122,27 @@ func TestBundle(t *testing.T) {
 	if got := files[".claude/skills/bare/SKILL.md"]; !strings.HasPrefix(got, "---\nname: bare\n---\nNo frontmatter") {
 		t.Errorf("a skill without frontmatter gets its name: %q", got)
 	}
-	if all.header.Get("X-Library-Revision") != l.status()["head"] {
-		t.Errorf("revision header %q", all.header.Get("X-Library-Revision"))
+	if all.Header.Get("X-Library-Revision") != l.status()["head"] {
+		t.Errorf("revision header %q", all.Header.Get("X-Library-Revision"))
 	}
 
 	some := l.must(200, "GET", "/api/library/bundle?skills=bare,gone&tools=&layout=library", nil)
-	files = untar(t, some.body)
+	files = untar(t, some.Body)
 	if len(files) != 1 || files["skill/bare/SKILL.md"] == "" {
 		t.Errorf("filtered bundle: %v", keys(files))
 	}
-	if got := some.header.Get("X-Library-Missing"); got != "skill/gone" {
+	if got := some.Header.Get("X-Library-Missing"); got != "skill/gone" {
 		t.Errorf("missing header %q", got)
 	}
 
 	// An older revision is served as it was, by a prefix of its hash.
 	past := l.must(200, "GET", "/api/library/bundle?revision="+old[:12], nil)
-	files = untar(t, past.body)
+	files = untar(t, past.Body)
 	if _, ok := files[".opencode/skill/bare/SKILL.md"]; ok {
 		t.Errorf("the old revision has a later skill")
 	}
-	if past.header.Get("X-Library-Revision") != old {
-		t.Errorf("old revision header %q", past.header.Get("X-Library-Revision"))
+	if past.Header.Get("X-Library-Revision") != old {
+		t.Errorf("old revision header %q", past.Header.Get("X-Library-Revision"))
 	}
 }
 
@@ -189,7 +189,7 @@ func TestRevisionConfigMap(t *testing.T) {
 		func() response { return l.must(204, "DELETE", "/api/library/skill/new", nil) },
 		func() response { return l.must(200, "PUT", "/api/library/command/c", content("y")) },
 	} {
-		rev := step().header.Get("X-Library-Revision")
+		rev := step().Header.Get("X-Library-Revision")
 		eventually(t, "revision of step "+string(rune('1'+i)), revisionIs(rev))
 	}
 	if got := l.status()["published_revision"]; got != l.status()["head"] {

@@ -22,12 +22,12 @@ func TestRoutesMatchSpec(t *testing.T) {
 func TestStarterContent(t *testing.T) {
 	l := startLibrary(t, nil)
 	var skills []map[string]any
-	l.must(200, "GET", "/api/library/skill", nil).decode(t, &skills)
+	l.must(200, "GET", "/api/library/skill", nil).Decode(t, &skills)
 	if len(skills) < 2 || skills[0]["name"] != "code-review" || skills[0]["description"] == "" {
 		t.Fatalf("starter skills: %v", skills)
 	}
 	var tpl map[string]any
-	l.must(200, "GET", "/api/library/workspace-template/node", nil).decode(t, &tpl)
+	l.must(200, "GET", "/api/library/workspace-template/node", nil).Decode(t, &tpl)
 	if tpl["distro"] != "debian-bookworm" {
 		t.Errorf("starter template: %v", tpl)
 	}
@@ -110,7 +110,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := "/api/library/" + tc.typ + "/deploy"
 			saved := l.must(200, "PUT", path, tc.body)
-			rev := saved.header.Get("X-Library-Revision")
+			rev := saved.Header.Get("X-Library-Revision")
 			if rev == "" || git(t, l.repoDir(), "rev-parse", "HEAD") != rev {
 				t.Fatalf("revision header %q is not HEAD", rev)
 			}
@@ -120,27 +120,27 @@ func TestRoundTrip(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(l.repoDir(), tc.file)); err != nil {
 				t.Errorf("file: %v", err)
 			}
-			got := l.must(200, "GET", path, nil).json(t)
+			got := l.must(200, "GET", path, nil).Object(t)
 			checkFields(t, "get", got, tc.want)
-			if !reflect.DeepEqual(saved.json(t), got) {
-				t.Errorf("save answered %s, get answers %v", saved.body, got)
+			if !reflect.DeepEqual(saved.Object(t), got) {
+				t.Errorf("save answered %s, get answers %v", saved.Body, got)
 			}
 			if b, ok := tc.body.(map[string]string); ok && got["content"] != b["content"] {
 				t.Errorf("content changed: %q", got["content"])
 			}
 			var list []map[string]any
-			l.must(200, "GET", "/api/library/"+tc.typ+"s", nil).decode(t, &list) // the plural works too
+			l.must(200, "GET", "/api/library/"+tc.typ+"s", nil).Decode(t, &list) // the plural works too
 			if len(list) != 1 {
 				t.Fatalf("list: %v", list)
 			}
 			checkFields(t, "list", list[0], tc.wantInRow)
 			// Saving the same thing again makes no commit.
 			again := l.must(200, "PUT", path, tc.body)
-			if again.header.Get("X-Library-Revision") != rev {
+			if again.Header.Get("X-Library-Revision") != rev {
 				t.Errorf("an unchanged save made a commit")
 			}
 			l.must(204, "DELETE", path, nil)
-			if code := l.must(404, "GET", path, nil).code(t); code != "not_found" {
+			if code := l.must(404, "GET", path, nil).Code(t); code != "not_found" {
 				t.Errorf("code %s", code)
 			}
 			l.must(404, "DELETE", path, nil)
@@ -223,11 +223,11 @@ func TestInvalidInput(t *testing.T) {
 				client = l.raw
 			}
 			r := l.send(client, l.root, tc.method, tc.path, tc.body)
-			if r.status != tc.wantStatus {
-				t.Fatalf("status %d, want %d: %s", r.status, tc.wantStatus, r.body)
+			if r.Status != tc.wantStatus {
+				t.Fatalf("status %d, want %d: %s", r.Status, tc.wantStatus, r.Body)
 			}
-			if code := r.code(t); code != tc.wantCode {
-				t.Errorf("code %q, want %q (%s)", code, tc.wantCode, r.body)
+			if code := r.Code(t); code != tc.wantCode {
+				t.Errorf("code %q, want %q (%s)", code, tc.wantCode, r.Body)
 			}
 		})
 	}
@@ -260,11 +260,11 @@ func TestAuthorisation(t *testing.T) {
 				body = content("x")
 			}
 			r := l.do(tc.token, tc.method, tc.path, body)
-			if r.status != tc.want {
-				t.Fatalf("status %d, want %d: %s", r.status, tc.want, r.body)
+			if r.Status != tc.want {
+				t.Fatalf("status %d, want %d: %s", r.Status, tc.want, r.Body)
 			}
-			if r.status >= 400 {
-				r.code(t)
+			if r.Status >= 400 {
+				r.Code(t)
 			}
 		})
 	}
@@ -273,16 +273,16 @@ func TestAuthorisation(t *testing.T) {
 func TestSkillFilesAndHistory(t *testing.T) {
 	l := startLibrary(t, nil)
 	l.must(200, "PUT", "/api/library/skill/s", content("---\ndescription: one\n---\n"))
-	f := l.must(200, "PUT", "/api/library/skill/s/files/notes.md", content("# notes")).json(t)
+	f := l.must(200, "PUT", "/api/library/skill/s/files/notes.md", content("# notes")).Object(t)
 	if f["path"] != "notes.md" || f["content"] != "# notes" {
 		t.Errorf("file: %v", f)
 	}
 	// Nested paths hold slashes, which the spec's router cannot express.
 	r := l.send(l.raw, l.alice, "PUT", "/api/library/skill/s/files/scripts/run.sh", content("echo hi"))
-	if r.status != 200 {
-		t.Fatalf("nested file: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("nested file: %d %s", r.Status, r.Body)
 	}
-	skill := l.must(200, "GET", "/api/library/skill/s", nil).json(t)
+	skill := l.must(200, "GET", "/api/library/skill/s", nil).Object(t)
 	if fmt.Sprint(skill["references"]) != "[scripts/run.sh]" || len(skill["files"].([]any)) != 1 {
 		t.Errorf("skill: %v", skill)
 	}
@@ -290,7 +290,7 @@ func TestSkillFilesAndHistory(t *testing.T) {
 	l.must(204, "DELETE", "/api/library/skill/s/files/notes.md", nil)
 	l.must(404, "GET", "/api/library/skill/s/files/notes.md", nil)
 	var hist []map[string]any
-	l.must(200, "GET", "/api/library/skill/s/history", nil).decode(t, &hist)
+	l.must(200, "GET", "/api/library/skill/s/history", nil).Decode(t, &hist)
 	var msgs []string
 	for _, h := range hist {
 		msgs = append(msgs, h["message"].(string))
@@ -299,7 +299,7 @@ func TestSkillFilesAndHistory(t *testing.T) {
 	if strings.Join(msgs, "|") != want {
 		t.Errorf("history:\n got %s\nwant %s", strings.Join(msgs, "|"), want)
 	}
-	l.must(200, "GET", "/api/library/skill/s/history?limit=2", nil).decode(t, &hist)
+	l.must(200, "GET", "/api/library/skill/s/history?limit=2", nil).Decode(t, &hist)
 	if len(hist) != 2 {
 		t.Errorf("limit: %d", len(hist))
 	}

@@ -56,73 +56,73 @@ func TestMissionLifecycle(t *testing.T) {
 	e := start(t, options{})
 	var m mission
 	r := e.do("POST", "/api/control/missions", nil)
-	if r.status != 200 {
-		t.Fatalf("create without a body: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("create without a body: %d %s", r.Status, r.Body)
 	}
-	r.decode(t, &m)
+	r.Decode(t, &m)
 	if m.Status != "pending" || m.Backend != "claudecode" || m.WorkspaceID != "00000000-0000-0000-0000-000000000000" || m.Title != nil || m.WorkspaceName == "" {
-		t.Errorf("defaults: %s", r.body)
+		t.Errorf("defaults: %s", r.Body)
 	}
 	var cur mission
-	e.do("GET", "/api/control/missions/current", nil).decode(t, &cur)
+	e.do("GET", "/api/control/missions/current", nil).Decode(t, &cur)
 	if cur.ID != m.ID {
 		t.Errorf("current = %s, want the new mission", cur.ID)
 	}
 
 	var second mission
-	e.do("POST", "/api/control/missions", map[string]any{"title": "Fix it", "workspace_id": "ws-ok", "backend": "codex", "model_effort": "high", "agent": ""}).decode(t, &second)
+	e.do("POST", "/api/control/missions", map[string]any{"title": "Fix it", "workspace_id": "ws-ok", "backend": "codex", "model_effort": "high", "agent": ""}).Decode(t, &second)
 	if second.Title == nil || *second.Title != "Fix it" || second.Backend != "codex" || *second.ModelEffort != "high" {
 		t.Errorf("fields: %+v", second)
 	}
 	var list []mission
 	r = e.do("GET", "/api/control/missions", nil)
-	r.decode(t, &list)
-	if len(list) != 2 || list[0].ID != second.ID || r.header.Get("X-Total-Count") != "2" {
-		t.Errorf("list (newest first): %s", r.body)
+	r.Decode(t, &list)
+	if len(list) != 2 || list[0].ID != second.ID || r.Header.Get("X-Total-Count") != "2" {
+		t.Errorf("list (newest first): %s", r.Body)
 	}
-	e.do("GET", "/api/control/missions?limit=1&offset=1", nil).decode(t, &list)
+	e.do("GET", "/api/control/missions?limit=1&offset=1", nil).Decode(t, &list)
 	if len(list) != 1 || list[0].ID != m.ID {
 		t.Errorf("page 2: %+v", list)
 	}
 
-	if r := e.do("POST", "/api/control/missions/"+m.ID+"/load", nil); r.status != 200 {
-		t.Fatalf("load: %d %s", r.status, r.body)
+	if r := e.do("POST", "/api/control/missions/"+m.ID+"/load", nil); r.Status != 200 {
+		t.Fatalf("load: %d %s", r.Status, r.Body)
 	}
-	e.do("GET", "/api/control/missions/current", nil).decode(t, &cur)
+	e.do("GET", "/api/control/missions/current", nil).Decode(t, &cur)
 	if cur.ID != m.ID {
 		t.Errorf("current after load = %s", cur.ID)
 	}
-	if r := e.do("POST", "/api/control/missions/"+m.ID+"/status", map[string]any{"status": "interrupted"}); r.status != 200 {
-		t.Fatalf("status: %d %s", r.status, r.body)
+	if r := e.do("POST", "/api/control/missions/"+m.ID+"/status", map[string]any{"status": "interrupted"}); r.Status != 200 {
+		t.Fatalf("status: %d %s", r.Status, r.Body)
 	}
 	var got mission
-	e.do("GET", "/api/control/missions/"+m.ID, nil).decode(t, &got)
+	e.do("GET", "/api/control/missions/"+m.ID, nil).Decode(t, &got)
 	if got.Status != "interrupted" || !got.Resumable {
 		t.Errorf("after status: %+v", got)
 	}
 	var evs []map[string]any
-	e.do("GET", "/api/control/missions/"+m.ID+"/events", nil).decode(t, &evs)
+	e.do("GET", "/api/control/missions/"+m.ID+"/events", nil).Decode(t, &evs)
 	if len(evs) != 1 || evs[0]["event_type"] != "mission_status_changed" || evs[0]["sequence"] != float64(1) {
 		t.Errorf("events: %v", evs)
 	}
-	if r := e.do("GET", "/api/control/missions/"+m.ID+"/tree", nil); r.status != 200 || string(r.body) != "null" {
-		t.Errorf("tree: %d %s", r.status, r.body)
+	if r := e.do("GET", "/api/control/missions/"+m.ID+"/tree", nil); r.Status != 200 || string(r.Body) != "null" {
+		t.Errorf("tree: %d %s", r.Status, r.Body)
 	}
-	if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.status != 200 {
-		t.Fatalf("delete: %d %s", r.status, r.body)
+	if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.Status != 200 {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
 	}
-	if r := e.do("GET", "/api/control/missions/"+m.ID, nil); r.status != 404 {
-		t.Errorf("get after delete: %d", r.status)
+	if r := e.do("GET", "/api/control/missions/"+m.ID, nil); r.Status != 404 {
+		t.Errorf("get after delete: %d", r.Status)
 	}
-	if r := e.do("GET", "/api/control/missions/current", nil); string(r.body) != "null" {
-		t.Errorf("current after deleting it: %s", r.body)
+	if r := e.do("GET", "/api/control/missions/current", nil); string(r.Body) != "null" {
+		t.Errorf("current after deleting it: %s", r.Body)
 	}
 }
 
 func TestBadInput(t *testing.T) {
 	e := start(t, options{})
 	var m mission
-	e.do("POST", "/api/control/missions", nil).decode(t, &m)
+	e.do("POST", "/api/control/missions", nil).Decode(t, &m)
 	tests := []struct {
 		name, method, path string
 		body               any
@@ -158,9 +158,9 @@ func TestBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.do(tc.method, tc.path, tc.body)
 			var body struct{ Error, Code string }
-			r.decode(t, &body)
-			if r.status != tc.status || body.Code != tc.code || body.Error == "" {
-				t.Errorf("%d %s, want %d %s", r.status, r.body, tc.status, tc.code)
+			r.Decode(t, &body)
+			if r.Status != tc.status || body.Code != tc.code || body.Error == "" {
+				t.Errorf("%d %s, want %d %s", r.Status, r.Body, tc.status, tc.code)
 			}
 		})
 	}
@@ -176,34 +176,34 @@ func TestMessageQueueAndTitle(t *testing.T) {
 		Queued bool   `json:"queued"`
 	}
 	r := e.do("POST", "/api/control/message", map[string]any{"content": "Refactor the parser\nplease"})
-	if r.status != 200 {
-		t.Fatalf("message: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("message: %d %s", r.Status, r.Body)
 	}
-	r.decode(t, &resp)
+	r.Decode(t, &resp)
 	if resp.ID == "" || resp.Queued {
-		t.Errorf("response %s", r.body)
+		t.Errorf("response %s", r.Body)
 	}
 	var cur mission
-	e.do("GET", "/api/control/missions/current", nil).decode(t, &cur)
+	e.do("GET", "/api/control/missions/current", nil).Decode(t, &cur)
 	if cur.Title == nil || *cur.Title != "Refactor the parser" {
 		t.Errorf("title = %v", cur.Title)
 	}
 	got := waitFor(t, func() (mission, bool) {
 		var m mission
-		e.do("GET", "/api/control/missions/"+cur.ID, nil).decode(t, &m)
+		e.do("GET", "/api/control/missions/"+cur.ID, nil).Decode(t, &m)
 		return m, m.Status == "failed"
 	})
 	if len(got.History) != 2 || got.History[0].Role != "user" || !strings.Contains(got.History[1].Content, "executable not found") {
 		t.Errorf("history: %+v", got.History)
 	}
 	var evs []map[string]any
-	e.do("GET", "/api/control/missions/"+cur.ID+"/events?types=user_message,error,assistant_message", nil).decode(t, &evs)
+	e.do("GET", "/api/control/missions/"+cur.ID+"/events?types=user_message,error,assistant_message", nil).Decode(t, &evs)
 	if len(evs) != 3 {
 		t.Fatalf("events: %v", evs)
 	}
 	// The queue: with the limit reached, messages wait and can be removed.
 	var q []map[string]any
-	e.do("GET", "/api/control/queue", nil).decode(t, &q)
+	e.do("GET", "/api/control/queue", nil).Decode(t, &q)
 	if len(q) != 0 {
 		t.Errorf("queue: %v", q)
 	}
@@ -213,7 +213,7 @@ func TestQueueOps(t *testing.T) {
 	rs := redistest.Start(t)
 	e := start(t, options{redis: rs, env: map[string]string{"SORTIE_MC_MAX_RUNNING_PER_USER": "1"}})
 	var m mission
-	e.do("POST", "/api/control/missions", nil).decode(t, &m)
+	e.do("POST", "/api/control/missions", nil).Decode(t, &m)
 	// Hold the user's only slot with a fake run of another mission, so
 	// every message waits.
 	rs.Client.SAdd(context.Background(), "mc:u:{dev}:running", "other")
@@ -223,31 +223,31 @@ func TestQueueOps(t *testing.T) {
 			ID     string `json:"id"`
 			Queued bool   `json:"queued"`
 		}
-		e.do("POST", "/api/control/message", map[string]any{"content": fmt.Sprintf("msg %d", i), "mission_id": m.ID}).decode(t, &resp)
+		e.do("POST", "/api/control/message", map[string]any{"content": fmt.Sprintf("msg %d", i), "mission_id": m.ID}).Decode(t, &resp)
 		if !resp.Queued {
 			t.Fatalf("message %d not queued", i)
 		}
 		ids = append(ids, resp.ID)
 	}
 	var q []struct{ ID, Content, MissionID string }
-	e.do("GET", "/api/control/queue", nil).decode(t, &q)
+	e.do("GET", "/api/control/queue", nil).Decode(t, &q)
 	if len(q) != 3 || q[0].ID != ids[0] {
 		t.Fatalf("queue: %+v", q)
 	}
-	if r := e.do("DELETE", "/api/control/queue/"+ids[1], nil); r.status != 200 {
-		t.Fatalf("remove: %d %s", r.status, r.body)
+	if r := e.do("DELETE", "/api/control/queue/"+ids[1], nil); r.Status != 200 {
+		t.Fatalf("remove: %d %s", r.Status, r.Body)
 	}
-	e.do("GET", "/api/control/queue", nil).decode(t, &q)
+	e.do("GET", "/api/control/queue", nil).Decode(t, &q)
 	if len(q) != 2 || q[1].ID != ids[2] {
 		t.Fatalf("after remove: %+v", q)
 	}
 	var cleared struct{ Cleared int }
-	e.do("DELETE", "/api/control/queue", nil).decode(t, &cleared)
+	e.do("DELETE", "/api/control/queue", nil).Decode(t, &cleared)
 	if cleared.Cleared != 2 {
 		t.Errorf("cleared %d", cleared.Cleared)
 	}
 	var evs []map[string]any
-	e.do("GET", "/api/control/missions/"+m.ID+"/events?types=user_message", nil).decode(t, &evs)
+	e.do("GET", "/api/control/missions/"+m.ID+"/events?types=user_message", nil).Decode(t, &evs)
 	if len(evs) != 3 || evs[0]["metadata"].(map[string]any)["queued"] != true {
 		t.Errorf("queued user messages: %v", evs)
 	}
@@ -257,11 +257,11 @@ func TestOtherUsersMissionsAre404(t *testing.T) {
 	is := newIssuer(t)
 	e := start(t, options{env: is.authEnv(t)})
 	alice, bob := e.as(is.sign(t, "alice", authn.RoleUser)), e.as(is.sign(t, "bob", authn.RoleUser))
-	if r := e.do("GET", "/api/control/missions", nil); r.status != 401 {
-		t.Fatalf("no token: %d", r.status)
+	if r := e.do("GET", "/api/control/missions", nil); r.Status != 401 {
+		t.Fatalf("no token: %d", r.Status)
 	}
 	var m mission
-	alice.do("POST", "/api/control/missions", map[string]any{"title": "alice's"}).decode(t, &m)
+	alice.do("POST", "/api/control/missions", map[string]any{"title": "alice's"}).Decode(t, &m)
 	for _, req := range []struct{ method, path string }{
 		{"GET", "/api/control/missions/" + m.ID},
 		{"GET", "/api/control/missions/" + m.ID + "/events"},
@@ -270,26 +270,26 @@ func TestOtherUsersMissionsAre404(t *testing.T) {
 		{"POST", "/api/control/missions/" + m.ID + "/resume"},
 		{"DELETE", "/api/control/missions/" + m.ID},
 	} {
-		if r := bob.do(req.method, req.path, nil); r.status != 404 {
-			t.Errorf("bob %s %s: %d, want 404", req.method, req.path, r.status)
+		if r := bob.do(req.method, req.path, nil); r.Status != 404 {
+			t.Errorf("bob %s %s: %d, want 404", req.method, req.path, r.Status)
 		}
 	}
-	if r := bob.do("POST", "/api/control/message", map[string]any{"content": "hi", "mission_id": m.ID}); r.status != 404 {
-		t.Errorf("bob messages alice's mission: %d", r.status)
+	if r := bob.do("POST", "/api/control/message", map[string]any{"content": "hi", "mission_id": m.ID}); r.Status != 404 {
+		t.Errorf("bob messages alice's mission: %d", r.Status)
 	}
 	var list []mission
-	bob.do("GET", "/api/control/missions", nil).decode(t, &list)
+	bob.do("GET", "/api/control/missions", nil).Decode(t, &list)
 	if len(list) != 0 {
 		t.Errorf("bob sees %d missions", len(list))
 	}
-	if r := alice.do("POST", "/api/providers/openai/auth", map[string]any{"api_key": "k"}); r.status != 403 {
-		t.Errorf("a user sets a provider key: %d", r.status)
+	if r := alice.do("POST", "/api/providers/openai/auth", map[string]any{"api_key": "k"}); r.Status != 403 {
+		t.Errorf("a user sets a provider key: %d", r.Status)
 	}
 	var h struct {
 		AuthRequired bool   `json:"auth_required"`
 		AuthMode     string `json:"auth_mode"`
 	}
-	e.do("GET", "/api/health", nil).decode(t, &h)
+	e.do("GET", "/api/health", nil).Decode(t, &h)
 	if !h.AuthRequired || h.AuthMode != "multi_user" {
 		t.Errorf("health: %+v", h)
 	}
@@ -303,9 +303,9 @@ func TestHealthAndProviders(t *testing.T) {
 		Services         map[string]string
 	}
 	r := e.do("GET", "/api/health", nil)
-	r.decode(t, &h)
+	r.Decode(t, &h)
 	if h.Status != "ok" || h.AuthRequired || h.Services["redis"] != "ok" || h.Services["workspaces"] != "ok" {
-		t.Errorf("health: %s", r.body)
+		t.Errorf("health: %s", r.Body)
 	}
 	var p struct {
 		Providers []struct {
@@ -313,19 +313,19 @@ func TestHealthAndProviders(t *testing.T) {
 			Configured bool
 		}
 	}
-	e.do("GET", "/api/providers", nil).decode(t, &p)
+	e.do("GET", "/api/providers", nil).Decode(t, &p)
 	if len(p.Providers) != 3 || p.Providers[0].Source != "config" {
 		t.Errorf("providers: %+v", p)
 	}
-	if r := e.do("POST", "/api/providers/openai/auth", map[string]any{"api_key": "sk-new"}); r.status != 200 {
-		t.Fatalf("set key: %d %s", r.status, r.body)
+	if r := e.do("POST", "/api/providers/openai/auth", map[string]any{"api_key": "sk-new"}); r.Status != 200 {
+		t.Fatalf("set key: %d %s", r.Status, r.Body)
 	}
-	e.do("GET", "/api/providers", nil).decode(t, &p)
+	e.do("GET", "/api/providers", nil).Decode(t, &p)
 	if p.Providers[1].Source != "api" {
 		t.Errorf("after set: %+v", p)
 	}
-	if r := e.do("DELETE", "/api/providers/openai/auth", nil); r.status != 200 {
-		t.Errorf("delete key: %d", r.status)
+	if r := e.do("DELETE", "/api/providers/openai/auth", nil); r.Status != 200 {
+		t.Errorf("delete key: %d", r.Status)
 	}
 }
 

@@ -22,7 +22,7 @@ func BenchmarkSSEFanOut(b *testing.B) {
 	const clients = 100
 	e := start(b, options{})
 	var m mission
-	e.do("POST", "/api/control/missions", nil).decode(b, &m)
+	e.do("POST", "/api/control/missions", nil).Decode(b, &m)
 	st := events.NewStore(e.redis.Client, 64<<10, 1<<20)
 
 	var (

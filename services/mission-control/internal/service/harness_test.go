@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"sortie.dev/api"
+	"sortie.dev/services/kit/apitest"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/redistest"
 	"sortie.dev/services/mission-control/internal/config"
@@ -159,18 +160,7 @@ func (e *env) shutdown() {
 	}
 }
 
-type response struct {
-	status int
-	body   []byte
-	header http.Header
-}
-
-func (r response) decode(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-}
+type response = apitest.Response
 
 func (e *env) do(method, path string, body any) response {
 	e.t.Helper()
@@ -197,9 +187,7 @@ func (e *env) do(method, path string, body any) response {
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return response{status: resp.StatusCode, body: b, header: resp.Header}
+	return apitest.Read(e.t, resp)
 }
 
 // sseEvent is one event read from a stream.

@@ -238,7 +238,7 @@ type storedEvent struct {
 func (e *env) events(t testing.TB, mission string) []storedEvent {
 	t.Helper()
 	var evs []storedEvent
-	e.do("GET", "/api/control/missions/"+mission+"/events", nil).decode(t, &evs)
+	e.do("GET", "/api/control/missions/"+mission+"/events", nil).Decode(t, &evs)
 	return evs
 }
 
@@ -246,7 +246,7 @@ func (e *env) waitStatus(t testing.TB, id string, want ...string) mission {
 	t.Helper()
 	return waitFor(t, func() (mission, bool) {
 		var m mission
-		e.do("GET", "/api/control/missions/"+id, nil).decode(t, &m)
+		e.do("GET", "/api/control/missions/"+id, nil).Decode(t, &m)
 		for _, w := range want {
 			if m.Status == w {
 				if r, _ := e.svc.Control.Run(context.Background(), id); r == nil {
@@ -267,7 +267,7 @@ func (e *env) waitTurns(t testing.TB, id string, n int) mission {
 		return c, c >= n && r == nil
 	})
 	var m mission
-	e.do("GET", "/api/control/missions/"+id, nil).decode(t, &m)
+	e.do("GET", "/api/control/missions/"+id, nil).Decode(t, &m)
 	return m
 }
 
@@ -325,10 +325,10 @@ func (e *env) send(t testing.TB, mission, content string) (string, bool) {
 		Queued bool   `json:"queued"`
 	}
 	r := e.do("POST", "/api/control/message", map[string]any{"content": content, "mission_id": mission})
-	if r.status != 200 {
-		t.Fatalf("message: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("message: %d %s", r.Status, r.Body)
 	}
-	r.decode(t, &resp)
+	r.Decode(t, &resp)
 	return resp.ID, resp.Queued
 }
 
@@ -336,10 +336,10 @@ func (e *env) create(t testing.TB, body map[string]any) mission {
 	t.Helper()
 	var m mission
 	r := e.do("POST", "/api/control/missions", body)
-	if r.status != 200 {
-		t.Fatalf("create: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
-	r.decode(t, &m)
+	r.Decode(t, &m)
 	return m
 }
 
@@ -456,15 +456,15 @@ func TestOnNode(t *testing.T) {
 		// stops them.
 		e.send(t, m.ID, "grandchild ignore-term ignore-int sleep 120 then list")
 		waitFor(t, func() (int, bool) { n := count(e.events(t, m.ID), "thinking"); return n, n > 0 })
-		if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.status != 409 {
-			t.Errorf("delete while running: %d %s", r.status, r.body)
+		if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.Status != 409 {
+			t.Errorf("delete while running: %d %s", r.Status, r.Body)
 		}
 		if out, _ := op.exec(t, defaultWS, grandchildren, ""); strings.TrimSpace(out) == "0" {
 			t.Fatal("the grandchild is not running before the cancel")
 		}
 		start := time.Now()
-		if r := e.do("POST", "/api/control/missions/"+m.ID+"/cancel", nil); r.status != 200 {
-			t.Fatalf("cancel: %d %s", r.status, r.body)
+		if r := e.do("POST", "/api/control/missions/"+m.ID+"/cancel", nil); r.Status != 200 {
+			t.Fatalf("cancel: %d %s", r.Status, r.Body)
 		}
 		got := e.waitStatus(t, m.ID, "failed", "completed")
 		took := time.Since(start)
@@ -482,15 +482,15 @@ func TestOnNode(t *testing.T) {
 		}
 		// Resume: a new turn with the resume prompt, in the same session.
 		var rm mission
-		e.do("POST", "/api/control/missions/"+m.ID+"/resume", nil).decode(t, &rm)
+		e.do("POST", "/api/control/missions/"+m.ID+"/resume", nil).Decode(t, &rm)
 		if rm.Status != "active" {
 			t.Errorf("resume answered status %s", rm.Status)
 		}
 		if got := e.waitTurns(t, m.ID, 2); got.Status != "completed" {
 			t.Errorf("resumed turn: %s; %v", got.Status, kinds(e.events(t, m.ID)))
 		}
-		if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.status != 200 {
-			t.Errorf("delete after the turn: %d", r.status)
+		if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.Status != 200 {
+			t.Errorf("delete after the turn: %d", r.Status)
 		}
 	})
 

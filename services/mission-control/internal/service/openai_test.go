@@ -28,7 +28,7 @@ func terminalReason(t testing.TB, e *env, id string) string {
 	var m struct {
 		TerminalReason string `json:"terminal_reason"`
 	}
-	e.do("GET", "/api/control/missions/"+id, nil).decode(t, &m)
+	e.do("GET", "/api/control/missions/"+id, nil).Decode(t, &m)
 	return m.TerminalReason
 }
 
@@ -90,8 +90,8 @@ func TestBuiltinBackendCancelMidStream(t *testing.T) {
 	e.send(t, m.ID, "Take your time.")
 	waitFor(t, func() (int, bool) { n := count(e.events(t, m.ID), "text_delta"); return n, n > 0 })
 	start := time.Now()
-	if r := e.do("POST", "/api/control/missions/"+m.ID+"/cancel", nil); r.status != 200 {
-		t.Fatalf("cancel: %d %s", r.status, r.body)
+	if r := e.do("POST", "/api/control/missions/"+m.ID+"/cancel", nil); r.Status != 200 {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
 	}
 	got := e.waitStatus(t, m.ID, "failed", "completed")
 	t.Logf("cancelled in %v", time.Since(start).Round(time.Millisecond))
@@ -160,7 +160,7 @@ func TestBuiltinBackendFailover(t *testing.T) {
 
 	ep.Add(openaitest.Reply{Chunks: []string{openaitest.Content("Resumed and done."), openaitest.Finish("stop")}})
 	var rm mission
-	b.do("POST", "/api/control/missions/"+m.ID+"/resume", nil).decode(t, &rm)
+	b.do("POST", "/api/control/missions/"+m.ID+"/resume", nil).Decode(t, &rm)
 	if got := b.waitTurns(t, m.ID, 2); got.Status != "completed" {
 		t.Errorf("resumed turn: %s; %v", got.Status, kinds(b.events(t, m.ID)))
 	}

@@ -78,12 +78,12 @@ func TestProviderOAuthAndRefreshBeforeRun(t *testing.T) {
 		ExpiresIn     int `json:"expires_in"`
 	}
 	r := e.do("POST", "/api/providers/anthropic/auth", nil)
-	if r.status != 200 {
-		t.Fatalf("start: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("start: %d %s", r.Status, r.Body)
 	}
-	r.decode(t, &begin)
+	r.Decode(t, &begin)
 	if !begin.Success || begin.Method != "code" || begin.State == "" || begin.ExpiresIn != 600 || !strings.HasPrefix(begin.AuthURL, oa.URL+"/authorize?") {
-		t.Fatalf("start: %s", r.body)
+		t.Fatalf("start: %s", r.Body)
 	}
 	redirect := oauthtest.SignIn(t, begin.AuthURL)
 	if redirect.Query().Get("state") != begin.State {
@@ -91,8 +91,8 @@ func TestProviderOAuthAndRefreshBeforeRun(t *testing.T) {
 	}
 	// Anthropic's page shows code#state.
 	r = e.do("POST", "/api/providers/anthropic/auth", map[string]any{"code": redirect.Query().Get("code") + "#" + begin.State})
-	if r.status != 200 {
-		t.Fatalf("finish: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("finish: %d %s", r.Status, r.Body)
 	}
 	var p struct {
 		Providers []struct {
@@ -101,14 +101,14 @@ func TestProviderOAuthAndRefreshBeforeRun(t *testing.T) {
 			Methods    []string `json:"auth_methods"`
 		}
 	}
-	e.do("GET", "/api/providers", nil).decode(t, &p)
+	e.do("GET", "/api/providers", nil).Decode(t, &p)
 	if len(p.Providers) != 3 || p.Providers[0].ID != "anthropic" || p.Providers[0].Source != "api" || p.Providers[0].AuthType != "oauth" ||
 		strings.Join(p.Providers[0].Methods, ",") != "api_key,oauth" {
 		t.Errorf("providers: %+v", p)
 	}
 
 	var m mission
-	e.do("POST", "/api/control/missions", map[string]any{"backend": "claudecode"}).decode(t, &m)
+	e.do("POST", "/api/control/missions", map[string]any{"backend": "claudecode"}).Decode(t, &m)
 	e.do("POST", "/api/control/message", map[string]any{"content": "hi", "mission_id": m.ID})
 	var got map[string]string
 	select {
@@ -126,8 +126,8 @@ func TestProviderOAuthAndRefreshBeforeRun(t *testing.T) {
 	if d := redisDump(t, rs); strings.Contains(d, tok) || strings.Contains(d, "sk-ant-oat01") || strings.Contains(d, "rt-") {
 		t.Errorf("plaintext credential in Redis")
 	}
-	if r := e.do("DELETE", "/api/providers/anthropic/auth", nil); r.status != 200 {
-		t.Errorf("delete: %d %s", r.status, r.body)
+	if r := e.do("DELETE", "/api/providers/anthropic/auth", nil); r.Status != 200 {
+		t.Errorf("delete: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -163,7 +163,7 @@ func TestProviderAuthErrors(t *testing.T) {
 	vars["SORTIE_MC_CREDENTIALS_KEY_FILE"] = keyFile(t)
 	e := start(t, options{env: vars})
 	var begin struct{ State string }
-	e.do("POST", "/api/providers/openai/auth", nil).decode(t, &begin)
+	e.do("POST", "/api/providers/openai/auth", nil).Decode(t, &begin)
 
 	is := newIssuer(t)
 	noKey := start(t, options{env: is.authEnv(t)})
@@ -184,9 +184,9 @@ func TestProviderAuthErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := tc.e.do("POST", "/api/providers/openai/auth", tc.body)
 			var body struct{ Error, Code string }
-			r.decode(t, &body)
-			if r.status != tc.status || body.Code != tc.code || body.Error == "" {
-				t.Errorf("%d %s, want %d %s", r.status, r.body, tc.status, tc.code)
+			r.Decode(t, &body)
+			if r.Status != tc.status || body.Code != tc.code || body.Error == "" {
+				t.Errorf("%d %s, want %d %s", r.Status, r.Body, tc.status, tc.code)
 			}
 		})
 	}
@@ -226,9 +226,9 @@ func TestHealthReportsServices(t *testing.T) {
 				Services map[string]string
 			}
 			r := e.do("GET", "/api/health", nil)
-			r.decode(t, &h)
-			if r.status != 200 || h.Status != tc.status || fmt.Sprint(h.Services) != fmt.Sprint(tc.service) {
-				t.Errorf("%d %s", r.status, r.body)
+			r.Decode(t, &h)
+			if r.Status != 200 || h.Status != tc.status || fmt.Sprint(h.Services) != fmt.Sprint(tc.service) {
+				t.Errorf("%d %s", r.Status, r.Body)
 			}
 		})
 	}
@@ -240,7 +240,7 @@ func TestMetrics(t *testing.T) {
 	rs := redistest.Start(t)
 	e := start(t, options{redis: rs})
 	var m mission
-	e.do("POST", "/api/control/missions", map[string]any{"backend": "codex"}).decode(t, &m)
+	e.do("POST", "/api/control/missions", map[string]any{"backend": "codex"}).Decode(t, &m)
 	s := e.openStream("/api/control/stream", "")
 	s.next(t) // status snapshot
 	e.do("POST", "/api/control/message", map[string]any{"content": "hi", "mission_id": m.ID})
@@ -248,7 +248,7 @@ func TestMetrics(t *testing.T) {
 
 	// A run whose driver vanished (no lease) is taken over and finished.
 	var other mission
-	e.do("POST", "/api/control/missions", map[string]any{"backend": "amp"}).decode(t, &other)
+	e.do("POST", "/api/control/missions", map[string]any{"backend": "amp"}).Decode(t, &other)
 	ctx := context.Background()
 	msg := `{"id":"m1","content":"hello","agent":null,"mission_id":"` + other.ID + `"}`
 	rs.Client.HSet(ctx, "mc:m:{"+other.ID+"}:run", "user", "dev", "turn", "0123456789abcdef", "assistant", "a1", "msg", msg,
@@ -256,7 +256,7 @@ func TestMetrics(t *testing.T) {
 	rs.Client.SAdd(ctx, "mc:runs", other.ID)
 	// Two messages wait behind a held slot.
 	var third mission
-	e.do("POST", "/api/control/missions", nil).decode(t, &third)
+	e.do("POST", "/api/control/missions", nil).Decode(t, &third)
 	rs.Client.HSet(ctx, "mc:m:{"+third.ID+"}:run", "user", "dev") // busy, not a real run
 	for range 2 {
 		e.do("POST", "/api/control/message", map[string]any{"content": "later", "mission_id": third.ID})
@@ -294,7 +294,7 @@ func TestMetrics(t *testing.T) {
 		}
 		return "", true
 	})
-	if !strings.Contains(string(e.do("GET", "/api/health", nil).body), `"ok"`) {
+	if !strings.Contains(string(e.do("GET", "/api/health", nil).Body), `"ok"`) {
 		t.Error("health")
 	}
 }

@@ -37,7 +37,7 @@ func appendN(t testing.TB, e *env, mission string, n int) {
 func TestStreamSnapshotOrderAndResume(t *testing.T) {
 	e := start(t, options{})
 	var m mission
-	e.do("POST", "/api/control/missions", nil).decode(t, &m)
+	e.do("POST", "/api/control/missions", nil).Decode(t, &m)
 	s := e.openStream("/api/control/stream", "")
 	if s.resp.Header.Get("X-Accel-Buffering") != "no" || s.resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Errorf("headers: %v", s.resp.Header)
@@ -91,7 +91,7 @@ func TestStreamSnapshotOrderAndResume(t *testing.T) {
 	}
 	// Stored once: the text deltas of the turn are one row.
 	var evs []map[string]any
-	e.do("GET", "/api/control/missions/"+m.ID+"/events?types=text_delta", nil).decode(t, &evs)
+	e.do("GET", "/api/control/missions/"+m.ID+"/events?types=text_delta", nil).Decode(t, &evs)
 	if len(evs) != 1 || evs[0]["content"] != got[27].data["content"] {
 		t.Errorf("stored text deltas: %v", evs)
 	}
@@ -100,8 +100,8 @@ func TestStreamSnapshotOrderAndResume(t *testing.T) {
 func TestStreamMissionFilter(t *testing.T) {
 	e := start(t, options{})
 	var a, b mission
-	e.do("POST", "/api/control/missions", nil).decode(t, &a)
-	e.do("POST", "/api/control/missions", nil).decode(t, &b)
+	e.do("POST", "/api/control/missions", nil).Decode(t, &a)
+	e.do("POST", "/api/control/missions", nil).Decode(t, &b)
 	s := e.openStream("/api/control/stream?mission_id="+a.ID, "")
 	s.next(t) // snapshot
 	appendN(t, e, b.ID, 5)
@@ -111,8 +111,8 @@ func TestStreamMissionFilter(t *testing.T) {
 			t.Fatalf("event of another mission: %+v", ev)
 		}
 	}
-	if r := e.do("GET", "/api/control/stream?mission_id=nope", nil); r.status != 404 {
-		t.Errorf("unknown mission filter: %d", r.status)
+	if r := e.do("GET", "/api/control/stream?mission_id=nope", nil); r.Status != 404 {
+		t.Errorf("unknown mission filter: %d", r.Status)
 	}
 }
 
@@ -152,7 +152,7 @@ func TestStreamTokenInQuery(t *testing.T) {
 func TestStreamResumeAfterTrim(t *testing.T) {
 	e := start(t, options{})
 	var m mission
-	e.do("POST", "/api/control/missions", nil).decode(t, &m)
+	e.do("POST", "/api/control/missions", nil).Decode(t, &m)
 	st := events.NewStore(e.redis.Client, 64<<10, 100)
 	var first string
 	for i := range 400 {

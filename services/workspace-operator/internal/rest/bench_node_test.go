@@ -26,7 +26,7 @@ import (
 func BenchmarkExecTrue(b *testing.B) {
 	e := startOnNode(b)
 	var ws Workspace
-	e.do("POST", "/api/workspaces", map[string]any{"name": "bench", "workspace_type": "container", "distro": "debian-bookworm"}).decode(b, &ws)
+	e.do("POST", "/api/workspaces", map[string]any{"name": "bench", "workspace_type": "container", "distro": "debian-bookworm"}).Decode(b, &ws)
 	waitStatusB(b, e, ws.ID, "ready")
 	ctx := context.Background()
 	obj := &v1alpha1.Workspace{}
@@ -48,8 +48,8 @@ func BenchmarkExecTrue(b *testing.B) {
 
 	b.Run("rest", func(b *testing.B) {
 		for b.Loop() {
-			if r := e.do("POST", "/api/workspaces/"+ws.ID+"/exec", map[string]any{"command": "true"}); r.status != 200 {
-				b.Fatalf("exec: %d %s", r.status, r.body)
+			if r := e.do("POST", "/api/workspaces/"+ws.ID+"/exec", map[string]any{"command": "true"}); r.Status != 200 {
+				b.Fatalf("exec: %d %s", r.Status, r.Body)
 			}
 		}
 	})
@@ -95,10 +95,10 @@ func BenchmarkWorkspacesReady(b *testing.B) {
 		for i := range n {
 			var ws Workspace
 			r := e.do("POST", "/api/workspaces", map[string]any{"name": fmt.Sprintf("w%03d", i), "workspace_type": "container", "distro": "debian-bookworm"})
-			if r.status != 200 {
-				b.Fatalf("create %d: %d %s", i, r.status, r.body)
+			if r.Status != 200 {
+				b.Fatalf("create %d: %d %s", i, r.Status, r.Body)
 			}
-			r.decode(b, &ws)
+			r.Decode(b, &ws)
 			ids[i] = ws.ID
 		}
 		for _, id := range ids {
@@ -132,7 +132,7 @@ func waitStatusB(b *testing.B, e *restEnv, id, want string) {
 	deadline := time.Now().Add(15 * time.Minute)
 	for time.Now().Before(deadline) {
 		var ws Workspace
-		e.do("GET", "/api/workspaces/"+id, nil).decode(b, &ws)
+		e.do("GET", "/api/workspaces/"+id, nil).Decode(b, &ws)
 		if ws.Status == want {
 			return
 		}

@@ -27,6 +27,7 @@ import (
 
 	"sortie.dev/api"
 	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/kit/apitest"
 	"sortie.dev/services/kit/authn"
 	"sortie.dev/services/kit/logging"
 	"sortie.dev/services/kit/openapitest"
@@ -129,27 +130,7 @@ func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manage
 		client: cl, ns: ns, srv: srv}
 }
 
-type resp struct {
-	status int
-	body   []byte
-}
-
-func (r resp) decode(t testing.TB, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("response %d is not JSON: %v: %s", r.status, err, r.body)
-	}
-}
-
-func (r resp) code(t testing.TB) string {
-	t.Helper()
-	var e struct{ Error, Code string }
-	r.decode(t, &e)
-	if e.Error == "" || e.Code == "" {
-		t.Fatalf("error without error/code: %s", r.body)
-	}
-	return e.Code
-}
+type resp = apitest.Response
 
 func (e *restEnv) do(method, path string, body any) resp {
 	e.t.Helper()
@@ -173,9 +154,7 @@ func (e *restEnv) do(method, path string, body any) resp {
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return resp{status: res.StatusCode, body: b}
+	return apitest.Read(e.t, res)
 }
 
 var crdDir = filepath.Join("..", "..", "..", "..", "api", "crds")

@@ -122,17 +122,17 @@ func TestLibraryOnNode(t *testing.T) {
 	})
 	e := serveOnNode(t, c, ns, &library.Client{BaseURL: lib.url, HTTP: &http.Client{Timeout: time.Minute}})
 
-	if r := e.do("POST", "/api/workspaces", map[string]any{"name": "x", "template": "nope"}); r.status != 404 || r.code(t) != "not_found" {
-		t.Errorf("an unknown template: %d %s, want 404", r.status, r.body)
+	if r := e.do("POST", "/api/workspaces", map[string]any{"name": "x", "template": "nope"}); r.Status != 404 || r.Code(t) != "not_found" {
+		t.Errorf("an unknown template: %d %s, want 404", r.Status, r.Body)
 	}
 	var ws Workspace
 	r := e.do("POST", "/api/workspaces", map[string]any{
 		"name": "from-template", "template": "py", "tools": []string{"now"}, "env_vars": map[string]string{"KEEP": "request"},
 	})
-	if r.status != 200 {
-		t.Fatalf("create from a template: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("create from a template: %d %s", r.Status, r.Body)
 	}
-	r.decode(t, &ws)
+	r.Decode(t, &ws)
 	if ws.WorkspaceType != "container" || *ws.Template != "py" || ws.EnvVars["LANG_HINT"] != "python" || ws.EnvVars["KEEP"] != "request" ||
 		len(ws.Skills) != 1 || ws.Skills[0] != "greet" || !strings.Contains(*ws.InitScript, "# === gone === (skipped") {
 		t.Errorf("the template was not applied: %+v (init script %q)", ws, *ws.InitScript)
@@ -142,7 +142,7 @@ func TestLibraryOnNode(t *testing.T) {
 	sh := func(cmd string) string {
 		t.Helper()
 		var out ExecResponse
-		e.do("POST", "/api/workspaces/"+ws.ID+"/exec", map[string]any{"command": cmd}).decode(t, &out)
+		e.do("POST", "/api/workspaces/"+ws.ID+"/exec", map[string]any{"command": cmd}).Decode(t, &out)
 		return out.Stdout
 	}
 	if got := sh("cat fragment.txt template.txt; echo $LANG_HINT"); got != "from-fragment\nfrom-template\npython\n" {
@@ -162,8 +162,8 @@ func TestLibraryOnNode(t *testing.T) {
 	})
 
 	// The spec changes: review comes, greet goes.
-	if r := e.do("PUT", "/api/workspaces/"+ws.ID, map[string]any{"skills": []string{"review"}}); r.status != 200 {
-		t.Fatalf("update skills: %d %s", r.status, r.body)
+	if r := e.do("PUT", "/api/workspaces/"+ws.ID, map[string]any{"skills": []string{"review"}}); r.Status != 200 {
+		t.Fatalf("update skills: %d %s", r.Status, r.Body)
 	}
 	waitUntilREST(t, "review in, greet out", func() bool {
 		return sh("ls .claude/skills .opencode/skill | sort -u | grep -v :") == "\nreview\n"
@@ -172,8 +172,8 @@ func TestLibraryOnNode(t *testing.T) {
 	// POST /sync answers once the workspace has the library's latest.
 	lib.put("skill/review", skillDoc("review", "Review the diff carefully."))
 	r = e.do("POST", "/api/workspaces/"+ws.ID+"/sync", nil)
-	if r.status != 200 {
-		t.Fatalf("sync: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("sync: %d %s", r.Status, r.Body)
 	}
 	if got := sh("cat .opencode/skill/review/SKILL.md"); !strings.Contains(got, "carefully") {
 		t.Errorf("after POST /sync the skill is %q", got)
@@ -183,12 +183,12 @@ func TestLibraryOnNode(t *testing.T) {
 	waitStatus(t, e, DefaultID, "ready")
 	var out ExecResponse
 	waitUntilREST(t, "all skills in the default workspace", func() bool {
-		e.do("POST", "/api/workspaces/"+DefaultID+"/exec", map[string]any{"command": "ls .claude/skills"}).decode(t, &out)
+		e.do("POST", "/api/workspaces/"+DefaultID+"/exec", map[string]any{"command": "ls .claude/skills"}).Decode(t, &out)
 		return strings.Contains(out.Stdout, "greet") && strings.Contains(out.Stdout, "review")
 	})
 	lib.delete("skill/greet")
 	waitUntilREST(t, "a deleted skill leaves the default workspace", func() bool {
-		e.do("POST", "/api/workspaces/"+DefaultID+"/exec", map[string]any{"command": "ls .claude/skills"}).decode(t, &out)
+		e.do("POST", "/api/workspaces/"+DefaultID+"/exec", map[string]any{"command": "ls .claude/skills"}).Decode(t, &out)
 		return !strings.Contains(out.Stdout, "greet")
 	})
 
@@ -196,8 +196,8 @@ func TestLibraryOnNode(t *testing.T) {
 	_ = lib.cmd.Process.Kill()
 	_ = lib.cmd.Wait()
 	start := time.Now()
-	if r := e.do("POST", "/api/workspaces/"+ws.ID+"/sync", nil); r.status != 503 || r.code(t) != "library_unavailable" {
-		t.Errorf("sync without a library: %d %s", r.status, r.body)
+	if r := e.do("POST", "/api/workspaces/"+ws.ID+"/sync", nil); r.Status != 503 || r.Code(t) != "library_unavailable" {
+		t.Errorf("sync without a library: %d %s", r.Status, r.Body)
 	} else if time.Since(start) > 30*time.Second {
 		t.Errorf("the failed sync took %s to answer", time.Since(start))
 	}

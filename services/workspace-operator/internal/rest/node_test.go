@@ -65,7 +65,7 @@ func waitStatus(t *testing.T, e *restEnv, id, want string) Workspace {
 	start := time.Now()
 	for {
 		var ws Workspace
-		e.do("GET", "/api/workspaces/"+id, nil).decode(t, &ws)
+		e.do("GET", "/api/workspaces/"+id, nil).Decode(t, &ws)
 		if ws.Status == want {
 			t.Logf("status %s after %v", want, time.Since(start).Round(time.Millisecond))
 			return ws
@@ -88,20 +88,20 @@ func TestExecOnNode(t *testing.T) {
 		"env_vars":    map[string]string{"GREETING": "hi"},
 		"init_script": "#!/bin/sh\necho setting up\nmkdir -p /workspace/sub\n",
 	})
-	if r.status != 200 {
-		t.Fatalf("create: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
-	r.decode(t, &ws)
+	r.Decode(t, &ws)
 	waitStatus(t, e, ws.ID, "ready")
 
 	exec := func(body map[string]any) ExecResponse {
 		t.Helper()
 		r := e.do("POST", "/api/workspaces/"+ws.ID+"/exec", body)
-		if r.status != 200 {
-			t.Fatalf("exec %v: %d %s", body["command"], r.status, r.body)
+		if r.Status != 200 {
+			t.Fatalf("exec %v: %d %s", body["command"], r.Status, r.Body)
 		}
 		var out ExecResponse
-		r.decode(t, &out)
+		r.Decode(t, &out)
 		return out
 	}
 	if out := exec(map[string]any{"command": "echo out; echo err >&2; exit 3"}); out.ExitCode != 3 || out.Stdout != "out\n" || out.Stderr != "err\n" {
@@ -122,7 +122,7 @@ func TestExecOnNode(t *testing.T) {
 		Content    string `json:"content"`
 		TotalLines int    `json:"total_lines"`
 	}
-	e.do("GET", "/api/workspaces/"+ws.ID+"/init-log", nil).decode(t, &l)
+	e.do("GET", "/api/workspaces/"+ws.ID+"/init-log", nil).Decode(t, &l)
 	if !l.Exists || !strings.Contains(l.Content, "setting up") {
 		t.Errorf("init log: %+v", l)
 	}
@@ -132,17 +132,17 @@ func TestExecOnNode(t *testing.T) {
 		Runs     int  `json:"runs"`
 	}
 	r = e.do("POST", "/api/workspaces/"+ws.ID+"/rerun-init", nil)
-	r.decode(t, &rerun)
-	if r.status != 200 || !rerun.Success || rerun.ExitCode == nil || *rerun.ExitCode != 0 || rerun.Runs != 2 {
-		t.Errorf("rerun-init: %d %s", r.status, r.body)
+	r.Decode(t, &rerun)
+	if r.Status != 200 || !rerun.Success || rerun.ExitCode == nil || *rerun.ExitCode != 0 || rerun.Runs != 2 {
+		t.Errorf("rerun-init: %d %s", r.Status, r.Body)
 	}
-	e.do("GET", "/api/workspaces/"+ws.ID+"/init-log", nil).decode(t, &l)
+	e.do("GET", "/api/workspaces/"+ws.ID+"/init-log", nil).Decode(t, &l)
 	if strings.Count(l.Content, "setting up") != 2 {
 		t.Errorf("the init log does not show both runs:\n%s", l.Content)
 	}
 
 	var st StatsResponse
-	e.do("GET", "/api/stats", nil).decode(t, &st)
+	e.do("GET", "/api/stats", nil).Decode(t, &st)
 	if st.Workspaces["ready"] < 1 || len(st.PerSpace) < 1 || st.MemoryUsed <= 0 || st.DiskTotal <= 0 || st.CPUSeconds <= 0 {
 		t.Errorf("stats = %+v", st)
 	}
@@ -154,16 +154,16 @@ func TestExecOnNode(t *testing.T) {
 func TestProcessesOnNode(t *testing.T) {
 	e := startOnNode(t)
 	var ws Workspace
-	e.do("POST", "/api/workspaces", map[string]any{"name": "procs", "workspace_type": "container", "distro": "debian-bookworm"}).decode(t, &ws)
+	e.do("POST", "/api/workspaces", map[string]any{"name": "procs", "workspace_type": "container", "distro": "debian-bookworm"}).Decode(t, &ws)
 	waitStatus(t, e, ws.ID, "ready")
 	base := "/api/workspaces/" + ws.ID + "/processes"
 
 	r := e.do("POST", base, map[string]any{"id": "turn-1", "command": "for i in 1 2 3; do echo line $i; sleep 0.2; done; exit 4"})
-	if r.status != 201 {
-		t.Fatalf("start: %d %s", r.status, r.body)
+	if r.Status != 201 {
+		t.Fatalf("start: %d %s", r.Status, r.Body)
 	}
-	if r := e.do("POST", base, map[string]any{"id": "turn-1", "command": "true"}); r.status != 409 {
-		t.Errorf("a second process with the same id: %d, want 409", r.status)
+	if r := e.do("POST", base, map[string]any{"id": "turn-1", "command": "true"}); r.Status != 409 {
+		t.Errorf("a second process with the same id: %d, want 409", r.Status)
 	}
 	events := e.ndjson(base + "/turn-1/output?offset=0&follow=true")
 	var text string
@@ -184,27 +184,27 @@ func TestProcessesOnNode(t *testing.T) {
 	}
 
 	e.do("POST", base, map[string]any{"id": "sleeper", "argv": []string{"sleep", "600"}})
-	if r := e.do("DELETE", base+"/sleeper", nil); r.status != 409 {
-		t.Errorf("deleting a running process: %d, want 409", r.status)
+	if r := e.do("DELETE", base+"/sleeper", nil); r.Status != 409 {
+		t.Errorf("deleting a running process: %d, want 409", r.Status)
 	}
-	if r := e.do("POST", base+"/sleeper/signal", map[string]any{"signal": "TERM"}); r.status != 204 {
-		t.Fatalf("signal: %d %s", r.status, r.body)
+	if r := e.do("POST", base+"/sleeper/signal", map[string]any{"signal": "TERM"}); r.Status != 204 {
+		t.Fatalf("signal: %d %s", r.Status, r.Body)
 	}
 	waitUntilREST(t, "the sleeper to end", func() bool {
 		var p struct{ Running bool }
-		e.do("GET", base+"/sleeper", nil).decode(t, &p)
+		e.do("GET", base+"/sleeper", nil).Decode(t, &p)
 		return !p.Running
 	})
 	var list struct{ Processes []struct{ ID string } }
-	e.do("GET", base, nil).decode(t, &list)
+	e.do("GET", base, nil).Decode(t, &list)
 	if len(list.Processes) != 2 {
 		t.Errorf("list: %+v", list)
 	}
-	if r := e.do("DELETE", base+"/sleeper", nil); r.status != 204 {
-		t.Errorf("delete: %d %s", r.status, r.body)
+	if r := e.do("DELETE", base+"/sleeper", nil); r.Status != 204 {
+		t.Errorf("delete: %d %s", r.Status, r.Body)
 	}
-	if r := e.do("GET", base+"/nope", nil); r.status != 404 {
-		t.Errorf("unknown process: %d, want 404", r.status)
+	if r := e.do("GET", base+"/nope", nil); r.Status != 404 {
+		t.Errorf("unknown process: %d, want 404", r.Status)
 	}
 }
 
@@ -226,19 +226,19 @@ func TestHostOnNode(t *testing.T) {
 	e := startOnNode(t)
 	waitStatus(t, e, DefaultID, "ready")
 	var alpha, beta Workspace
-	e.do("POST", "/api/workspaces", map[string]any{"name": "alpha", "env_vars": map[string]string{"WHO": "alpha"}}).decode(t, &alpha)
-	e.do("POST", "/api/workspaces", map[string]any{"name": "beta", "path": "/workspaces/team/beta"}).decode(t, &beta)
+	e.do("POST", "/api/workspaces", map[string]any{"name": "alpha", "env_vars": map[string]string{"WHO": "alpha"}}).Decode(t, &alpha)
+	e.do("POST", "/api/workspaces", map[string]any{"name": "beta", "path": "/workspaces/team/beta"}).Decode(t, &beta)
 	waitStatus(t, e, alpha.ID, "ready")
 	waitStatus(t, e, beta.ID, "ready")
 
 	exec := func(id string, body map[string]any) ExecResponse {
 		t.Helper()
 		r := e.do("POST", "/api/workspaces/"+id+"/exec", body)
-		if r.status != 200 {
-			t.Fatalf("exec %v: %d %s", body["command"], r.status, r.body)
+		if r.Status != 200 {
+			t.Fatalf("exec %v: %d %s", body["command"], r.Status, r.Body)
 		}
 		var out ExecResponse
-		r.decode(t, &out)
+		r.Decode(t, &out)
 		return out
 	}
 	if out := exec(alpha.ID, map[string]any{"command": "pwd; echo $WHO; echo note > mine.txt"}); out.Stdout != alpha.Path+"\nalpha\n" || out.ExitCode != 0 {
@@ -250,15 +250,15 @@ func TestHostOnNode(t *testing.T) {
 	if out := exec(DefaultID, map[string]any{"command": "cat alpha/mine.txt", "cwd": "/workspaces"}); out.Stdout != "note\n" {
 		t.Errorf("the default host workspace spans the host root: %+v", out)
 	}
-	if r := e.do("POST", "/api/workspaces/"+beta.ID+"/exec", map[string]any{"command": "true", "cwd": "../../alpha"}); r.status != 400 {
-		t.Errorf("cwd escaping beta: %d, want 400", r.status)
+	if r := e.do("POST", "/api/workspaces/"+beta.ID+"/exec", map[string]any{"command": "true", "cwd": "../../alpha"}); r.Status != 400 {
+		t.Errorf("cwd escaping beta: %d, want 400", r.Status)
 	}
 
 	// The same process id in two host workspaces: two processes, each
 	// listed and read only through its own workspace.
 	for _, ws := range []Workspace{alpha, beta} {
-		if r := e.do("POST", "/api/workspaces/"+ws.ID+"/processes", map[string]any{"id": "turn", "command": "pwd"}); r.status != 201 {
-			t.Fatalf("start in %s: %d %s", ws.Name, r.status, r.body)
+		if r := e.do("POST", "/api/workspaces/"+ws.ID+"/processes", map[string]any{"id": "turn", "command": "pwd"}); r.Status != 201 {
+			t.Fatalf("start in %s: %d %s", ws.Name, r.Status, r.Body)
 		}
 	}
 	for _, ws := range []Workspace{alpha, beta} {
@@ -272,13 +272,13 @@ func TestHostOnNode(t *testing.T) {
 			t.Errorf("%s's process printed %q", ws.Name, text)
 		}
 		var list struct{ Processes []struct{ ID string } }
-		e.do("GET", "/api/workspaces/"+ws.ID+"/processes", nil).decode(t, &list)
+		e.do("GET", "/api/workspaces/"+ws.ID+"/processes", nil).Decode(t, &list)
 		if len(list.Processes) != 1 || list.Processes[0].ID != "turn" {
 			t.Errorf("%s lists %+v, want just its own turn", ws.Name, list.Processes)
 		}
 	}
-	if r := e.do("DELETE", "/api/workspaces/"+alpha.ID, nil); r.status != 200 {
-		t.Fatalf("delete alpha: %d", r.status)
+	if r := e.do("DELETE", "/api/workspaces/"+alpha.ID, nil); r.Status != 200 {
+		t.Fatalf("delete alpha: %d", r.Status)
 	}
 	if out := exec(beta.ID, map[string]any{"command": "echo still here"}); out.Stdout != "still here\n" {
 		t.Errorf("beta after alpha's deletion: %+v", out)

@@ -112,20 +112,20 @@ func TestLeastPrivilege(t *testing.T) {
 	var ws Workspace
 	waitUntilREST(t, "the default workspace", func() bool {
 		r := e.do("GET", "/api/workspaces/"+DefaultID, nil)
-		return r.status == 200
+		return r.Status == 200
 	})
 	r2 := e.do("POST", "/api/workspaces", map[string]any{"name": "rbac", "workspace_type": "container", "env_vars": map[string]string{"A": "1"}})
-	if r2.status != 200 {
-		t.Fatalf("create as the restricted operator: %d %s", r2.status, r2.body)
+	if r2.Status != 200 {
+		t.Fatalf("create as the restricted operator: %d %s", r2.Status, r2.Body)
 	}
-	r2.decode(t, &ws)
+	r2.Decode(t, &ws)
 	// The controller (as the restricted user) makes the children and
 	// writes status; Events are recorded.
 	waitUntilREST(t, "the pod and status", func() bool {
 		var pods corev1.PodList
 		_ = kube.Client.List(ctx, &pods, client.InNamespace(ns))
 		var got Workspace
-		e.do("GET", "/api/workspaces/"+ws.ID, nil).decode(t, &got)
+		e.do("GET", "/api/workspaces/"+ws.ID, nil).Decode(t, &got)
 		// The workspace's Pod and the host runtime's (for the default
 		// host workspace): both made as the restricted user.
 		return len(pods.Items) == 2 && got.Status == "pending"
@@ -135,14 +135,14 @@ func TestLeastPrivilege(t *testing.T) {
 		_ = kube.Client.List(ctx, &evs, client.InNamespace(ns))
 		return len(evs.Items) > 0
 	})
-	if r := e.do("PUT", "/api/workspaces/"+ws.ID, map[string]any{"name": "renamed"}); r.status != 200 {
-		t.Errorf("update: %d %s", r.status, r.body)
+	if r := e.do("PUT", "/api/workspaces/"+ws.ID, map[string]any{"name": "renamed"}); r.Status != 200 {
+		t.Errorf("update: %d %s", r.Status, r.Body)
 	}
-	if r := e.do("POST", "/api/workspaces/"+ws.ID+"/build", map[string]any{"rebuild": true}); r.status != 200 {
-		t.Errorf("build: %d %s", r.status, r.body)
+	if r := e.do("POST", "/api/workspaces/"+ws.ID+"/build", map[string]any{"rebuild": true}); r.Status != 200 {
+		t.Errorf("build: %d %s", r.Status, r.Body)
 	}
-	if r := e.do("DELETE", "/api/workspaces/"+ws.ID, nil); r.status != 200 {
-		t.Errorf("delete: %d %s", r.status, r.body)
+	if r := e.do("DELETE", "/api/workspaces/"+ws.ID, nil); r.Status != 200 {
+		t.Errorf("delete: %d %s", r.Status, r.Body)
 	}
 	select {
 	case err := <-mgrErr:

@@ -32,7 +32,7 @@ func TestWorkspaceCRUD(t *testing.T) {
 
 	// The default host workspace always exists, with the nil UUID.
 	var list []Workspace
-	e.do("GET", "/api/workspaces", nil).decode(t, &list)
+	e.do("GET", "/api/workspaces", nil).Decode(t, &list)
 	if len(list) != 1 || list[0].ID != DefaultID || list[0].Name != "host" || list[0].WorkspaceType != "host" {
 		t.Fatalf("list = %+v, want just the default host workspace", list)
 	}
@@ -41,11 +41,11 @@ func TestWorkspaceCRUD(t *testing.T) {
 		"name": "My Project", "workspace_type": "container", "distro": "bookworm",
 		"env_vars": map[string]string{"KEY": "VALUE"}, "init_script": "#!/bin/bash\napt install -y nodejs", "skills": []string{"skill-1"},
 	})
-	if r.status != 200 {
-		t.Fatalf("create: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
 	var created Workspace
-	r.decode(t, &created)
+	r.Decode(t, &created)
 	if created.Name != "My Project" || created.WorkspaceType != "container" || *created.Distro != "debian-bookworm" ||
 		created.Status != "pending" || created.EnvVars["KEY"] != "VALUE" || created.Skills[0] != "skill-1" || created.Path != "/workspace" {
 		t.Errorf("created = %+v", created)
@@ -76,37 +76,37 @@ func TestWorkspaceCRUD(t *testing.T) {
 	eventuallyListed(t, e, string(applied.UID))
 
 	var got Workspace
-	e.do("GET", "/api/workspaces/"+created.ID, nil).decode(t, &got)
+	e.do("GET", "/api/workspaces/"+created.ID, nil).Decode(t, &got)
 	if got.ID != created.ID || got.CreatedAt == "" {
 		t.Errorf("get = %+v", got)
 	}
-	e.do("GET", "/api/workspaces", nil).decode(t, &list)
+	e.do("GET", "/api/workspaces", nil).Decode(t, &list)
 	if len(list) != 3 || list[0].ID != DefaultID || list[1].Name != "applied" || list[2].Name != "My Project" {
 		t.Errorf("list order = %v; want host first, then by name", names(list))
 	}
 
 	r = e.do("PUT", "/api/workspaces/"+created.ID, map[string]any{"name": "Renamed", "env_vars": map[string]string{"A": "1"}, "init_script": ""})
 	var updated Workspace
-	r.decode(t, &updated)
-	if r.status != 200 || updated.Name != "Renamed" || len(updated.EnvVars) != 1 || updated.InitScript != nil || updated.Skills[0] != "skill-1" {
-		t.Errorf("update: %d %+v", r.status, updated)
+	r.Decode(t, &updated)
+	if r.Status != 200 || updated.Name != "Renamed" || len(updated.EnvVars) != 1 || updated.InitScript != nil || updated.Skills[0] != "skill-1" {
+		t.Errorf("update: %d %+v", r.Status, updated)
 	}
 
 	r = e.do("POST", "/api/workspaces/"+created.ID+"/build", map[string]any{"distro": "ubuntu-jammy", "rebuild": true})
 	var built Workspace
-	r.decode(t, &built)
-	if r.status != 200 || built.Status != "building" || *built.Distro != "ubuntu-jammy" {
-		t.Errorf("build: %d %+v", r.status, built)
+	r.Decode(t, &built)
+	if r.Status != 200 || built.Status != "building" || *built.Distro != "ubuntu-jammy" {
+		t.Errorf("build: %d %+v", r.Status, built)
 	}
 	if err := e.client.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil || obj.Spec.Rebuild != 1 {
 		t.Errorf("build did not bump spec.rebuild: %d %v", obj.Spec.Rebuild, err)
 	}
 
-	if r := e.do("DELETE", "/api/workspaces/"+DefaultID, nil); r.status != 400 {
-		t.Errorf("deleting the default workspace: %d, want 400", r.status)
+	if r := e.do("DELETE", "/api/workspaces/"+DefaultID, nil); r.Status != 400 {
+		t.Errorf("deleting the default workspace: %d, want 400", r.Status)
 	}
-	if r := e.do("DELETE", "/api/workspaces/"+created.ID, nil); r.status != 200 {
-		t.Fatalf("delete: %d %s", r.status, r.body)
+	if r := e.do("DELETE", "/api/workspaces/"+created.ID, nil); r.Status != 200 {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
 	}
 	eventuallyGone(t, e, created.ID)
 }
@@ -122,7 +122,7 @@ func names(list []Workspace) []string {
 func eventuallyListed(t *testing.T, e *restEnv, id string) {
 	t.Helper()
 	for range 100 {
-		if r := e.do("GET", "/api/workspaces/"+id, nil); r.status == 200 {
+		if r := e.do("GET", "/api/workspaces/"+id, nil); r.Status == 200 {
 			return
 		}
 		sleep()
@@ -133,7 +133,7 @@ func eventuallyListed(t *testing.T, e *restEnv, id string) {
 func eventuallyGone(t *testing.T, e *restEnv, id string) {
 	t.Helper()
 	for range 100 {
-		if r := e.do("GET", "/api/workspaces/"+id, nil); r.status == 404 {
+		if r := e.do("GET", "/api/workspaces/"+id, nil); r.Status == 404 {
 			return
 		}
 		sleep()
@@ -144,9 +144,9 @@ func eventuallyGone(t *testing.T, e *restEnv, id string) {
 func TestBadInput(t *testing.T) {
 	e := startOnAPIServer(t)
 	var c Workspace
-	e.do("POST", "/api/workspaces", map[string]any{"name": "box", "workspace_type": "container"}).decode(t, &c)
+	e.do("POST", "/api/workspaces", map[string]any{"name": "box", "workspace_type": "container"}).Decode(t, &c)
 	var host Workspace
-	e.do("POST", "/api/workspaces", map[string]any{"name": "dir", "path": "/workspaces/dir/"}).decode(t, &host)
+	e.do("POST", "/api/workspaces", map[string]any{"name": "dir", "path": "/workspaces/dir/"}).Decode(t, &host)
 	if *c.Distro != "ubuntu-noble" || host.Path != "/workspaces/dir" || host.Distro != nil {
 		t.Fatalf("defaults: container distro %v, host %+v", c.Distro, host)
 	}
@@ -192,8 +192,8 @@ func TestBadInput(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			r := e.do(tc.method, tc.path, tc.body)
-			if r.status != tc.want || r.code(t) != tc.code {
-				t.Errorf("got %d %s, want %d %s", r.status, r.body, tc.want, tc.code)
+			if r.Status != tc.want || r.Code(t) != tc.code {
+				t.Errorf("got %d %s, want %d %s", r.Status, r.Body, tc.want, tc.code)
 			}
 		})
 	}
@@ -201,19 +201,19 @@ func TestBadInput(t *testing.T) {
 	var l struct {
 		Exists bool `json:"exists"`
 	}
-	if r := e.do("GET", "/api/workspaces/"+host.ID+"/init-log", nil); r.status != 200 {
-		t.Errorf("init-log of a host workspace: %d", r.status)
-	} else if r.decode(t, &l); l.Exists {
+	if r := e.do("GET", "/api/workspaces/"+host.ID+"/init-log", nil); r.Status != 200 {
+		t.Errorf("init-log of a host workspace: %d", r.Status)
+	} else if r.Decode(t, &l); l.Exists {
 		t.Error("a host workspace has no init log")
 	}
-	if r := e.do("GET", "/api/workspaces/"+c.ID+"/debug", nil); r.status != 200 {
-		t.Errorf("debug: %d %s", r.status, r.body)
+	if r := e.do("GET", "/api/workspaces/"+c.ID+"/debug", nil); r.Status != 200 {
+		t.Errorf("debug: %d %s", r.Status, r.Body)
 	}
 
 	e.token = ""
 	for _, p := range []string{"/api/workspaces", "/api/workspaces/" + c.ID} {
-		if r := e.do("GET", p, nil); r.status != http.StatusUnauthorized {
-			t.Errorf("GET %s without a token: %d, want 401", p, r.status)
+		if r := e.do("GET", p, nil); r.Status != http.StatusUnauthorized {
+			t.Errorf("GET %s without a token: %d, want 401", p, r.Status)
 		}
 	}
 }
