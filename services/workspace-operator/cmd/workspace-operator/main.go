@@ -126,6 +126,9 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: cfg.Namespace,
 		DefaultDistro: cfg.DefaultDistro, AgentPort: cfg.AgentPort, Log: log, Library: lib,
 	}
+	if err := rest.IndexWorkspaces(ctx, mgr.GetFieldIndexer()); err != nil {
+		return fmt.Errorf("workspace index: %w", err)
+	}
 	h.Register(srv.Engine, authn.NewAuthenticator(verifier, cfg.AuthDevMode, log).Require(authn.RoleUser, authn.RoleAdmin, authn.RoleService))
 	if err := mgr.Add(rest.Runnable{Server: srv}); err != nil {
 		return err

@@ -75,6 +75,18 @@ func (h *Handler) list(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// uidIndex finds a Workspace in the cache by its REST id without listing
+// every workspace on each request.
+const uidIndex = "metadata.uid"
+
+// IndexWorkspaces registers the cache index the handler looks ids up by;
+// call it before the manager starts.
+func IndexWorkspaces(ctx context.Context, indexer client.FieldIndexer) error {
+	return indexer.IndexField(ctx, &v1alpha1.Workspace{}, uidIndex, func(o client.Object) []string {
+		return []string{string(o.GetUID())}
+	})
+}
+
 // find resolves a REST id (metadata.uid, or the nil UUID for the default
 // host workspace). Anything else is a 404.
 func (h *Handler) find(c *gin.Context) (*v1alpha1.Workspace, bool) {
@@ -85,12 +97,20 @@ func (h *Handler) find(c *gin.Context) (*v1alpha1.Workspace, bool) {
 			return ws, true
 		}
 	} else {
-		// The cache first; on a miss the API server, since a workspace
-		// created a moment ago may not have reached the cache yet (a
-		// client reading what it just made must not get a 404).
-		for _, r := range []client.Reader{h.Client, h.Reader} {
+		// The cache's index first; on a miss the API server (which cannot
+		// select by uid), since a workspace created a moment ago may not
+		// have reached the cache yet: a client reading what it just made
+		// must not get a 404.
+		lookups := []struct {
+			r    client.Reader
+			opts []client.ListOption
+		}{
+			{h.Client, []client.ListOption{client.InNamespace(h.Namespace), client.MatchingFields{uidIndex: id}}},
+			{h.Reader, []client.ListOption{client.InNamespace(h.Namespace)}},
+		}
+		for _, l := range lookups {
 			var wl v1alpha1.WorkspaceList
-			if err := r.List(c, &wl, client.InNamespace(h.Namespace)); err != nil {
+			if err := l.r.List(c, &wl, l.opts...); err != nil {
 				apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
 				return nil, false
 			}

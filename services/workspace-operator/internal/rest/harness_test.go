@@ -90,6 +90,9 @@ func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manage
 	verifier := authn.NewVerifier(staticKey{pub}, authn.VerifierOptions{Issuer: "sortie-auth", Audience: "sortie"})
 	h := &Handler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns,
 		DefaultDistro: v1alpha1.DistroUbuntuNoble, AgentPort: 7070, Log: log}
+	if err := IndexWorkspaces(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		t.Fatal(err)
+	}
 	h.Register(srv.Engine, authn.NewAuthenticator(verifier, false, log).Require())
 	if err := mgr.Add(EnsureDefault{Client: mgr.GetClient(), Namespace: ns, Log: log}); err != nil {
 		t.Fatal(err)

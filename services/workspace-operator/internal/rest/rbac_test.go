@@ -92,6 +92,9 @@ func TestLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &Handler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, DefaultDistro: cfg.DefaultDistro, AgentPort: 7070, Log: log}
+	if err := IndexWorkspaces(ctx, mgr.GetFieldIndexer()); err != nil {
+		t.Fatal(err)
+	}
 	h.Register(srv.Engine, authn.NewAuthenticator(nil, true, log).Require())
 	if err := mgr.Add(EnsureDefault{Client: mgr.GetClient(), Namespace: ns, Log: log}); err != nil {
 		t.Fatal(err)
