@@ -124,7 +124,7 @@ func nonEmpty(s *string) *string {
 
 // mission loads the caller's mission named by :id, answering 404 itself.
 func (h *Handler) mission(c *gin.Context) (*missions.Mission, bool) {
-	m, err := h.Missions.Get(c, user(c), c.Param("id"))
+	m, err := h.Missions.Get(c.Request.Context(), user(c), c.Param("id"))
 	if errors.Is(err, missions.ErrNotFound) {
 		apierror.Respond(c, apierror.NotFound("mission %s not found", c.Param("id")))
 		return nil, false
@@ -176,7 +176,7 @@ func (h *Handler) newMission(c *gin.Context, uid string, req createRequest) (*mi
 	if w := nonEmpty(req.WorkspaceID); w != nil {
 		m.WorkspaceID = *w
 	}
-	ws, err := h.Workspaces.Get(c, m.WorkspaceID)
+	ws, err := h.Workspaces.Get(c.Request.Context(), m.WorkspaceID)
 	switch {
 	case errors.Is(err, workspaces.ErrNotFound):
 		return nil, apierror.BadRequest("unknown workspace %q", m.WorkspaceID)
@@ -190,10 +190,10 @@ func (h *Handler) newMission(c *gin.Context, uid string, req createRequest) (*mi
 	if m.Backend == "claudecode" {
 		m.SessionID = missions.NewID()
 	}
-	if err := h.Missions.Create(c, m); err != nil {
+	if err := h.Missions.Create(c.Request.Context(), m); err != nil {
 		return nil, err
 	}
-	if err := h.Missions.SetCurrent(c, uid, m.ID); err != nil {
+	if err := h.Missions.SetCurrent(c.Request.Context(), uid, m.ID); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -204,7 +204,7 @@ func (h *Handler) listMissions(c *gin.Context) {
 	if !ok {
 		return
 	}
-	list, total, err := h.Missions.List(c, user(c), limit, offset)
+	list, total, err := h.Missions.List(c.Request.Context(), user(c), limit, offset)
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -235,7 +235,7 @@ func paging(c *gin.Context, def, maxLimit int) (int, int, bool) {
 }
 
 func (h *Handler) withHistory(c *gin.Context, m *missions.Mission) (*missions.Mission, error) {
-	evs, err := h.Events.Replay(c, m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0)
+	evs, err := h.Events.Replay(c.Request.Context(), m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +273,7 @@ func (h *Handler) getMission(c *gin.Context) {
 }
 
 func (h *Handler) currentMission(c *gin.Context) {
-	id, err := h.Missions.Current(c, user(c))
+	id, err := h.Missions.Current(c.Request.Context(), user(c))
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -282,7 +282,7 @@ func (h *Handler) currentMission(c *gin.Context) {
 		c.JSON(http.StatusOK, nil)
 		return
 	}
-	m, err := h.Missions.Get(c, user(c), id)
+	m, err := h.Missions.Get(c.Request.Context(), user(c), id)
 	if errors.Is(err, missions.ErrNotFound) {
 		c.JSON(http.StatusOK, nil)
 		return
@@ -303,7 +303,7 @@ func (h *Handler) loadMission(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := h.Missions.SetCurrent(c, user(c), m.ID); err != nil {
+	if err := h.Missions.SetCurrent(c.Request.Context(), user(c), m.ID); err != nil {
 		apierror.Respond(c, err)
 		return
 	}
@@ -320,7 +320,7 @@ func (h *Handler) deleteMission(c *gin.Context) {
 	if !ok {
 		return
 	}
-	run, err := h.Control.Run(c, m.ID)
+	run, err := h.Control.Run(c.Request.Context(), m.ID)
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -331,9 +331,9 @@ func (h *Handler) deleteMission(c *gin.Context) {
 	}
 	uid := user(c)
 	for _, fn := range []func() error{
-		func() error { return h.Control.DeleteMission(c, uid, m.ID) },
-		func() error { return h.Events.DeleteMission(c, m.ID) },
-		func() error { return h.Missions.Delete(c, uid, m.ID) },
+		func() error { return h.Control.DeleteMission(c.Request.Context(), uid, m.ID) },
+		func() error { return h.Events.DeleteMission(c.Request.Context(), m.ID) },
+		func() error { return h.Missions.Delete(c.Request.Context(), uid, m.ID) },
 	} {
 		if err := fn(); err != nil {
 			apierror.Respond(c, err)
@@ -345,7 +345,7 @@ func (h *Handler) deleteMission(c *gin.Context) {
 
 // append stores an event the API emits (outside a run).
 func (h *Handler) append(c *gin.Context, e event.Event) error {
-	_, _, err := h.Events.Append(c, e, events.AppendOptions{UserID: user(c)})
+	_, _, err := h.Events.Append(c.Request.Context(), e, events.AppendOptions{UserID: user(c)})
 	return err
 }
 
@@ -366,7 +366,7 @@ func (h *Handler) setStatus(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if _, err := h.Missions.SetStatus(c, m.ID, st, ""); err != nil {
+	if _, err := h.Missions.SetStatus(c.Request.Context(), m.ID, st, ""); err != nil {
 		apierror.Respond(c, err)
 		return
 	}
@@ -399,7 +399,7 @@ func (h *Handler) message(c *gin.Context) {
 	if id := nonEmpty(req.MissionID); id != nil {
 		target = *id
 	} else {
-		cur, err := h.Missions.Current(c, uid)
+		cur, err := h.Missions.Current(c.Request.Context(), uid)
 		if err != nil {
 			apierror.Respond(c, err)
 			return
@@ -408,7 +408,7 @@ func (h *Handler) message(c *gin.Context) {
 	}
 	if target != "" {
 		var err error
-		m, err = h.Missions.Get(c, uid, target)
+		m, err = h.Missions.Get(c.Request.Context(), uid, target)
 		if errors.Is(err, missions.ErrNotFound) {
 			if nonEmpty(req.MissionID) != nil {
 				apierror.Respond(c, apierror.NotFound("mission %s not found", target))
@@ -429,7 +429,7 @@ func (h *Handler) message(c *gin.Context) {
 	}
 	if m.Title == nil {
 		if t := missions.TitleFrom(req.Content); t != "" {
-			_, _ = h.Missions.Update(c, m.ID, func(mm *missions.Mission) error {
+			_, _ = h.Missions.Update(c.Request.Context(), m.ID, func(mm *missions.Mission) error {
 				if mm.Title == nil {
 					mm.Title = &t
 				}
@@ -448,7 +448,7 @@ func (h *Handler) message(c *gin.Context) {
 
 // send queues a message, records its user_message and starts it if it can.
 func (h *Handler) send(c *gin.Context, uid string, msg control.Message) (bool, error) {
-	queued, err := h.Control.Enqueue(c, uid, msg, h.MaxRunningPerUser)
+	queued, err := h.Control.Enqueue(c.Request.Context(), uid, msg, h.MaxRunningPerUser)
 	if err != nil {
 		return false, err
 	}
@@ -463,21 +463,21 @@ func (h *Handler) send(c *gin.Context, uid string, msg control.Message) (bool, e
 
 func (h *Handler) cancelCurrent(c *gin.Context) {
 	uid := user(c)
-	cur, err := h.Missions.Current(c, uid)
+	cur, err := h.Missions.Current(c.Request.Context(), uid)
 	if err != nil {
 		apierror.Respond(c, err)
 		return
 	}
 	ok := false
 	if cur != "" {
-		if ok, err = h.Control.RequestCancel(c, cur); err != nil {
+		if ok, err = h.Control.RequestCancel(c.Request.Context(), cur); err != nil {
 			apierror.Respond(c, err)
 			return
 		}
 	}
 	if !ok {
 		// Nothing runs: say so on the stream, like the original.
-		_ = h.Events.Publish(c, uid, event.Event{Kind: event.KindError, Message: "No running task to cancel"})
+		_ = h.Events.Publish(c.Request.Context(), uid, event.Event{Kind: event.KindError, Message: "No running task to cancel"})
 	}
 	c.JSON(http.StatusOK, gin.H{"ok": true})
 }
@@ -487,7 +487,7 @@ func (h *Handler) cancelMission(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ok, err := h.Control.RequestCancel(c, m.ID)
+	ok, err := h.Control.RequestCancel(c.Request.Context(), m.ID)
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -516,7 +516,7 @@ func (h *Handler) resumeMission(c *gin.Context) {
 		return
 	}
 	uid := user(c)
-	if _, err := h.Missions.SetStatus(c, m.ID, missions.Active, ""); err != nil {
+	if _, err := h.Missions.SetStatus(c.Request.Context(), m.ID, missions.Active, ""); err != nil {
 		apierror.Respond(c, err)
 		return
 	}
@@ -524,7 +524,7 @@ func (h *Handler) resumeMission(c *gin.Context) {
 		apierror.Respond(c, err)
 		return
 	}
-	if err := h.Missions.SetCurrent(c, uid, m.ID); err != nil {
+	if err := h.Missions.SetCurrent(c.Request.Context(), uid, m.ID); err != nil {
 		apierror.Respond(c, err)
 		return
 	}
@@ -535,7 +535,7 @@ func (h *Handler) resumeMission(c *gin.Context) {
 			return
 		}
 	}
-	m, err := h.Missions.Get(c, uid, m.ID)
+	m, err := h.Missions.Get(c.Request.Context(), uid, m.ID)
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -548,7 +548,7 @@ func (h *Handler) resumeMission(c *gin.Context) {
 }
 
 func (h *Handler) queue(c *gin.Context) {
-	q, err := h.Control.Queue(c, user(c))
+	q, err := h.Control.Queue(c.Request.Context(), user(c))
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -557,7 +557,7 @@ func (h *Handler) queue(c *gin.Context) {
 }
 
 func (h *Handler) removeQueued(c *gin.Context) {
-	ok, err := h.Control.Remove(c, user(c), c.Param("id"))
+	ok, err := h.Control.Remove(c.Request.Context(), user(c), c.Param("id"))
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -566,17 +566,17 @@ func (h *Handler) removeQueued(c *gin.Context) {
 		apierror.Respond(c, apierror.NotFound("message %s is not in the queue", c.Param("id")))
 		return
 	}
-	_ = h.Runner.Snapshot(c, user(c))
+	_ = h.Runner.Snapshot(c.Request.Context(), user(c))
 	c.JSON(http.StatusOK, gin.H{"ok": true})
 }
 
 func (h *Handler) clearQueue(c *gin.Context) {
-	n, err := h.Control.Clear(c, user(c))
+	n, err := h.Control.Clear(c.Request.Context(), user(c))
 	if err != nil {
 		apierror.Respond(c, err)
 		return
 	}
-	_ = h.Runner.Snapshot(c, user(c))
+	_ = h.Runner.Snapshot(c.Request.Context(), user(c))
 	c.JSON(http.StatusOK, gin.H{"ok": true, "cleared": n})
 }
 
@@ -656,7 +656,7 @@ func (h *Handler) missionEvents(c *gin.Context) {
 	if !ok {
 		return
 	}
-	evs, err := h.Events.Replay(c, m.ID, kinds, limit, offset)
+	evs, err := h.Events.Replay(c.Request.Context(), m.ID, kinds, limit, offset)
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -685,12 +685,12 @@ func (h *Handler) stream(c *gin.Context) {
 	}
 	mission := c.Query("mission_id")
 	if mission != "" {
-		if _, err := h.Missions.Get(c, uid, mission); errors.Is(err, missions.ErrNotFound) {
+		if _, err := h.Missions.Get(c.Request.Context(), uid, mission); errors.Is(err, missions.ErrNotFound) {
 			apierror.Respond(c, apierror.NotFound("mission %s not found", mission))
 			return
 		}
 	}
-	snap, err := h.Runner.Status(c, uid)
+	snap, err := h.Runner.Status(c.Request.Context(), uid)
 	if err != nil {
 		apierror.Respond(c, err)
 		return

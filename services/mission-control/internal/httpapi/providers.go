@@ -14,7 +14,7 @@ import (
 )
 
 func (h *Handler) listProviders(c *gin.Context) {
-	list, err := h.Providers.List(c, c.Query("include_all") == "true")
+	list, err := h.Providers.List(c.Request.Context(), c.Query("include_all") == "true")
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -49,13 +49,13 @@ func (h *Handler) setProviderAuth(c *gin.Context) {
 	case key != nil && code != nil:
 		apierror.Respond(c, apierror.BadRequest("send api_key or code, not both"))
 	case key != nil:
-		if err := h.Providers.SetKey(c, id, *key); err != nil {
+		if err := h.Providers.SetKey(c.Request.Context(), id, *key); err != nil {
 			providerError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"success": true, "message": "API key saved"})
 	case code != nil:
-		exp, err := h.Providers.FinishOAuth(c, id, *code, strings.TrimSpace(req.State))
+		exp, err := h.Providers.FinishOAuth(c.Request.Context(), id, *code, strings.TrimSpace(req.State))
 		if err != nil {
 			providerError(c, err)
 			return
@@ -66,7 +66,7 @@ func (h *Handler) setProviderAuth(c *gin.Context) {
 		}
 		c.JSON(http.StatusOK, resp)
 	default:
-		start, err := h.Providers.StartOAuth(c, id)
+		start, err := h.Providers.StartOAuth(c.Request.Context(), id)
 		if err != nil {
 			providerError(c, err)
 			return
@@ -83,7 +83,7 @@ func (h *Handler) deleteProviderAuth(c *gin.Context) {
 	if !authnAdmin(c) {
 		return
 	}
-	if err := h.Providers.DeleteKey(c, c.Param("id")); err != nil {
+	if err := h.Providers.DeleteKey(c.Request.Context(), c.Param("id")); err != nil {
 		providerError(c, err)
 		return
 	}

@@ -63,7 +63,7 @@ func (h *Handler) Register(r gin.IRouter, auth gin.HandlerFunc) {
 
 func (h *Handler) list(c *gin.Context) {
 	var wl v1alpha1.WorkspaceList
-	if err := h.Client.List(c, &wl, client.InNamespace(h.Namespace)); err != nil {
+	if err := h.Client.List(c.Request.Context(), &wl, client.InNamespace(h.Namespace)); err != nil {
 		apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
 		return
 	}
@@ -93,7 +93,7 @@ func (h *Handler) find(c *gin.Context) (*v1alpha1.Workspace, bool) {
 	id := c.Param("id")
 	ws := &v1alpha1.Workspace{}
 	if id == DefaultID {
-		if err := h.Client.Get(c, client.ObjectKey{Namespace: h.Namespace, Name: DefaultName}, ws); err == nil {
+		if err := h.Client.Get(c.Request.Context(), client.ObjectKey{Namespace: h.Namespace, Name: DefaultName}, ws); err == nil {
 			return ws, true
 		}
 	} else {
@@ -110,7 +110,7 @@ func (h *Handler) find(c *gin.Context) (*v1alpha1.Workspace, bool) {
 		}
 		for _, l := range lookups {
 			var wl v1alpha1.WorkspaceList
-			if err := l.r.List(c, &wl, l.opts...); err != nil {
+			if err := l.r.List(c.Request.Context(), &wl, l.opts...); err != nil {
 				apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
 				return nil, false
 			}
@@ -210,7 +210,7 @@ func (h *Handler) create(c *gin.Context) {
 			apierror.Respond(c, apierror.BadRequest("template: %q is not a valid library name", req.Template))
 			return
 		}
-		if err := h.applyTemplate(c, &req); err != nil {
+		if err := h.applyTemplate(c.Request.Context(), &req); err != nil {
 			apierror.Respond(c, err)
 			return
 		}
@@ -258,11 +258,11 @@ func (h *Handler) create(c *gin.Context) {
 		ObjectMeta: metav1.ObjectMeta{GenerateName: slug(spec.DisplayName), Namespace: h.Namespace},
 		Spec:       spec,
 	}
-	if err := h.Client.Create(c, ws); err != nil {
+	if err := h.Client.Create(c.Request.Context(), ws); err != nil {
 		apierror.Respond(c, fromKube(err))
 		return
 	}
-	h.Log.InfoContext(c, "workspace created", "workspace", ws.Name, "id", ws.UID, "type", ws.Spec.Type)
+	h.Log.InfoContext(c.Request.Context(), "workspace created", "workspace", ws.Name, "id", ws.UID, "type", ws.Spec.Type)
 	c.JSON(http.StatusOK, toREST(ws))
 }
 
@@ -326,12 +326,12 @@ func (h *Handler) update(c *gin.Context) {
 			apierror.Respond(c, apierror.BadRequest("template: %q is not a valid library name", *req.Template))
 			return
 		}
-		if _, err := h.Library.Template(c, *req.Template); err != nil {
+		if _, err := h.Library.Template(c.Request.Context(), *req.Template); err != nil {
 			apierror.Respond(c, libraryError(err, fmt.Sprintf("workspace template %q", *req.Template)))
 			return
 		}
 	}
-	ws, err := h.modify(c, found.Name, func(ws *v1alpha1.Workspace) error {
+	ws, err := h.modify(c.Request.Context(), found.Name, func(ws *v1alpha1.Workspace) error {
 		if req.Name != nil {
 			if err := validName(*req.Name); err != nil {
 				return err
@@ -395,11 +395,11 @@ func (h *Handler) delete(c *gin.Context) {
 		apierror.Respond(c, apierror.BadRequest("the default host workspace cannot be deleted"))
 		return
 	}
-	if err := h.Client.Delete(c, ws); err != nil && !apierrors.IsNotFound(err) {
+	if err := h.Client.Delete(c.Request.Context(), ws); err != nil && !apierrors.IsNotFound(err) {
 		apierror.Respond(c, fromKube(err))
 		return
 	}
-	h.Log.InfoContext(c, "workspace deleted", "workspace", ws.Name, "id", ws.UID)
+	h.Log.InfoContext(c.Request.Context(), "workspace deleted", "workspace", ws.Name, "id", ws.UID)
 	c.JSON(http.StatusOK, gin.H{"id": restID(ws), "deleted": true})
 }
 
@@ -438,7 +438,7 @@ func (h *Handler) build(c *gin.Context) {
 		apierror.Respond(c, apierror.New(http.StatusConflict, apierror.CodeConflict, "the workspace is already building"))
 		return
 	}
-	ws, err := h.modify(c, found.Name, func(ws *v1alpha1.Workspace) error {
+	ws, err := h.modify(c.Request.Context(), found.Name, func(ws *v1alpha1.Workspace) error {
 		changed := distro != "" && distro != ws.Spec.Distro
 		if changed {
 			ws.Spec.Distro = distro
@@ -469,7 +469,7 @@ func (h *Handler) agentFor(c *gin.Context, ws *v1alpha1.Workspace, requireReady 
 		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace is not ready (status %s)", status(ws)))
 		return nil, false
 	}
-	a, err := h.agentClient(c, ws)
+	a, err := h.agentClient(c.Request.Context(), ws)
 	if err != nil {
 		apierror.Respond(c, apierror.Newf(http.StatusConflict, CodeNotReady, "the workspace has no running pod (status %s)", status(ws)))
 		return nil, false
@@ -485,7 +485,7 @@ func (h *Handler) agentError(c *gin.Context, err error) {
 		apierror.Respond(c, apierror.New(ae.Status, ae.Code, ae.Message))
 		return
 	}
-	h.Log.ErrorContext(c, "workspace agent call failed", "error", err.Error())
+	h.Log.ErrorContext(c.Request.Context(), "workspace agent call failed", "error", err.Error())
 	apierror.Respond(c, apierror.New(http.StatusBadGateway, CodeAgentUnavailable, "the workspace agent did not answer: "+err.Error()))
 }
 
@@ -533,7 +533,7 @@ func (h *Handler) exec(c *gin.Context) {
 	if !ok {
 		return
 	}
-	res, err := a.Exec(c, req)
+	res, err := a.Exec(c.Request.Context(), req)
 	if err != nil {
 		h.agentError(c, err)
 		return
@@ -561,7 +561,7 @@ func (h *Handler) initLog(c *gin.Context) {
 	if !ok {
 		return
 	}
-	l, err := a.InitLog(c, 0)
+	l, err := a.InitLog(c.Request.Context(), 0)
 	if err != nil {
 		h.agentError(c, err)
 		return
@@ -597,12 +597,12 @@ func (h *Handler) rerunInit(c *gin.Context) {
 		return
 	}
 	start := time.Now()
-	st, err := a.RerunInit(c)
+	st, err := a.RerunInit(c.Request.Context())
 	if err != nil {
 		h.agentError(c, err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(c, 10*time.Minute)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 10*time.Minute)
 	defer cancel()
 	for st.State == agentapi.InitRunning || st.State == agentapi.InitPending {
 		select {
@@ -618,7 +618,7 @@ func (h *Handler) rerunInit(c *gin.Context) {
 	}
 	// Let the controller see the new result now rather than at its next
 	// periodic look.
-	_, _ = h.modify(c, ws.Name, func(w *v1alpha1.Workspace) error {
+	_, _ = h.modify(c.Request.Context(), ws.Name, func(w *v1alpha1.Workspace) error {
 		if w.Annotations == nil {
 			w.Annotations = map[string]string{}
 		}
@@ -648,7 +648,7 @@ func (h *Handler) debug(c *gin.Context) {
 		"last_error": strPtr(ws.Status.LastError), "init_exit_code": ws.Status.InitExitCode, "stages": ws.Status.Stages,
 	}
 	pod := &corev1.Pod{}
-	if ws.Status.PodName != "" && h.Client.Get(c, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod) == nil {
+	if ws.Status.PodName != "" && h.Client.Get(c.Request.Context(), client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod) == nil {
 		out["pod"] = gin.H{"phase": pod.Status.Phase, "ip": pod.Status.PodIP, "node": pod.Spec.NodeName,
 			"created_at": pod.CreationTimestamp.UTC().Format(time.RFC3339)}
 	}

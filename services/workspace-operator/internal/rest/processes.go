@@ -75,7 +75,7 @@ func (h *Handler) startProcess(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := a.StartProcess(c, req)
+	p, err := a.StartProcess(c.Request.Context(), req)
 	if err != nil {
 		h.agentError(c, err)
 		return
@@ -88,7 +88,7 @@ func (h *Handler) listProcesses(c *gin.Context) {
 	if !ok {
 		return
 	}
-	all, err := a.ListProcesses(c)
+	all, err := a.ListProcesses(c.Request.Context())
 	if err != nil {
 		h.agentError(c, err)
 		return
@@ -107,7 +107,7 @@ func (h *Handler) getProcess(c *gin.Context) {
 	if !ok {
 		return
 	}
-	p, err := a.GetProcess(c, t.agentID(c.Param("pid")))
+	p, err := a.GetProcess(c.Request.Context(), t.agentID(c.Param("pid")))
 	if err != nil {
 		h.agentError(c, err)
 		return
@@ -170,7 +170,7 @@ func (h *Handler) signalProcess(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := a.Signal(c, t.agentID(c.Param("pid")), req.Signal); err != nil {
+	if err := a.Signal(c.Request.Context(), t.agentID(c.Param("pid")), req.Signal); err != nil {
 		h.agentError(c, err)
 		return
 	}
@@ -182,7 +182,7 @@ func (h *Handler) deleteProcess(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if err := a.DeleteProcess(c, t.agentID(c.Param("pid"))); err != nil {
+	if err := a.DeleteProcess(c.Request.Context(), t.agentID(c.Param("pid"))); err != nil {
 		h.agentError(c, err)
 		return
 	}

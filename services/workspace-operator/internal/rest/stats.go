@@ -47,7 +47,7 @@ type StatsResponse struct {
 // bounded, so one stuck agent cannot hold the answer.
 func (h *Handler) stats(c *gin.Context) {
 	var wl v1alpha1.WorkspaceList
-	if err := h.Client.List(c, &wl, client.InNamespace(h.Namespace)); err != nil {
+	if err := h.Client.List(c.Request.Context(), &wl, client.InNamespace(h.Namespace)); err != nil {
 		apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
 		return
 	}
@@ -72,7 +72,7 @@ func (h *Handler) stats(c *gin.Context) {
 			}
 			hostSeen, id, name = true, DefaultID, "host runtime (all host workspaces)"
 		}
-		a, err := h.agentClient(c, ws)
+		a, err := h.agentClient(c.Request.Context(), ws)
 		if err != nil {
 			mu.Lock()
 			out.Unreachable = append(out.Unreachable, id)
@@ -80,7 +80,7 @@ func (h *Handler) stats(c *gin.Context) {
 			continue
 		}
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(c, 2*time.Second)
+			ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 			defer cancel()
 			st, err := a.Stats(ctx)
 			mu.Lock()

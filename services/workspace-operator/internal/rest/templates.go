@@ -115,7 +115,7 @@ func (h *Handler) sync(c *gin.Context) {
 		return
 	}
 	token := time.Now().UTC().Format(time.RFC3339Nano)
-	if _, err := h.modify(c, ws.Name, func(w *v1alpha1.Workspace) error {
+	if _, err := h.modify(c.Request.Context(), ws.Name, func(w *v1alpha1.Workspace) error {
 		if w.Annotations == nil {
 			w.Annotations = map[string]string{}
 		}
@@ -125,7 +125,7 @@ func (h *Handler) sync(c *gin.Context) {
 		apierror.Respond(c, fromKube(err))
 		return
 	}
-	ctx, cancel := context.WithTimeout(c, syncWait)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), syncWait)
 	defer cancel()
 	for {
 		cur := &v1alpha1.Workspace{}
