@@ -84,10 +84,10 @@ build_binaries() {
 build_images() {
   mkdir -p "$IMAGES"
   local ocipack="$IMAGES/.ocipack"
-  (cd "$ROOT/hack/tools" && GOWORK=off CGO_ENABLED=0 go build -trimpath -o "$ocipack" ./cmd/ocipack)
+  (cd "$ROOT/hack/tools" && CGO_ENABLED=0 go build -trimpath -o "$ocipack" ./cmd/ocipack)
   if [ ! -f "$IMAGES/pause.oci.tar" ] || [ "${1:-}" = force ]; then
     log "building the pause image"
-    (cd "$ROOT/hack/tools" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$IMAGES/.pause" ./cmd/pause)
+    (cd "$ROOT/hack/tools" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$IMAGES/.pause" ./cmd/pause)
     "$ocipack" -name "$PAUSE_IMAGE" -o "$IMAGES/pause.oci.tar" -file "$IMAGES/.pause:/pause:0755" -entrypoint /pause
   fi
   if [ ! -f "$IMAGES/debian-bookworm.oci.tar" ] || [ "${1:-}" = force ]; then

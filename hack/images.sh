@@ -3,17 +3,18 @@
 # bin/images/*.oci.tar (hack/tools/cmd/ocipack), and loads them into the local
 # node when it is up (hack/cluster.sh imports bin/images/ at every start too).
 #
-# Every image is one static binary (CGO off, GOWORK=off so each module builds
-# from its own go.mod as in Docker, version stamped with -ldflags
-# like the Makefile's LDFLAGS), the CA certificates, and user 65532:65532:
-# the same thing the Dockerfiles in services/*/Dockerfile build with Docker.
+# Every image is one static binary from bin/ (`make build`: CGO off,
+# -trimpath, version stamped, built from the working tree as the tests run
+# it), the CA certificates, and user 65532:65532: the same thing the
+# Dockerfiles in services/*/Dockerfile build with Docker (they build each
+# module on its own, GOWORK=off, as a release does).
 #
-#   hack/images.sh                 build every image (and load, if the cluster is up)
-#   hack/images.sh --no-load       build only
-#   hack/images.sh auth library    build (and load) only these
+#   hack/images.sh                 make build, then pack every image (and load, if the cluster is up)
+#   hack/images.sh --prebuilt      pack what bin/ holds already (make test builds first)
+#   hack/images.sh --no-load       pack only
+#   hack/images.sh auth library    pack (and load) only these
 #
-# SORTIE_IMAGE_TAG (default dev) tags the images; VERSION and COMMIT are
-# stamped into the binaries (default: git describe / rev-parse, as make does).
+# SORTIE_IMAGE_TAG (default dev) tags the images.
 #
 # sortie-redis is for the local node only: it has no registry to pull
 # docker.io/library/redis from, so this packs the host's redis-server and
@@ -22,22 +23,21 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out="$root/bin/images"
 tag=${SORTIE_IMAGE_TAG:-dev}
-version=${VERSION:-$(git -C "$root" describe --tags --always --dirty 2>/dev/null || echo dev)}
-commit=${COMMIT:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}
-ldflags="-s -w -X sortie.dev/services/kit/version.Version=$version -X sortie.dev/services/kit/version.Commit=$commit"
-mkdir -p "$out/.build"
+mkdir -p "$out"
 log() { printf '[images] %s\n' "$*" >&2; }
 
 load=yes
+build=yes
 want=()
 for arg in "$@"; do
   case "$arg" in
     --no-load) load=no ;;
-    -*) echo "usage: hack/images.sh [--no-load] [image...]" >&2; exit 2 ;;
+    --prebuilt) build=no ;;
+    -*) echo "usage: hack/images.sh [--prebuilt] [--no-load] [image...]" >&2; exit 2 ;;
     *) want+=("$arg") ;;
   esac
 done
-# image name : module : command
+# image name : module : command (module only documents where it lives)
 all=(
   "workspace-agent:services/workspace-operator:workspace-agent"
   "auth:services/auth:auth"
@@ -53,7 +53,8 @@ wanted() {
   return 1
 }
 
-(cd "$root/hack/tools" && GOWORK=off CGO_ENABLED=0 go build -trimpath -o "$out/.ocipack" ./cmd/ocipack)
+[ "$build" = no ] || make -s -C "$root" build
+(cd "$root/hack/tools" && CGO_ENABLED=0 go build -trimpath -o "$out/.ocipack" ./cmd/ocipack)
 
 certs=()
 if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
@@ -85,9 +86,9 @@ for entry in "${all[@]}"; do
   else
     # The workspace-agent is copied into workspace Pods by an init container
     # and runs as PID 1 of the distro image; the others are services.
-    (cd "$root/$module" && GOWORK=off CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out/.build/$cmd" "./cmd/$cmd")
+    [ -x "$root/bin/$cmd" ] || { log "bin/$cmd is missing: run make build"; exit 1; }
     "$out/.ocipack" -name "$image" -o "$archive" "${certs[@]}" \
-      -file "$out/.build/$cmd:/$cmd:0755" -entrypoint "/$cmd" -user 65532:65532 \
+      -file "$root/bin/$cmd:/$cmd:0755" -entrypoint "/$cmd" -user 65532:65532 \
       -env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
   fi
   log "built $image ($(du -h "$archive" | cut -f1))"

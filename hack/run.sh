@@ -88,8 +88,14 @@ command -v redis-server >/dev/null || {
   exit 1
 }
 
-log "building the services"
-make -s -C "$root" build
+# SORTIE_PREBUILT=true: bin/ and the node's images are built already (make
+# test does that before the e2e tests start this script).
+if [ "${SORTIE_PREBUILT:-}" = true ]; then
+  log "using the binaries in bin/ and the images on the node (SORTIE_PREBUILT)"
+else
+  log "building the services"
+  make -s -C "$root" build
+fi
 
 # --- Kubernetes -------------------------------------------------------------
 if [ -n "${KUBECONFIG:-}" ] && "$kubectl" get --raw /readyz >/dev/null 2>&1; then
@@ -106,8 +112,10 @@ else
   fi
   kubeconfig="$("$root/hack/cluster.sh" kubeconfig)"
   operator_env="$(dirname "$kubeconfig")/operator.env"
-  log "building and loading the workspace-agent image"
-  "$root/hack/images.sh" workspace-agent >&2
+  if [ "${SORTIE_PREBUILT:-}" != true ]; then
+    log "packing and loading the workspace-agent image"
+    "$root/hack/images.sh" --prebuilt workspace-agent >&2
+  fi
 fi
 KUBECTL() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 KUBECTL apply --server-side -f "$root/api/crds/" >/dev/null

@@ -1,8 +1,8 @@
 // Package clustertest gives tests the real single-node cluster that
 // hack/cluster.sh runs on this machine (kubelet, containerd, runc: Pods are
-// real containers). Up starts it when it is not running and reuses it when
-// it is, so every test binary shares one node; each test works in its own
-// namespace.
+// real containers). `make test` starts it and builds the images before any
+// test runs; every test binary shares that one node, and each test works in
+// its own namespace, deleted (with all it holds) when the test ends.
 //
 // SORTIE_TEST_KUBECONFIG points the tests at another cluster instead.
 package clustertest
@@ -27,6 +27,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"sortie.dev/services/kit/testwait"
 )
 
 // Cluster is a running cluster and clients for it.
@@ -39,10 +41,11 @@ type Cluster struct {
 	repo     string
 }
 
-// Up brings the local cluster up, or reuses the one already up, and
-// connects to it. The first start on a machine builds binaries and images
-// (minutes; `make test` does that before the tests run).
-func Up(ctx context.Context) (*Cluster, error) {
+// Connect connects to the local cluster, which must be up already: `make
+// test` and `make cluster-up` start it. A test never starts it, because a
+// first start installs packages and builds Kubernetes, which no test's
+// deadline allows for.
+func Connect(ctx context.Context) (*Cluster, error) {
 	if kc := os.Getenv("SORTIE_TEST_KUBECONFIG"); kc != "" {
 		return connect(kc, "", "")
 	}
@@ -51,11 +54,8 @@ func Up(ctx context.Context) (*Cluster, error) {
 		return nil, err
 	}
 	script := filepath.Join(repo, "hack", "cluster.sh")
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, script, "up")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("hack/cluster.sh up: %w\n%s", err, out.String())
+	if out, err := exec.CommandContext(ctx, script, "is-up").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("the local Kubernetes node is not up: start it with `make cluster-up` (make test does) and run the test again (hack/cluster.sh is-up: %v %s)", err, bytes.TrimSpace(out))
 	}
 	kc, err := exec.CommandContext(ctx, script, "kubeconfig").Output()
 	if err != nil {
@@ -78,13 +78,18 @@ func connect(kubeconfig, state, repo string) (*Cluster, error) {
 	return &Cluster{Kubeconfig: kubeconfig, Config: cfg, Clientset: cs, StateDir: state, repo: repo}, nil
 }
 
-// Require is Up for a test: it fails the test (never skips it) when the
-// cluster cannot be had.
+// Require is Connect for a test. Under -short (make test-unit) it skips
+// the test, saying so; otherwise a node that is not up fails the test
+// (never skips it: a skipped node test would pass CI without proving
+// anything).
 func Require(t testing.TB) *Cluster {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	if testing.Short() {
+		t.Skip("node test: needs the local Kubernetes node, so it is skipped under -short (make test runs it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := Up(ctx)
+	c, err := Connect(ctx)
 	if err != nil {
 		t.Fatalf("clustertest: %v", err)
 	}
@@ -116,20 +121,18 @@ func (c *Cluster) Namespace(t testing.TB) string {
 	if _, err := c.Clientset.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create namespace: %v", err)
 	}
-	// Pods need the default ServiceAccount, which a controller adds shortly.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		_, err := c.Clientset.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
-		if err == nil {
-			break
-		}
-		if !apierrors.IsNotFound(err) || time.Now().After(deadline) {
-			t.Fatalf("namespace %s has no default service account: %v", name, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Deleting the namespace deletes everything in it; `make test` checks
+	// afterwards that nothing a test made is left on the node.
 	t.Cleanup(func() {
 		_ = c.Clientset.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	// Pods need the default ServiceAccount, which a controller adds shortly.
+	testwait.Eventually(t, 30*time.Second, "namespace "+name+" has its default service account", func() (bool, string) {
+		_, err := c.Clientset.CoreV1().ServiceAccounts(name).Get(ctx, "default", metav1.GetOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatalf("namespace %s: read its default service account: %v", name, err)
+		}
+		return err == nil, fmt.Sprint(err)
 	})
 	return name
 }
@@ -155,16 +158,55 @@ func repoRoot() (string, error) {
 	}
 }
 
-// BuildImages builds Sortie's own images from the working tree
-// (hack/images.sh) and loads them into the node, so a test runs the code it
-// was built from. With no names it builds what workspaces need, the
-// workspace-agent image.
+// RequireImages fails the test unless the node holds each of Sortie's
+// images named (default: the workspace-agent, which every workspace
+// needs), as localhost/sortie-<name>:<SORTIE_IMAGE_TAG or dev>. `make test`
+// and `make images` build them from the working tree and load them; a
+// test never builds one, since that takes minutes on a cold machine.
+func (c *Cluster) RequireImages(t testing.TB, names ...string) {
+	t.Helper()
+	if c.repo == "" {
+		return // an external cluster pulls the images its operator names
+	}
+	if len(names) == 0 {
+		names = []string{"workspace-agent"}
+	}
+	out, err := exec.Command("ctr", "--address", filepath.Join(c.StateDir, "run", "containerd", "containerd.sock"),
+		"-n", "k8s.io", "images", "ls", "-q").Output()
+	if err != nil {
+		t.Fatalf("clustertest: list the node's images: %v", err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(out), "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	var missing []string
+	for _, n := range names {
+		if ref := ImageRef(n); !have[ref] {
+			missing = append(missing, ref)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("clustertest: the node lacks %s: build and load them with `make images` (make test does) and run the test again", strings.Join(missing, ", "))
+	}
+}
+
+// ImageRef is the reference of one of Sortie's own images on the node.
+func ImageRef(name string) string {
+	tag := os.Getenv("SORTIE_IMAGE_TAG")
+	if tag == "" {
+		tag = "dev"
+	}
+	return "localhost/sortie-" + name + ":" + tag
+}
+
+// BuildImages builds images inside a test.
+//
+// Deprecated: tests call RequireImages; make test builds the images first.
+// It stays only until every caller has moved.
 func (c *Cluster) BuildImages(ctx context.Context, images ...string) error {
 	if c.repo == "" {
 		return errors.New("build images: an external cluster cannot side-load images")
-	}
-	if len(images) == 0 {
-		images = []string{"workspace-agent"}
 	}
 	out, err := exec.CommandContext(ctx, filepath.Join(c.repo, "hack", "images.sh"), images...).CombinedOutput()
 	if err != nil {

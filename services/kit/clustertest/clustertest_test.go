@@ -236,17 +236,23 @@ func TestLoadImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// hack/cluster.sh up builds both the pause binary and ocipack.
 	pauseBin := filepath.Join(repo, "bin", "images", ".pause")
-	if _, err := os.Stat(pauseBin); err != nil {
-		t.Fatalf("the pause binary is missing (hack/cluster.sh images builds it): %v", err)
+	ocipack := filepath.Join(repo, "bin", "images", ".ocipack")
+	for _, f := range []string{pauseBin, ocipack} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s is missing (hack/cluster.sh up builds it): %v", f, err)
+		}
 	}
-	cmd := exec.Command("go", "run", "./cmd/ocipack", "-name", "localhost/clustertest-hello:v1", "-o", archive,
+	cmd := exec.Command(ocipack, "-name", "localhost/clustertest-hello:v1", "-o", archive,
 		"-file", pauseBin+":/hello:0755", "-entrypoint", "/hello")
-	cmd.Dir = filepath.Join(repo, "hack", "tools")
-	cmd.Env = append(os.Environ(), "GOWORK=off")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ocipack: %v\n%s", err, out)
 	}
+	t.Cleanup(func() {
+		_ = exec.Command("ctr", "--address", filepath.Join(c.StateDir, "run", "containerd", "containerd.sock"),
+			"-n", "k8s.io", "images", "rm", "localhost/clustertest-hello:v1").Run()
+	})
 	ctx := context.Background()
 	if err := c.LoadImage(ctx, archive); err != nil {
 		t.Fatal(err)

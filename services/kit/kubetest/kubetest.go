@@ -7,6 +7,8 @@ package kubetest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,12 +18,17 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"sortie.dev/services/kit/testwait"
 )
 
 // KubeVersion is the Kubernetes release whose binaries the tests run.
@@ -61,21 +68,46 @@ func (e *Env) UserConfig(t testing.TB, name string, groups ...string) *rest.Conf
 	return u.Config()
 }
 
-// Start starts etcd + kube-apiserver, installs the CRDs, and registers
-// t.Cleanup to stop them. Missing binaries are a t.Fatalf naming the command
-// that builds them: a skipped test would pass in CI without proving anything.
+// Start starts etcd + kube-apiserver for one test, installs the CRDs, and
+// registers t.Cleanup to stop them. Under -short (make test-unit) it skips
+// the test. Missing binaries are a t.Fatalf naming the command that builds
+// them: a skipped test would pass in CI without proving anything. A package
+// whose tests each need an apiserver shares one instead (Shared).
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
-	dir, err := BinaryDir()
+	skipShort(t)
+	env, stop, err := start(opts, t.Logf)
+	if stop != nil {
+		t.Cleanup(func() {
+			if err := stop(); err != nil {
+				t.Errorf("kubetest: stop control plane: %v", err)
+			}
+		})
+	}
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
-		return nil
+	}
+	return env
+}
+
+func skipShort(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs kube-apiserver and etcd (bin/k8s), so it is skipped under -short (make test runs it)")
+	}
+}
+
+// start starts the control plane. stop, when not nil, must be called even
+// when err is not: envtest leaves what it started running when a later
+// step (such as installing CRDs) fails.
+func start(opts Options, logf func(string, ...any)) (env *Env, stop func() error, err error) {
+	dir, err := BinaryDir()
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := checkBinaries(dir); err != nil {
-		t.Fatalf("kubetest: %v\nbuild them with `hack/kube-binaries.sh` (or `make kube-binaries`) from the repository root, or point KUBEBUILDER_ASSETS at a folder holding them", err)
-		return nil
+		return nil, nil, fmt.Errorf("%w\nbuild them with `hack/kube-binaries.sh` (or `make kube-binaries`) from the repository root, or point KUBEBUILDER_ASSETS at a folder holding them", err)
 	}
-
 	sch := opts.Scheme
 	if sch == nil {
 		sch = scheme.Scheme
@@ -84,47 +116,103 @@ func Start(t testing.TB, opts Options) *Env {
 	// envtest error alone ("timeout waiting for process kube-apiserver to
 	// start") never says why.
 	out := &syncBuffer{}
-	env := &envtest.Environment{
+	te := &envtest.Environment{
 		Scheme:                   sch,
 		CRDDirectoryPaths:        opts.CRDDirectoryPaths,
 		ErrorIfCRDPathMissing:    true, // a mistyped path must not mean "no CRDs"
 		BinaryAssetsDirectory:    dir,
-		ControlPlaneStartTimeout: processTimeout,
-		ControlPlaneStopTimeout:  processTimeout,
+		ControlPlaneStartTimeout: testwait.Scaled(processTimeout),
+		ControlPlaneStopTimeout:  testwait.Scaled(processTimeout),
 	}
-	env.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(dir, "etcd"), Out: out, Err: out}
-	api := env.ControlPlane.GetAPIServer()
+	te.ControlPlane.Etcd = &envtest.Etcd{Path: filepath.Join(dir, "etcd"), Out: out, Err: out}
+	api := te.ControlPlane.GetAPIServer()
 	api.Path = filepath.Join(dir, "kube-apiserver")
 	api.Out, api.Err = out, out
 	configureAPIServer(api.Configure())
 
-	// Registered before starting: envtest.Start leaves whatever it already
-	// started running when a later step (such as installing CRDs) fails.
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("kubetest: stop control plane: %v", err)
-		}
-	})
+	stop = te.Stop
 	began := time.Now()
-	cfg, err := env.Start()
+	cfg, err := te.Start()
 	if err != nil {
-		t.Fatalf("kubetest: start control plane: %v\n--- etcd and kube-apiserver output (tail) ---\n%s", err, out)
-		return nil
+		return nil, stop, fmt.Errorf("start control plane: %w\n--- etcd and kube-apiserver output (tail) ---\n%s", err, out)
 	}
 	started := time.Now()
-	if err := waitOutCreateDelay(t.Context(), cfg, env.CRDs); err != nil {
-		t.Fatalf("kubetest: %v", err)
-		return nil
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Scaled(processTimeout))
+	defer cancel()
+	if err := waitOutCreateDelay(ctx, cfg, te.CRDs); err != nil {
+		return nil, stop, err
 	}
-	t.Logf("kubetest: kube-apiserver %s with %d CRDs ready in %s (of which %s waiting for new CRDs to accept creates)",
-		KubeVersion, len(env.CRDs), time.Since(began).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
-
+	logf("kubetest: kube-apiserver %s with %d CRDs ready in %s (of which %s waiting for new CRDs to accept creates)",
+		KubeVersion, len(te.CRDs), time.Since(began).Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
 	c, err := client.New(cfg, client.Options{Scheme: sch})
 	if err != nil {
-		t.Fatalf("kubetest: client: %v", err)
-		return nil
+		return nil, stop, fmt.Errorf("client: %w", err)
 	}
-	return &Env{Config: cfg, Client: c, env: env}
+	return &Env{Config: cfg, Client: c, env: te}, stop, nil
+}
+
+// Shared is one control plane for all the tests of a package: starting
+// one takes seconds, so a package's tests share it, each working in a
+// namespace of its own (Env.Namespace). Declare it as a package variable
+// and stop it from TestMain:
+//
+//	var kube = kubetest.NewShared(kubetest.Options{CRDDirectoryPaths: ...})
+//
+//	func TestMain(m *testing.M) { os.Exit(kube.Run(m)) }
+//
+// It starts on the first Get, so a package run under -short, or with
+// -run naming tests that need none, starts nothing.
+type Shared struct {
+	opts Options
+	once sync.Once
+	env  *Env
+	stop func() error
+	err  error
+}
+
+// NewShared returns a control plane that starts on first use.
+func NewShared(opts Options) *Shared { return &Shared{opts: opts} }
+
+// Get returns the shared control plane, starting it on the first call; a
+// start that failed fails every test that asks. Under -short it skips the
+// test.
+func (s *Shared) Get(t testing.TB) *Env {
+	t.Helper()
+	skipShort(t)
+	s.once.Do(func() { s.env, s.stop, s.err = start(s.opts, t.Logf) })
+	if s.err != nil {
+		t.Fatalf("kubetest: %v", s.err)
+	}
+	return s.env
+}
+
+// Run runs the package's tests and then stops the control plane if one
+// started; its result is TestMain's exit code.
+func (s *Shared) Run(m *testing.M) int {
+	code := m.Run()
+	if s.stop != nil {
+		if err := s.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "kubetest: stop control plane: %v\n", err)
+			if code == 0 {
+				code = 1
+			}
+		}
+	}
+	return code
+}
+
+// Namespace creates a namespace with a name of its own for one test. The
+// apiserver runs no namespace controller, so nothing is deleted: the
+// control plane goes away with the test binary.
+func (e *Env) Namespace(t testing.TB) string {
+	t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "test-" + hex.EncodeToString(b[:])}}
+	if err := e.Client.Create(t.Context(), ns); err != nil {
+		t.Fatalf("kubetest: create namespace: %v", err)
+	}
+	return ns.Name
 }
 
 // configureAPIServer sets the flags that make the apiserver start the same

@@ -2,12 +2,9 @@ package kubetest
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -117,38 +114,45 @@ func TestRepoRoot(t *testing.T) {
 	}
 }
 
-// fatalRecorder is a testing.TB whose Fatalf records the message and ends
-// the goroutine, as the real one does, so a test can assert on it.
-type fatalRecorder struct {
-	testing.TB
-	mu     sync.Mutex
-	fatals []string
-}
-
-func (r *fatalRecorder) Fatalf(format string, args ...any) {
-	r.mu.Lock()
-	r.fatals = append(r.fatals, fmt.Sprintf(format, args...))
-	r.mu.Unlock()
-	runtime.Goexit()
-}
-
+// Without binaries, starting fails with a message naming what builds them.
 func TestStartWithoutBinaries(t *testing.T) {
 	t.Setenv("KUBEBUILDER_ASSETS", t.TempDir())
-	rec := &fatalRecorder{TB: t}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		Start(rec, Options{})
-		t.Error("Start returned without calling Fatalf")
-	}()
-	<-done
-
-	if len(rec.fatals) != 1 {
-		t.Fatalf("Fatalf calls = %q, want one", rec.fatals)
+	_, stop, err := start(Options{}, t.Logf)
+	if stop != nil {
+		t.Error("start returned something to stop without starting anything")
+	}
+	if err == nil {
+		t.Fatal("start succeeded without binaries")
 	}
 	for _, want := range []string{"kube-apiserver", "etcd", "hack/kube-binaries.sh", "make kube-binaries"} {
-		if !strings.Contains(rec.fatals[0], want) {
-			t.Errorf("Fatalf message %q does not mention %q", rec.fatals[0], want)
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+// A shared control plane starts once, and each test gets a namespace of
+// its own in it.
+func TestShared(t *testing.T) {
+	s := NewShared(Options{CRDDirectoryPaths: []string{filepath.Join("testdata", "crds")}})
+	var first *Env
+	t.Run("first", func(t *testing.T) { first = s.Get(t) })
+	t.Run("second", func(t *testing.T) {
+		if got := s.Get(t); got != first {
+			t.Fatal("a second Get started another control plane")
+		}
+		a, b := first.Namespace(t), first.Namespace(t)
+		if a == b {
+			t.Fatalf("two namespaces share the name %s", a)
+		}
+		var ns corev1.Namespace
+		if err := first.Client.Get(t.Context(), client.ObjectKey{Name: a}, &ns); err != nil {
+			t.Fatalf("the namespace is not there: %v", err)
+		}
+	})
+	if s.stop != nil {
+		if err := s.stop(); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
