@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/kit/testwait"
 )
 
 // fieldManager names the tests' writes.
@@ -118,7 +119,7 @@ func TestDryRunOnCluster(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), testwait.Scaled(2*time.Minute))
 			defer cancel()
 			applied := 0
 			for _, o := range r.Objects {

@@ -16,10 +16,11 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/kit/testwait"
 )
 
 // TestHelmInstall installs the chart for real on the local node with the
-// images hack/images.sh builds from this tree, waits for every Deployment
+// images make test packs from this tree (hack/images.sh), waits for every Deployment
 // to be Available, logs in and runs a command in the default host
 // workspace through the installed services, upgrades the release with a
 // changed value (the generated Secrets must survive), and uninstalls it.
@@ -32,13 +33,8 @@ func TestHelmInstall(t *testing.T) {
 		t.Skip("a real install takes minutes")
 	}
 	cl := clustertest.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	start := time.Now()
-	if err := cl.BuildImages(ctx, "workspace-agent", "auth", "mission-control", "workspace-operator", "library", "redis"); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("images built and loaded in %v", time.Since(start).Round(time.Second))
+	cl.RequireImages(t, "workspace-agent", "auth", "mission-control", "workspace-operator", "library", "redis")
+	ctx := testwait.Context(t, 15*time.Minute)
 	ensureCRD(t, newApplier(t, cl.Config))
 	ns := cl.Namespace(t)
 	c := loadChart(t)
@@ -49,8 +45,8 @@ func TestHelmInstall(t *testing.T) {
 	values["crds"] = map[string]any{"enabled": false}
 	install := action.NewInstall(cfg)
 	install.ReleaseName, install.Namespace = "sortie", ns
-	install.Wait, install.Timeout = true, 8*time.Minute
-	start = time.Now()
+	install.Wait, install.Timeout = true, testwait.Scaled(8*time.Minute)
+	start := time.Now()
 	rel, err := install.Run(c, values)
 	if err != nil {
 		dumpPods(t, kube, ns)
@@ -63,7 +59,7 @@ func TestHelmInstall(t *testing.T) {
 	journey(t, kube, ns)
 
 	upgrade := action.NewUpgrade(cfg)
-	upgrade.Namespace, upgrade.Wait, upgrade.Timeout = ns, true, 5*time.Minute
+	upgrade.Namespace, upgrade.Wait, upgrade.Timeout = ns, true, testwait.Scaled(5*time.Minute)
 	values["auth"] = map[string]any{"replicas": 1}
 	values["logLevel"] = "debug"
 	start = time.Now()
@@ -88,7 +84,7 @@ func TestHelmInstall(t *testing.T) {
 	journey(t, kube, ns)
 
 	uninstall := action.NewUninstall(cfg)
-	uninstall.Wait, uninstall.Timeout = true, 3*time.Minute
+	uninstall.Wait, uninstall.Timeout = true, testwait.Scaled(3*time.Minute)
 	res, err := uninstall.Run("sortie")
 	if err != nil {
 		t.Fatalf("helm uninstall: %v", err)
@@ -184,18 +180,18 @@ func journey(t *testing.T, kube kubernetes.Interface, ns string) {
 	// Pod that is going away: retry until the Service answers.
 	var login struct{ Token string }
 	auth := serviceURL(t, kube, ns, "sortie-auth")
-	waitFor(t, time.Minute, "a login", func() bool {
+	testwait.True(t, time.Minute, "a login", func() bool {
 		return api.try("POST", auth+"/api/auth/login", map[string]any{"password": string(secret.Data["password"])}, &login) == 200
 	})
 	api.token = login.Token
 	mc := serviceURL(t, kube, ns, "sortie-mission-control")
-	waitFor(t, time.Minute, "mission-control's /api/health", func() bool {
+	testwait.True(t, time.Minute, "mission-control's /api/health", func() bool {
 		return api.try("GET", mc+"/api/health", nil, nil) == 200
 	})
 
 	ops := serviceURL(t, kube, ns, "sortie-workspace-operator")
 	const hostID = "00000000-0000-0000-0000-000000000000"
-	waitFor(t, 3*time.Minute, "the host workspace ready", func() bool {
+	testwait.True(t, 3*time.Minute, "the host workspace ready", func() bool {
 		var ws struct{ Status string }
 		return api.try("GET", ops+"/api/workspaces/"+hostID, nil, &ws) == 200 && ws.Status == "ready"
 	})

@@ -22,6 +22,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/kit/testbin"
+	"sortie.dev/services/kit/testwait"
 )
 
 // TestChartRBAC runs the real workspace-operator and library binaries on
@@ -42,7 +44,7 @@ func TestChartRBAC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Scaled(5*time.Minute))
 	defer cancel()
 	for _, o := range r.Objects {
 		switch o.GetKind() {
@@ -52,19 +54,18 @@ func TestChartRBAC(t *testing.T) {
 			}
 		}
 	}
-	bin := buildBinaries(t, "services/workspace-operator:workspace-operator", "services/library:library")
 	dir := t.TempDir()
 	operatorCfg := asServiceAccount(cl.Config, ns, "sortie-workspace-operator")
 	libraryCfg := asServiceAccount(cl.Config, ns, "sortie-library")
 
-	libURL := startProcess(t, filepath.Join(bin, "library"), map[string]string{
+	libURL := startProcess(t, testbin.Path(t, "library"), map[string]string{
 		"SORTIE_AUTH_DEV_MODE":               "true",
 		"SORTIE_LIBRARY_DATA_DIR":            filepath.Join(dir, "library"),
 		"SORTIE_LIBRARY_KUBECONFIG":          writeKubeconfig(t, cl.Kubeconfig, ns, "sortie-library"),
 		"SORTIE_LIBRARY_CONFIGMAP_NAMESPACE": ns,
 	})
 	env := containerEnv(t, r, "sortie-workspace-operator")
-	opURL := startProcess(t, filepath.Join(bin, "workspace-operator"), map[string]string{
+	opURL := startProcess(t, testbin.Path(t, "workspace-operator"), map[string]string{
 		"KUBECONFIG":                 writeKubeconfig(t, cl.Kubeconfig, ns, "sortie-workspace-operator"),
 		"SORTIE_AUTH_DEV_MODE":       "true",
 		"SORTIE_METRICS_ADDR":        "0",
@@ -83,7 +84,7 @@ func TestChartRBAC(t *testing.T) {
 	var created struct{ ID, Status string }
 	api.call("POST", opURL+"/api/workspaces", map[string]any{"name": "rbac-journey", "workspace_type": "container"}, 200, &created)
 	for _, id := range []string{hostID, created.ID} {
-		waitFor(t, 3*time.Minute, "workspace "+id+" ready", func() bool {
+		testwait.True(t, 3*time.Minute, "workspace "+id+" ready", func() bool {
 			var ws struct{ Status string }
 			return api.try("GET", opURL+"/api/workspaces/"+id, nil, &ws) == 200 && ws.Status == "ready"
 		})
@@ -106,13 +107,13 @@ func TestChartRBAC(t *testing.T) {
 		}
 		return cm.Data["revision"]
 	}
-	waitFor(t, time.Minute, "the library's revision ConfigMap", func() bool { return revision() != "" })
+	testwait.True(t, 2*time.Minute, "the library's revision ConfigMap", func() bool { return revision() != "" })
 	first := revision()
 	api.call("PUT", libURL+"/api/library/command/chart-rbac", map[string]any{"content": "Made by the chart's RBAC test."}, 200, nil)
-	waitFor(t, time.Minute, "the revision ConfigMap updated", func() bool { return revision() != first })
+	testwait.True(t, time.Minute, "the revision ConfigMap updated", func() bool { return revision() != first })
 	// The operator reads the ConfigMap and syncs the library into the
 	// default host workspace (every starter skill).
-	waitFor(t, 2*time.Minute, "skills synced into the host workspace", func() bool {
+	testwait.True(t, 2*time.Minute, "skills synced into the host workspace", func() bool {
 		var out struct {
 			ExitCode int    `json:"exit_code"`
 			Stdout   string `json:"stdout"`
@@ -192,27 +193,6 @@ func writeKubeconfig(t *testing.T, admin, ns, name string) string {
 	return path
 }
 
-// buildBinaries builds module:command pairs (paths from the repository
-// root) into one folder.
-func buildBinaries(t *testing.T, cmds ...string) string {
-	t.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	for _, mc := range cmds {
-		mod, cmd, _ := strings.Cut(mc, ":")
-		b := exec.Command("go", "build", "-o", filepath.Join(out, cmd), "./cmd/"+cmd)
-		b.Dir = filepath.Join(root, mod)
-		b.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if msg, err := b.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", cmd, err, msg)
-		}
-	}
-	return out
-}
-
 // startProcess runs a service on a free loopback port until the test ends
 // and returns its URL once /readyz answers. Its log is shown on failure.
 func startProcess(t *testing.T, path string, env map[string]string) string {
@@ -239,7 +219,7 @@ func startProcess(t *testing.T, path string, env map[string]string) string {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-done:
-		case <-time.After(15 * time.Second):
+		case <-testwait.After(15 * time.Second):
 			_ = cmd.Process.Kill()
 			<-done
 		}
@@ -248,7 +228,7 @@ func startProcess(t *testing.T, path string, env map[string]string) string {
 		}
 	})
 	url := "http://" + addr
-	waitFor(t, time.Minute, filepath.Base(path)+" ready", func() bool {
+	testwait.True(t, time.Minute, filepath.Base(path)+" ready", func() bool {
 		select {
 		case <-done:
 			t.Fatalf("%s exited:\n%s", filepath.Base(path), log.String())
@@ -269,17 +249,6 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
 }
 
 // apiClient calls Sortie's JSON APIs.

@@ -114,19 +114,3 @@ func (u *user) do(method, path string, body any) answer {
 	data, _ := io.ReadAll(resp.Body)
 	return answer{status: resp.StatusCode, header: resp.Header, body: data}
 }
-
-// eventually polls f until it holds, for at most d.
-func eventually(t *testing.T, d time.Duration, what string, f func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := f()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within %s; last seen: %s", what, d, last)
-}

@@ -12,6 +12,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"sortie.dev/services/kit/testwait"
 )
 
 // The platform's ports, as TestMain gave them to hack/run.sh.
@@ -57,7 +59,7 @@ func crash(t *testing.T, service string, sig syscall.Signal) {
 	if err := syscall.Kill(pid, sig); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, service+" back after the crash", func() (bool, string) {
+	testwait.Eventually(t, time.Minute, service+" back after the crash", func() (bool, string) {
 		out, _ := exec.Command("ss", "-ltnpH", fmt.Sprintf("sport = :%d", port)).Output()
 		m := ssPID.FindSubmatch(out)
 		return m != nil && string(m[1]) != strconv.Itoa(pid), string(out)
@@ -74,7 +76,7 @@ func TestKillMissionControlMidTurn(t *testing.T) {
 	s := u.follow("?mission_id=" + m.ID)
 	s.connected(t)
 	u.send(m.ID, "sleep 6 then list the files")
-	eventually(t, 30*time.Second, "the turn under way", func() (bool, string) {
+	testwait.Eventually(t, 30*time.Second, "the turn under way", func() (bool, string) {
 		return s.seen("user_message") >= 1, fmt.Sprint(s.seen("user_message"))
 	})
 	crash(t, "mission-control", syscall.SIGKILL)
@@ -87,7 +89,7 @@ func TestKillMissionControlMidTurn(t *testing.T) {
 	if count(evs, "assistant_message") != 1 || count(evs, "user_message") != 1 {
 		t.Errorf("after the takeover: %d answers, %d user messages", count(evs, "assistant_message"), count(evs, "user_message"))
 	}
-	eventually(t, 30*time.Second, "the answer on the reconnected stream", func() (bool, string) {
+	testwait.Eventually(t, 30*time.Second, "the answer on the reconnected stream", func() (bool, string) {
 		return s.seen("assistant_message") == 1, fmt.Sprint(s.seen("assistant_message"))
 	})
 	live := s.stop()
@@ -155,7 +157,7 @@ func TestRestartRedis(t *testing.T) {
 
 	crash(t, "redis", syscall.SIGKILL)
 	var after []storedEvent
-	eventually(t, time.Minute, "mission-control answering again", func() (bool, string) {
+	testwait.Eventually(t, time.Minute, "mission-control answering again", func() (bool, string) {
 		a := u.do("GET", "/api/control/missions/"+m.ID+"/events", nil)
 		if a.status != 200 {
 			return false, fmt.Sprint(a.status, " ", a.code())

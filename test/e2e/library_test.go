@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sortie.dev/services/kit/testwait"
 )
 
 // Library journeys: a saved skill reaches a ready workspace in every agent
@@ -31,7 +33,7 @@ func TestLibraryReachesWorkspaces(t *testing.T) {
 	read := func() string {
 		return u.exec(ws.ID, map[string]any{"command": "cat .opencode/skill/e2e-skill/SKILL.md .claude/skills/e2e-skill/SKILL.md 2>&1"}).Stdout
 	}
-	eventually(t, time.Minute, "the skill in the workspace", func() (bool, string) {
+	testwait.Eventually(t, time.Minute, "the skill in the workspace", func() (bool, string) {
 		s := read()
 		return strings.Count(s, "Say e2e.") == 2, s
 	})
@@ -39,7 +41,7 @@ func TestLibraryReachesWorkspaces(t *testing.T) {
 	if a := u.do("PUT", "/api/library/skill/e2e-skill", skill); a.status != 200 {
 		t.Fatalf("update the skill: %d %s", a.status, a.body)
 	}
-	eventually(t, time.Minute, "the new version in the running workspace", func() (bool, string) {
+	testwait.Eventually(t, time.Minute, "the new version in the running workspace", func() (bool, string) {
 		s := read()
 		return strings.Count(s, "Say e2e again.") == 2, s
 	})

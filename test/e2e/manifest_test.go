@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"sortie.dev/services/kit/testwait"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -79,7 +81,7 @@ spec:
 	if a := u.do("DELETE", "/api/workspaces/"+id, nil); a.status != 200 {
 		t.Errorf("delete over REST: %d", a.status)
 	}
-	eventually(t, time.Minute, "the Workspace gone from Kubernetes", func() (bool, string) {
+	testwait.Eventually(t, time.Minute, "the Workspace gone from Kubernetes", func() (bool, string) {
 		_, err := dyn.Resource(gvr).Namespace(sortie.namespace).Get(context.Background(), "from-yaml", metav1.GetOptions{})
 		return err != nil, "still there"
 	})

@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"sortie.dev/services/kit/testbin"
+	"sortie.dev/services/kit/testwait"
 )
 
 const defaultWS = "00000000-0000-0000-0000-000000000000"
@@ -44,14 +45,7 @@ func installCLIs(t *testing.T, u *user) {
 	var failed string
 	installOnce.Do(func() {
 		u.waitStatus(defaultWS, "ready")
-		bin := filepath.Join(t.TempDir(), "fake-agent")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/fake-agent")
-		build.Dir = filepath.Join(sortie.root, "services", "mission-control")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			failed = fmt.Sprintf("build the fake agent: %v\n%s", err, out)
-			return
-		}
+		bin := testbin.Path(t, "fake-agent")
 		raw, err := os.ReadFile(bin)
 		if err != nil {
 			failed = err.Error()
@@ -141,7 +135,7 @@ func count(evs []storedEvent, kind string) int {
 func (u *user) waitAnswers(missionID string, n int) []storedEvent {
 	u.t.Helper()
 	var evs []storedEvent
-	eventually(u.t, 2*time.Minute, fmt.Sprintf("%d answers in mission %s", n, missionID), func() (bool, string) {
+	testwait.Eventually(u.t, 2*time.Minute, fmt.Sprintf("%d answers in mission %s", n, missionID), func() (bool, string) {
 		evs = u.events(missionID, "")
 		var m mission
 		u.do("GET", "/api/control/missions/"+missionID, nil).decode(u.t, &m)
@@ -233,7 +227,7 @@ func (s *stream) read(resp *http.Response, last string) string {
 // events published after it are the stream's to deliver.
 func (s *stream) connected(t *testing.T) {
 	t.Helper()
-	eventually(t, 30*time.Second, "the stream's status snapshot", func() (bool, string) {
+	testwait.Eventually(t, 30*time.Second, "the stream's status snapshot", func() (bool, string) {
 		return s.seen("status") >= 1, "no snapshot yet"
 	})
 }
@@ -314,7 +308,7 @@ func TestMissionJourneys(t *testing.T) {
 			if count(evs, "tool_call") < 2 || count(evs, "tool_result") != count(evs, "tool_call") {
 				t.Fatalf("tool events: %d calls, %d results; events:\n%s", count(evs, "tool_call"), count(evs, "tool_result"), describe(evs))
 			}
-			eventually(t, 30*time.Second, "both answers on the stream", func() (bool, string) {
+			testwait.Eventually(t, 30*time.Second, "both answers on the stream", func() (bool, string) {
 				return s.seen("assistant_message") >= 2, fmt.Sprint(s.seen("assistant_message"))
 			})
 			live := s.stop()
@@ -331,7 +325,7 @@ func TestMissionJourneys(t *testing.T) {
 
 			// Cancel a turn in the middle; delete is refused meanwhile.
 			u.send(m.ID, "sleep 30 then list")
-			eventually(t, 30*time.Second, "the slow turn running", func() (bool, string) {
+			testwait.Eventually(t, 30*time.Second, "the slow turn running", func() (bool, string) {
 				var cur mission
 				u.do("GET", "/api/control/missions/"+m.ID, nil).decode(t, &cur)
 				return cur.Status == "active", cur.Status
@@ -457,7 +451,7 @@ func TestReferenceAcceptanceFlow(t *testing.T) {
 			t.Fatalf("message to the loaded mission: %d %s", a.status, a.body)
 		}
 	}
-	eventually(t, 2*time.Minute, "two answers on the stream", func() (bool, string) {
+	testwait.Eventually(t, 2*time.Minute, "two answers on the stream", func() (bool, string) {
 		return s.seen("assistant_message") >= 2, fmt.Sprint(s.seen("assistant_message"))
 	})
 	live := s.stop()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"sortie.dev/services/kit/testwait"
 )
 
 // The journeys that depend on the front door, behind a real nginx set up
@@ -27,14 +29,14 @@ func TestBehindNginx(t *testing.T) {
 	s.connected(t)
 	u.send(m.ID, "sleep 4 then list the files")
 	start := time.Now()
-	eventually(t, 30*time.Second, "the user message live through nginx", func() (bool, string) {
+	testwait.Eventually(t, 30*time.Second, "the user message live through nginx", func() (bool, string) {
 		return s.seen("user_message") >= 1, fmt.Sprint(s.seen("user_message"))
 	})
 	if s.seen("assistant_message") != 0 {
 		t.Errorf("the user message arrived only with the answer (%s): the stream was buffered", time.Since(start))
 	}
 	evs := u.waitAnswers(m.ID, 1)
-	eventually(t, 30*time.Second, "the answer through nginx", func() (bool, string) {
+	testwait.Eventually(t, 30*time.Second, "the answer through nginx", func() (bool, string) {
 		return s.seen("assistant_message") == 1, fmt.Sprint(s.seen("assistant_message"))
 	})
 	live := s.stop()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -23,6 +24,12 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/kit/testbin"
+	"sortie.dev/services/kit/testwait"
 )
 
 // platform is one running Sortie.
@@ -50,6 +57,11 @@ var users = []struct{ id, name, role string }{
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("e2e: skipped under -short: the journeys run the whole platform on the local node (make test runs them)")
+		os.Exit(0)
+	}
 	p, err := startPlatform(true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: the platform did not start:", err)
@@ -65,6 +77,9 @@ func TestMain(m *testing.M) {
 		p.dumpLog(os.Stderr)
 	}
 	p.stop()
+	if code == 0 {
+		_ = os.RemoveAll(p.state) // kept after a failure, for its logs
+	}
 	os.Exit(code)
 }
 
@@ -127,9 +142,16 @@ func startPlatform(multiUser bool) (*platform, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Under make test, bin/ and the node's images are built already; run by
+	// hand, run.sh builds them first, which takes minutes on a cold cache.
+	prebuilt, bound := os.Getenv(testbin.DirEnv) != "", 5*time.Minute
+	if !prebuilt {
+		bound = 20 * time.Minute
+	}
 	p.cmd = exec.Command(filepath.Join(root, "hack", "run.sh"))
 	p.cmd.Dir = root
 	p.cmd.Env = append(os.Environ(),
+		"SORTIE_PREBUILT="+strconv.FormatBool(prebuilt),
 		"SORTIE_STATE_DIR="+state, "SORTIE_PORT="+strconv.Itoa(base),
 		"SORTIE_REDIS_PORT="+strconv.Itoa(base+1), "SORTIE_SERVICE_PORT_BASE="+strconv.Itoa(base+2),
 		"SORTIE_WORKSPACE_NAMESPACE="+p.namespace, "SORTIE_KEEP_CLUSTER=true",
@@ -165,8 +187,8 @@ func startPlatform(multiUser bool) (*platform, error) {
 	case <-ready:
 	case err := <-p.exited:
 		return p, fmt.Errorf("hack/run.sh exited before the platform was up: %v", err)
-	case <-time.After(20 * time.Minute):
-		return p, fmt.Errorf("the platform was not up within 20 minutes")
+	case <-testwait.After(bound):
+		return p, fmt.Errorf("the platform was not up within %v", testwait.Scaled(bound))
 	}
 	if !multiUser {
 		pw, err := os.ReadFile(filepath.Join(state, "auth", "admin-password"))
@@ -284,22 +306,18 @@ func (p *platform) startNginx(port int) error {
 }
 
 func waitHTTP(url string, within time.Duration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
+	err := testwait.Until(context.Background(), within, func() (bool, string) {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false, err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer 200 within %s", url, within)
-		case <-time.After(200 * time.Millisecond):
-		}
+		resp.Body.Close()
+		return resp.StatusCode == 200, resp.Status
+	})
+	if err != nil {
+		return fmt.Errorf("%s did not answer 200: %w", url, err)
 	}
+	return nil
 }
 
 // stop is Ctrl-C: run.sh stops everything it started.
@@ -314,8 +332,25 @@ func (p *platform) stop() {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGINT)
 	select {
 	case <-p.exited:
-	case <-time.After(time.Minute):
+	case <-testwait.After(time.Minute):
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	p.deleteNamespace()
+}
+
+// deleteNamespace removes the platform's workspace namespace and, with it,
+// every Workspace, Pod and volume the journeys made there (the host
+// runtime's among them): a run leaves nothing on the node. It does not
+// wait; make test checks afterwards that the deletion finished.
+func (p *platform) deleteNamespace() {
+	ctx, cancel := context.WithTimeout(context.Background(), testwait.Scaled(time.Minute))
+	defer cancel()
+	c, err := clustertest.Connect(ctx)
+	if err == nil {
+		err = c.Clientset.CoreV1().Namespaces().Delete(ctx, p.namespace, metav1.DeleteOptions{})
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		fmt.Fprintf(os.Stderr, "e2e: delete namespace %s: %v\n", p.namespace, err)
 	}
 }
 

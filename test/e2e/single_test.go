@@ -1,6 +1,9 @@
 package e2e
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 // Single-password mode: a second platform, started the same way with no
 // users file, logs in with the password alone.
@@ -12,7 +15,14 @@ func TestSinglePasswordPlatform(t *testing.T) {
 		}
 		t.Fatalf("the single-password platform: %v", err)
 	}
-	defer p.stop()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			p.dumpLog(os.Stderr)
+		} else {
+			_ = os.RemoveAll(p.state)
+		}
+	})
 	u := newUser(t)
 	u.base = p.url
 	if a := u.do("POST", "/api/auth/login", map[string]string{"password": "not it"}); a.status != 401 || a.code() != "invalid_credentials" {

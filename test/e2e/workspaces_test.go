@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sortie.dev/services/kit/testwait"
 )
 
 type workspace struct {
@@ -39,7 +41,7 @@ func (u *user) createWorkspace(body map[string]any) workspace {
 func (u *user) waitStatus(id, want string) workspace {
 	u.t.Helper()
 	var ws workspace
-	eventually(u.t, 3*time.Minute, "workspace "+id+" "+want, func() (bool, string) {
+	testwait.Eventually(u.t, 3*time.Minute, "workspace "+id+" "+want, func() (bool, string) {
 		ws = workspace{}
 		u.do("GET", "/api/workspaces/"+id, nil).decode(u.t, &ws)
 		msg := ""
@@ -116,7 +118,7 @@ func TestWorkspaceJourney(t *testing.T) {
 	if a := u.do("DELETE", "/api/workspaces/"+ws.ID, nil); a.status != 200 {
 		t.Fatalf("delete: %d %s", a.status, a.body)
 	}
-	eventually(t, time.Minute, "the workspace gone", func() (bool, string) {
+	testwait.Eventually(t, time.Minute, "the workspace gone", func() (bool, string) {
 		a := u.do("GET", "/api/workspaces/"+ws.ID, nil)
 		return a.status == 404, a.code()
 	})

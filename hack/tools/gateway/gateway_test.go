@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"sortie.dev/api"
+	"sortie.dev/services/kit/testwait"
 )
 
 // upstreams starts one real HTTP server per service; each answers with
@@ -135,7 +136,7 @@ func TestStreamsAreNotBuffered(t *testing.T) {
 		if l != "id: 1" {
 			t.Errorf("first line %q", l)
 		}
-	case <-time.After(5 * time.Second):
+	case <-testwait.After(5 * time.Second):
 		t.Fatal("the first event did not come through while the stream was open")
 	}
 }

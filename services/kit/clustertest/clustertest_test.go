@@ -19,26 +19,22 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 	utilexec "k8s.io/client-go/util/exec"
+
+	"sortie.dev/services/kit/testwait"
 )
 
+// waitFor waits for ok, failing the test on its first error.
 func waitFor(t testing.TB, what string, timeout time.Duration, ok func() (bool, error)) {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
+	testwait.Eventually(t, timeout, what, func() (bool, string) {
 		done, err := ok()
 		if err != nil {
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
-		if done {
-			t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not happen within %v", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return done, ""
+	})
+	t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
 }
 
 func podReady(p *corev1.Pod) bool {

@@ -20,6 +20,7 @@ import (
 
 	"sortie.dev/services/kit/apierror"
 	"sortie.dev/services/kit/logging"
+	"sortie.dev/services/kit/testwait"
 )
 
 // syncBuffer is a log sink safe for the server's goroutines.
@@ -332,7 +333,7 @@ func TestShutdownDrainsThenClosesStreams(t *testing.T) {
 	select {
 	case <-streamEnded:
 		t.Fatal("the stream was closed before ordinary requests drained")
-	case <-time.After(200 * time.Millisecond):
+	case <-time.After(200 * time.Millisecond): // a window to see it stay open, not a wait
 	}
 	if _, err := net.DialTimeout("tcp", strings.TrimPrefix(r.url, "http://"), time.Second); err == nil {
 		t.Error("a new connection was accepted after shutdown began")
@@ -344,7 +345,7 @@ func TestShutdownDrainsThenClosesStreams(t *testing.T) {
 	var ended time.Time
 	select {
 	case ended = <-streamEnded:
-	case <-time.After(5 * time.Second):
+	case <-testwait.After(5 * time.Second):
 		t.Fatal("the stream was never closed")
 	}
 	mu.Lock()

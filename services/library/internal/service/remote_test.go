@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
+
+	"sortie.dev/services/kit/testwait"
 )
 
 // remotePair is two library services cloned from one bare remote, as two
@@ -16,7 +19,7 @@ func remotePair(t *testing.T) (remote string, a, b *library) {
 	remote = newRemote(t)
 	// The remote is empty: the first library seeds it and pushes.
 	a = startLibrary(t, map[string]string{"SORTIE_LIBRARY_REMOTE": remote})
-	eventually(t, "the seed to be pushed", func() bool { return a.status()["push_pending"] == false })
+	testwait.True(t, 20*time.Second, "the seed to be pushed", func() bool { return a.status()["push_pending"] == false })
 	if got := git(t, remote, "rev-parse", "main"); got != a.status()["head"] {
 		t.Fatalf("remote main %s, library head %v", got, a.status()["head"])
 	}
@@ -58,7 +61,7 @@ func diverge(t *testing.T, a, b *library, tag string) {
 	t.Helper()
 	a.must(200, "PUT", "/api/library/command/from-a-"+tag, content("A"))
 	b.must(200, "PUT", "/api/library/command/from-b-"+tag, content("B"))
-	eventually(t, "b's refused push to be reported", func() bool { return b.status()["last_push_error"] != nil })
+	testwait.True(t, 20*time.Second, "b's refused push to be reported", func() bool { return b.status()["last_push_error"] != nil })
 }
 
 func TestDivergence(t *testing.T) {
@@ -139,7 +142,7 @@ func TestDivergence(t *testing.T) {
 			t.Fatalf("a's save was not pushed")
 		}
 		b.must(200, "PUT", "/api/library/command/late-b", content("B"))
-		eventually(t, "b's push to be refused", func() bool { return b.status()["last_push_error"] != nil })
+		testwait.True(t, 20*time.Second, "b's push to be refused", func() bool { return b.status()["last_push_error"] != nil })
 		res := b.do(b.root, "POST", "/api/library/force-push", nil)
 		if res.Status != 409 || res.Code(t) != "stale_lease" {
 			t.Fatalf("force-push with a stale lease: %d %s", res.Status, res.Body)
@@ -166,7 +169,7 @@ func TestPushFailureIsRetried(t *testing.T) {
 	if err := os.Rename(away, remote); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the retried push", func() bool { return a.status()["push_pending"] == false })
+	testwait.True(t, 20*time.Second, "the retried push", func() bool { return a.status()["push_pending"] == false })
 	st = a.status()
 	if st["last_push_error"] != nil || st["last_push_at"] == nil || st["ahead"] != 0.0 {
 		t.Errorf("status after the retry: %v", st)
@@ -249,7 +252,7 @@ func TestConcurrentSaves(t *testing.T) {
 	if out := git(t, a.repoDir(), "status", "--porcelain"); out != "" {
 		t.Errorf("work tree: %s", out)
 	}
-	eventually(t, "every commit pushed", func() bool { return a.status()["push_pending"] == false })
+	testwait.True(t, 20*time.Second, "every commit pushed", func() bool { return a.status()["push_pending"] == false })
 	if git(t, remote, "rev-parse", "main") != git(t, a.repoDir(), "rev-parse", "HEAD") {
 		t.Errorf("remote behind")
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sortie.dev/services/kit/kubetest"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/library/internal/revision"
 )
 
@@ -51,7 +53,7 @@ func TestSecretsAreSealed(t *testing.T) {
 	if again := l.must(200, "PUT", "/api/library/workspace-template/dep", tpl); again.Header.Get("X-Library-Revision") != rev {
 		t.Errorf("re-saving an unchanged template made a commit")
 	}
-	eventually(t, "push", func() bool { return l.status()["push_pending"] == false })
+	testwait.True(t, 20*time.Second, "push", func() bool { return l.status()["push_pending"] == false })
 	// Neither the work tree, nor any object of the repository or the
 	// remote, holds a plaintext secret.
 	if gitMayFail(t, remote, "grep", "-n", "deploys", "main") == "" {
@@ -183,14 +185,14 @@ func TestRevisionConfigMap(t *testing.T) {
 			return cm.Data[revision.KeyRevision] == want && cm.Data[revision.KeyBranch] == "main" && cm.Data[revision.KeyUpdatedAt] != ""
 		}
 	}
-	eventually(t, "the starting revision", revisionIs(l.status()["head"].(string)))
+	testwait.True(t, 20*time.Second, "the starting revision", revisionIs(l.status()["head"].(string)))
 	for i, step := range []func() response{
 		func() response { return l.must(200, "PUT", "/api/library/skill/new", content("x")) },
 		func() response { return l.must(204, "DELETE", "/api/library/skill/new", nil) },
 		func() response { return l.must(200, "PUT", "/api/library/command/c", content("y")) },
 	} {
 		rev := step().Header.Get("X-Library-Revision")
-		eventually(t, "revision of step "+string(rune('1'+i)), revisionIs(rev))
+		testwait.True(t, 20*time.Second, "revision of step "+string(rune('1'+i)), revisionIs(rev))
 	}
 	if got := l.status()["published_revision"]; got != l.status()["head"] {
 		t.Errorf("status published_revision %v", got)

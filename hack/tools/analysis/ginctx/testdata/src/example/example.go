@@ -2,17 +2,22 @@ package example
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 
 	"github.com/gin-gonic/gin"
 	"sigs.k8s.io/client"
 )
 
+// logger has the shape of slog's InfoContext.
+type logger interface {
+	InfoContext(ctx context.Context, msg string, args ...any)
+}
+
 type handler struct {
 	c   client.Client
-	log *slog.Logger
+	log logger
 }
+
+func println(args ...any) {}
 
 func (h *handler) get(c *gin.Context) {
 	var obj struct{}
@@ -30,7 +35,7 @@ func (h *handler) get(c *gin.Context) {
 	_ = holder{ctx: c}       // want `\*gin.Context used as a context.Context`
 	_ = []context.Context{c} // want `\*gin.Context used as a context.Context`
 	variadic(c)              // want `\*gin.Context used as a context.Context`
-	fmt.Println(c)           // any is not a context: not reported
+	println(c)               // any is not a context: not reported
 	go func() context.Context {
 		return c // want `\*gin.Context used as a context.Context`
 	}()
