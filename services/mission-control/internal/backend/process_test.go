@@ -1,13 +1,10 @@
 package backend_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"sortie.dev/services/kit/testbin"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/backend"
 	"sortie.dev/services/mission-control/internal/backend/amp"
 	"sortie.dev/services/mission-control/internal/backend/backendtest"
@@ -24,42 +23,51 @@ import (
 	"sortie.dev/services/mission-control/internal/event"
 )
 
-// The fake agent is built once per test binary; each CLI name is a symlink
-// to it, as the real CLIs would be installed.
+// The fake agent comes from `make build` (kit/testbin); it is copied once
+// per test binary into a folder of its own, where each CLI name is a
+// symlink to it, as the real CLIs would be installed (the fake picks its
+// dialect from argv[0]). The copy outlives the test that made it, which a
+// binary testbin built into that test's temporary folder would not.
 var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
+	installOnce sync.Once
+	binDir      string
+	installErr  error
 )
 
 func fakeAgent(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	installOnce.Do(func() {
+		installErr = errors.New("installing the fake agent failed in an earlier test")
+		src := testbin.Path(t, "fake-agent")
 		dir, err := os.MkdirTemp("", "fake-agent-")
 		if err != nil {
-			buildErr = err
+			installErr = err
 			return
 		}
 		binDir = dir
-		exe := filepath.Join(dir, "fake-agent")
-		cmd := exec.Command(goTool, "build", "-o", exe, "sortie.dev/services/mission-control/cmd/fake-agent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build fake-agent: %v\n%s", err, out)
-			return
-		}
-		for _, name := range []string{"claude", "codex", "opencode", "amp"} {
-			if err := os.Symlink(exe, filepath.Join(dir, name)); err != nil {
-				buildErr = err
-				return
-			}
-		}
+		installErr = installFakeAgent(src, dir)
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if installErr != nil {
+		t.Fatal(installErr)
 	}
 	return binDir
+}
+
+func installFakeAgent(src, dir string) error {
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	exe := filepath.Join(dir, "fake-agent")
+	if err := os.WriteFile(exe, raw, 0o755); err != nil {
+		return err
+	}
+	for _, name := range []string{"claude", "codex", "opencode", "amp"} {
+		if err := os.Symlink(exe, filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func TestMain(m *testing.M) {
@@ -106,9 +114,7 @@ func runTurn(t *testing.T, c cli, r backend.Request, cancel func([]event.Event) 
 	if err != nil {
 		t.Fatalf("%s command: %v", c.name, err)
 	}
-	ctx, stop := context.WithTimeout(context.Background(), time.Minute)
-	defer stop()
-	proc := exec.CommandContext(ctx, cmd.Argv[0], cmd.Argv[1:]...)
+	proc := exec.CommandContext(testwait.Context(t, time.Minute), cmd.Argv[0], cmd.Argv[1:]...)
 	proc.Dir = cmd.Dir
 	proc.Env = []string{"PATH=" + os.Getenv("PATH")}
 	for k, v := range cmd.Env {
@@ -255,7 +261,7 @@ func TestFakeAgentCancel(t *testing.T) {
 				return slices.ContainsFunc(evs, func(e event.Event) bool { return e.Kind == event.KindThinking }) ||
 					c.name == "opencode" // opencode prints nothing before the sleep but a step_start
 			})
-			if time.Since(start) > 20*time.Second {
+			if time.Since(start) > testwait.Scaled(20*time.Second) {
 				t.Errorf("cancel took %v", time.Since(start))
 			}
 			if got.summary.Outcome != backend.OutcomeCancelled {

@@ -3,9 +3,14 @@ package backend
 import (
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
+// TestWatchdog runs each case in a synctest bubble, where time is virtual:
+// the sleeps below are the agent's timing under test, not waits, and a
+// timer fires at exactly its time however loaded the machine is, so the
+// bounds are exact and the test takes no real time.
 func TestWatchdog(t *testing.T) {
 	const unit = 40 * time.Millisecond
 	tests := []struct {
@@ -29,39 +34,41 @@ func TestWatchdog(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := make(chan error, 2)
-			start := time.Now()
-			w := NewWatchdog(tc.startup, tc.idle, func(err error) { got <- err })
-			for _, b := range tc.beats {
-				time.Sleep(time.Until(start.Add(b)))
-				w.Activity()
-			}
-			if tc.stop > 0 {
-				time.Sleep(time.Until(start.Add(tc.stop)))
-				w.Stop()
-			}
-			if tc.want == nil {
+			synctest.Test(t, func(t *testing.T) {
+				got := make(chan error, 2)
+				start := time.Now()
+				w := NewWatchdog(tc.startup, tc.idle, func(err error) { got <- err })
+				for _, b := range tc.beats {
+					time.Sleep(time.Until(start.Add(b)))
+					w.Activity()
+				}
+				if tc.stop > 0 {
+					time.Sleep(time.Until(start.Add(tc.stop)))
+					w.Stop()
+				}
+				if tc.want == nil {
+					select {
+					case err := <-got:
+						t.Fatalf("fired %v after %v", err, time.Since(start))
+					case <-time.After(time.Until(start.Add(14 * unit))):
+					}
+					return
+				}
 				select {
 				case err := <-got:
-					t.Fatalf("fired %v after %v", err, time.Since(start))
-				case <-time.After(time.Until(start.Add(14 * unit))):
+					if !errors.Is(err, tc.want) {
+						t.Errorf("fired %v, want %v", err, tc.want)
+					}
+				case <-time.After(time.Until(start.Add(tc.by))):
+					t.Fatalf("did not fire within %v", tc.by)
 				}
-				return
-			}
-			select {
-			case err := <-got:
-				if !errors.Is(err, tc.want) {
-					t.Errorf("fired %v, want %v", err, tc.want)
+				w.Stop()
+				select {
+				case err := <-got:
+					t.Errorf("fired twice (%v)", err)
+				case <-time.After(5 * unit):
 				}
-			case <-time.After(time.Until(start.Add(tc.by))):
-				t.Fatalf("did not fire within %v", tc.by)
-			}
-			w.Stop()
-			select {
-			case err := <-got:
-				t.Errorf("fired twice (%v)", err)
-			case <-time.After(5 * unit):
-			}
+			})
 		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/redistest"
 	"sortie.dev/services/kit/server"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/config"
 )
 
@@ -188,7 +189,7 @@ func TestMessageQueueAndTitle(t *testing.T) {
 	if cur.Title == nil || *cur.Title != "Refactor the parser" {
 		t.Errorf("title = %v", cur.Title)
 	}
-	got := waitFor(t, func() (mission, bool) {
+	got := testwait.For(t, time.Minute, "the turn that cannot start fails", func() (mission, bool) {
 		var m mission
 		e.do("GET", "/api/control/missions/"+cur.ID, nil).Decode(t, &m)
 		return m, m.Status == "failed"
@@ -326,20 +327,5 @@ func TestHealthAndProviders(t *testing.T) {
 	}
 	if r := e.do("DELETE", "/api/providers/openai/auth", nil); r.Status != 200 {
 		t.Errorf("delete key: %d", r.Status)
-	}
-}
-
-func waitFor[T any](t testing.TB, f func() (T, bool)) T {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		v, ok := f()
-		if ok {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within 60s; last value %+v", v)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"sortie.dev/services/kit/apitest"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/redistest"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/config"
 )
 
@@ -124,22 +125,18 @@ func start(t testing.TB, o options) *env {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &env{t: t, redis: o.redis, svc: svc, base: "http://" + ln.Addr().String(), stop: cancel, done: make(chan error, 1),
-		client: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: time.Minute})}
+		client: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: testwait.Scaled(time.Minute)})}
 	go func() { e.done <- svc.Serve(ctx, ln) }()
 	t.Cleanup(e.shutdown)
 	// Serve subscribes the hub before it accepts connections.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.Eventually(t, 10*time.Second, "mission-control serves /healthz", func() (bool, string) {
 		resp, err := http.Get(e.base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
+		if err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("service did not start: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return true, ""
+	})
 	return e
 }
 
@@ -155,8 +152,8 @@ func (e *env) shutdown() {
 		if err != nil {
 			e.t.Errorf("serve: %v", err)
 		}
-	case <-time.After(30 * time.Second):
-		e.t.Errorf("service did not stop within 30s")
+	case <-testwait.After(30 * time.Second):
+		e.t.Errorf("service did not stop within %v", testwait.Scaled(30*time.Second))
 	}
 }
 
@@ -255,8 +252,8 @@ func (s *stream) next(t testing.TB) sseEvent {
 			if ev.name != "keepalive" {
 				return ev
 			}
-		case <-time.After(30 * time.Second):
-			t.Fatal("no event within 30s")
+		case <-testwait.After(30 * time.Second):
+			t.Fatalf("no event within %v", testwait.Scaled(30*time.Second))
 		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,43 +21,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/kit/testbin"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/backend/openai/openaitest"
 )
 
-// The runner's boundary is the workspace-operator: these tests build the
-// real operator, run it as a child process against the real local node,
-// install the fake agent CLIs into the default host workspace through the
-// exec API, and drive turns through mission-control's HTTP API.
+// The runner's boundary is the workspace-operator: these tests run the real
+// operator (built by `make build`, handed over by kit/testbin) as a child
+// process against the real local node, install the fake agent CLIs into the
+// default host workspace through the exec API, and drive turns through
+// mission-control's HTTP API. Nothing is built or packed inside a test: the
+// node must already hold the workspace-agent image (`make images`).
 
 const defaultWS = "00000000-0000-0000-0000-000000000000"
 
 // cliDir is where the fake CLIs are installed in the host workspace.
 const cliDir = "/workspaces/.sortie/bin"
-
-func repoRoot(t testing.TB) string {
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.work above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// goBuild builds a package of the workspace into dir.
-func goBuild(t testing.TB, moduleDir, pkg, out string, env ...string) {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(runtimeGOROOT(), "bin", "go"), "build", "-o", out, pkg)
-	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), env...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
-	}
-}
 
 func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -95,30 +73,33 @@ type operator struct {
 
 func startOperator(t *testing.T) *operator {
 	t.Helper()
-	ctx := context.Background()
 	c := clustertest.Require(t)
-	if err := c.BuildImages(ctx); err != nil {
+	c.RequireImages(t)
+	bin := testbin.Path(t, "workspace-operator")
+	root, err := testbin.RepoRoot()
+	if err != nil {
 		t.Fatal(err)
 	}
-	root := repoRoot(t)
 	if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{Paths: []string{filepath.Join(root, "api", "crds")}, ErrorIfPathMissing: true}); err != nil {
 		t.Fatal(err)
 	}
 	ns := c.Namespace(t)
-	bin := filepath.Join(t.TempDir(), "workspace-operator")
-	goBuild(t, filepath.Join(root, "services", "workspace-operator"), "./cmd/workspace-operator", bin)
 
 	addr := freeAddr(t)
 	env := append(os.Environ(), "KUBECONFIG="+c.Kubeconfig, "SORTIE_WORKSPACE_NAMESPACE="+ns, "SORTIE_AUTH_DEV_MODE=true",
 		"SORTIE_LEADER_ELECTION=false", "SORTIE_LISTEN_ADDR="+addr, "SORTIE_METRICS_ADDR=0", "SORTIE_PROBE_ADDR=0",
 		"SORTIE_WORKSPACE_STORAGE=64Mi", "SORTIE_HOST_STORAGE=256Mi")
-	opEnv, err := os.ReadFile(filepath.Join(root, ".state", "cluster", "operator.env"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(opEnv), "\n") {
-		if strings.Contains(l, "=") && !strings.HasPrefix(l, "#") {
-			env = append(env, strings.TrimSpace(l))
+	// hack/cluster.sh writes the operator's settings for the local node
+	// (its images and distros); an external cluster has none.
+	if c.StateDir != "" {
+		opEnv, err := os.ReadFile(filepath.Join(c.StateDir, "operator.env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(opEnv), "\n") {
+			if strings.Contains(l, "=") && !strings.HasPrefix(l, "#") {
+				env = append(env, strings.TrimSpace(l))
+			}
 		}
 	}
 	cmd := exec.Command(bin)
@@ -134,8 +115,9 @@ func startOperator(t *testing.T) *operator {
 		go func() { _ = cmd.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(20 * time.Second):
+		case <-testwait.After(20 * time.Second):
 			_ = cmd.Process.Kill()
+			<-done
 		}
 		if t.Failed() {
 			t.Logf("workspace-operator output:\n%s", tail(out.String(), 4000))
@@ -143,21 +125,19 @@ func startOperator(t *testing.T) *operator {
 	})
 	op := &operator{url: "http://" + addr, out: out}
 	start := time.Now()
-	for {
+	if err := testwait.Until(t.Context(), 3*time.Minute, func() (bool, string) {
 		var ws struct{ Status string }
-		if r, err := http.Get(op.url + "/api/workspaces/" + defaultWS); err == nil {
-			json.NewDecoder(r.Body).Decode(&ws)
-			r.Body.Close()
+		r, err := http.Get(op.url + "/api/workspaces/" + defaultWS)
+		if err != nil {
+			return false, err.Error()
 		}
-		if ws.Status == "ready" {
-			t.Logf("default host workspace ready after %v", time.Since(start).Round(time.Millisecond))
-			break
-		}
-		if time.Since(start) > 3*time.Minute {
-			t.Fatalf("default workspace not ready after 3m (%q)\n%s", ws.Status, tail(out.String(), 4000))
-		}
-		time.Sleep(200 * time.Millisecond)
+		json.NewDecoder(r.Body).Decode(&ws)
+		r.Body.Close()
+		return ws.Status == "ready", fmt.Sprintf("status %q", ws.Status)
+	}); err != nil {
+		t.Fatalf("default host workspace not ready: %v\n%s", err, tail(out.String(), 4000))
 	}
+	t.Logf("default host workspace ready after %v", time.Since(start).Round(time.Millisecond))
 	return op
 }
 
@@ -194,9 +174,7 @@ func (op *operator) exec(t testing.TB, ws, command, stdin string) (string, int) 
 // opencode and amp as symlinks (the fake picks its dialect from argv[0]).
 func (op *operator) installFakeCLIs(t testing.TB, ws string) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "fake-agent")
-	goBuild(t, filepath.Join(repoRoot(t), "services", "mission-control"), "./cmd/fake-agent", bin, "CGO_ENABLED=0")
-	raw, err := os.ReadFile(bin)
+	raw, err := os.ReadFile(testbin.Path(t, "fake-agent"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +222,7 @@ func (e *env) events(t testing.TB, mission string) []storedEvent {
 
 func (e *env) waitStatus(t testing.TB, id string, want ...string) mission {
 	t.Helper()
-	return waitFor(t, func() (mission, bool) {
+	return testwait.For(t, time.Minute, "mission "+id+" "+strings.Join(want, " or ")+", its run ended", func() (mission, bool) {
 		var m mission
 		e.do("GET", "/api/control/missions/"+id, nil).Decode(t, &m)
 		for _, w := range want {
@@ -261,7 +239,7 @@ func (e *env) waitStatus(t testing.TB, id string, want ...string) mission {
 // waitTurns waits until the mission has answered n turns and runs none.
 func (e *env) waitTurns(t testing.TB, id string, n int) mission {
 	t.Helper()
-	waitFor(t, func() (int, bool) {
+	testwait.For(t, time.Minute, fmt.Sprintf("mission %s answers %d turns, its run ended", id, n), func() (int, bool) {
 		c := count(e.events(t, id), "assistant_message")
 		r, _ := e.svc.Control.Run(context.Background(), id)
 		return c, c >= n && r == nil
@@ -455,7 +433,7 @@ func TestOnNode(t *testing.T) {
 		// SIGKILL at the end of the escalation, sent to the process group,
 		// stops them.
 		e.send(t, m.ID, "grandchild ignore-term ignore-int sleep 120 then list")
-		waitFor(t, func() (int, bool) { n := count(e.events(t, m.ID), "thinking"); return n, n > 0 })
+		testwait.For(t, time.Minute, "the CLI thinks", func() (int, bool) { n := count(e.events(t, m.ID), "thinking"); return n, n > 0 })
 		if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.Status != 409 {
 			t.Errorf("delete while running: %d %s", r.Status, r.Body)
 		}
@@ -531,7 +509,7 @@ func TestOnNode(t *testing.T) {
 		r.Body.Close()
 		// The operator reads from its cache, which sees the new workspace
 		// a moment after the create.
-		waitFor(t, func() (int, bool) {
+		testwait.For(t, time.Minute, "the operator finds the new workspace", func() (int, bool) {
 			r, err := http.Get(op.url + "/api/workspaces/" + ws.ID)
 			if err != nil {
 				return 0, false
@@ -544,7 +522,7 @@ func TestOnNode(t *testing.T) {
 		if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode >= 300 {
 			t.Fatalf("delete workspace: %v %v", err, r)
 		}
-		waitFor(t, func() (int, bool) {
+		testwait.For(t, time.Minute, "the deleted workspace is gone", func() (int, bool) {
 			r, err := http.Get(op.url + "/api/workspaces/" + ws.ID)
 			if err != nil {
 				return 0, false
@@ -638,7 +616,10 @@ func testBuiltinOnNode(t *testing.T, e *env, op *operator, ep *openaitest.Endpoi
 // stopped like a cancel and their turns fail, resumable, with a clear error.
 func testWatchdogs(t *testing.T, op *operator) {
 	env := cliEnv()
-	env["SORTIE_MC_STARTUP_TIMEOUT"], env["SORTIE_MC_IDLE_TIMEOUT"] = "2s", "3s"
+	// The timeouts under test; scaled, because a slow machine takes longer
+	// to start the CLIs that must say something before the startup timeout.
+	env["SORTIE_MC_STARTUP_TIMEOUT"] = testwait.Scaled(2 * time.Second).String()
+	env["SORTIE_MC_IDLE_TIMEOUT"] = testwait.Scaled(3 * time.Second).String()
 	w := start(t, options{workspaces: op.url, env: env})
 	cases := []struct{ backend, prompt, reason, words string }{
 		{"claudecode", "mute then list", "startup_timeout", "startup timeout"},
@@ -679,8 +660,7 @@ func testWatchdogs(t *testing.T, op *operator) {
 // while a turn runs, and checks that the in-process instance (another
 // replica) takes the run over and finishes it with every event exactly once.
 func testKillMidTurn(t *testing.T, e *env, op *operator) {
-	bin := filepath.Join(t.TempDir(), "mission-control")
-	goBuild(t, filepath.Join(repoRoot(t), "services", "mission-control"), "./cmd/mission-control", bin)
+	bin := testbin.Path(t, "mission-control")
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), "SORTIE_REDIS_URL="+e.redis.URL, "SORTIE_AUTH_DEV_MODE=true", "SORTIE_WORKSPACES_URL="+op.url,
@@ -701,7 +681,7 @@ func testKillMidTurn(t *testing.T, e *env, op *operator) {
 		}
 	}()
 	child := &env{t: t, base: "http://" + addr, client: e.client, redis: e.redis, svc: e.svc}
-	waitFor(t, func() (int, bool) {
+	testwait.For(t, time.Minute, "the child mission-control serves /healthz", func() (int, bool) {
 		r, err := http.Get(child.base + "/healthz")
 		if err != nil {
 			return 0, false
@@ -715,7 +695,7 @@ func testKillMidTurn(t *testing.T, e *env, op *operator) {
 	sse := e.openStream("/api/control/stream?mission_id="+m.ID, "")
 	sse.next(t)
 	child.send(t, m.ID, "sleep 4 then list")
-	waitFor(t, func() (int, bool) { n := count(e.events(t, m.ID), "thinking"); return n, n > 0 })
+	testwait.For(t, time.Minute, "the CLI thinks", func() (int, bool) { n := count(e.events(t, m.ID), "thinking"); return n, n > 0 })
 	before := len(e.events(t, m.ID))
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -741,5 +721,3 @@ func testKillMidTurn(t *testing.T, e *env, op *operator) {
 		seen[ev.id] = true
 	}
 }
-
-func runtimeGOROOT() string { return runtime.GOROOT() }

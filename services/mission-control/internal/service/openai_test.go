@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"sortie.dev/services/kit/redistest"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/backend/openai/openaitest"
 )
 
@@ -88,7 +89,7 @@ func TestBuiltinBackendCancelMidStream(t *testing.T) {
 	e := start(t, options{env: openaiEnv(ep, nil)})
 	m := e.create(t, map[string]any{"backend": "openai"})
 	e.send(t, m.ID, "Take your time.")
-	waitFor(t, func() (int, bool) { n := count(e.events(t, m.ID), "text_delta"); return n, n > 0 })
+	testwait.For(t, time.Minute, "a text_delta event is stored", func() (int, bool) { n := count(e.events(t, m.ID), "text_delta"); return n, n > 0 })
 	start := time.Now()
 	if r := e.do("POST", "/api/control/missions/"+m.ID+"/cancel", nil); r.Status != 200 {
 		t.Fatalf("cancel: %d %s", r.Status, r.Body)
@@ -136,8 +137,8 @@ func TestBuiltinBackendFailover(t *testing.T) {
 	a := start(t, options{redis: rdb, workspaces: ws, env: openaiEnv(ep, map[string]string{"SORTIE_MC_REPLICA_ID": "a"})})
 	m := a.create(t, map[string]any{"backend": "openai"})
 	a.send(t, m.ID, "Work on it.")
-	waitFor(t, func() (int, bool) { n := len(ep.Requests()); return n, n == 2 })
-	waitFor(t, func() (int, bool) { n := count(a.events(t, m.ID), "text_delta"); return n, n > 0 })
+	testwait.For(t, time.Minute, "the second model call", func() (int, bool) { n := len(ep.Requests()); return n, n == 2 })
+	testwait.For(t, time.Minute, "a text_delta event is stored", func() (int, bool) { n := count(a.events(t, m.ID), "text_delta"); return n, n > 0 })
 	before := kinds(a.events(t, m.ID))
 
 	b := start(t, options{redis: rdb, workspaces: ws, env: openaiEnv(ep, map[string]string{"SORTIE_MC_REPLICA_ID": "b"})})

@@ -17,6 +17,7 @@ import (
 
 	"sortie.dev/services/kit/authn"
 	"sortie.dev/services/kit/redistest"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/providers/oauthtest"
 )
 
@@ -113,8 +114,8 @@ func TestProviderOAuthAndRefreshBeforeRun(t *testing.T) {
 	var got map[string]string
 	select {
 	case got = <-starts:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no process started")
+	case <-testwait.After(30 * time.Second):
+		t.Fatalf("no process started within %v", testwait.Scaled(30*time.Second))
 	}
 	if oa.Refreshes() != 1 {
 		t.Errorf("%d refreshes before the run, want 1", oa.Refreshes())
@@ -276,23 +277,23 @@ func TestMetrics(t *testing.T) {
 		{`sortie_mc_sse_clients (\S+)`, 1},
 		{`sortie_mc_queue_depth (\S+)`, 2},
 	}
-	waitFor(t, func() (string, bool) {
+	testwait.Eventually(t, time.Minute, "/metrics has every metric", func() (bool, string) {
 		resp, err := http.Get(e.base + "/metrics")
 		if err != nil {
-			return err.Error(), false
+			return false, err.Error()
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		for _, w := range want {
 			m := regexp.MustCompile(`(?m)^` + w.re + `$`).FindSubmatch(b)
 			if m == nil {
-				return "missing " + w.re, false
+				return false, "missing " + w.re
 			}
 			if v, _ := strconv.ParseFloat(string(m[1]), 64); v < w.min {
-				return fmt.Sprintf("%s = %v, want ≥ %v", w.re, v, w.min), false
+				return false, fmt.Sprintf("%s = %v, want ≥ %v", w.re, v, w.min)
 			}
 		}
-		return "", true
+		return true, ""
 	})
 	if !strings.Contains(string(e.do("GET", "/api/health", nil).Body), `"ok"`) {
 		t.Error("health")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/event"
 	"sortie.dev/services/mission-control/internal/events"
 )
@@ -86,8 +87,8 @@ func TestStreamSnapshotOrderAndResume(t *testing.T) {
 		if ev.name != "keepalive" {
 			t.Errorf("extra event after resume: %+v", ev)
 		}
-	case <-time.After(500 * time.Millisecond):
-		t.Error("no keepalive within 500ms (configured 200ms)")
+	case <-testwait.After(500 * time.Millisecond):
+		t.Errorf("no keepalive within %v (configured 200ms)", testwait.Scaled(500*time.Millisecond))
 	}
 	// Stored once: the text deltas of the turn are one row.
 	var evs []map[string]any
@@ -125,8 +126,8 @@ func TestStreamEndsOnShutdown(t *testing.T) {
 	select {
 	case <-s.closed:
 		t.Logf("stream closed %v after shutdown began", time.Since(start).Round(time.Millisecond))
-	case <-time.After(10 * time.Second):
-		t.Fatal("stream still open 10s after shutdown")
+	case <-testwait.After(10 * time.Second):
+		t.Fatalf("stream still open %v after shutdown", testwait.Scaled(10*time.Second))
 	}
 }
 

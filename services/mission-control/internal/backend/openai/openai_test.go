@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/backend"
 	"sortie.dev/services/mission-control/internal/backend/backendtest"
 	"sortie.dev/services/mission-control/internal/backend/openai/openaitest"
@@ -405,8 +406,8 @@ func TestCancelMidStream(t *testing.T) {
 	}()
 	select {
 	case err = <-errc:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Drive did not return after the cancel")
+	case <-testwait.After(10 * time.Second):
+		t.Fatalf("Drive did not return within %v of the cancel", testwait.Scaled(10*time.Second))
 	}
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Drive: %v, want context.Canceled", err)
@@ -429,10 +430,10 @@ func TestCancelDuringTool(t *testing.T) {
 	f := setup(t, openaitest.Reply{Chunks: []string{openaitest.CallStart(0, "c", "shell"), openaitest.CallArgs(0, `{"command":"sleep 30"}`), openaitest.Finish("tool_calls")}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	time.AfterFunc(300*time.Millisecond, cancel)
+	time.AfterFunc(300*time.Millisecond, cancel) // the cancel under test, while the tool's sleep runs
 	start := time.Now()
 	evs, r, err := drive(t, ctx, f.config(), f.ws, f.turn("go"), backend.Exit{})
-	if !errors.Is(err, context.Canceled) || time.Since(start) > 10*time.Second {
+	if !errors.Is(err, context.Canceled) || time.Since(start) > testwait.Scaled(10*time.Second) {
 		t.Fatalf("Drive: %v after %v", err, time.Since(start))
 	}
 	want := []event.Kind{event.KindToolCall, event.KindMissionActivity, event.KindToolResult, event.KindAssistantMessage}
@@ -465,7 +466,7 @@ func TestWatchdogs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := time.Since(start); d > 5*time.Second {
+			if d := time.Since(start); d > testwait.Scaled(5*time.Second) {
 				t.Errorf("took %v", d)
 			}
 			e := last(evs, event.KindError)
