@@ -13,9 +13,9 @@ import (
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
-func hostWS(name, path string) *v1alpha1.Workspace {
+func hostWS(ns, name, path string) *v1alpha1.Workspace {
 	return &v1alpha1.Workspace{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec:       v1alpha1.WorkspaceSpec{DisplayName: name, Type: v1alpha1.TypeHost, Path: path},
 	}
 }
@@ -26,8 +26,8 @@ func TestHostWorkspacesShareOneRuntime(t *testing.T) {
 	e := startOperator(t, localImages)
 	ctx := context.Background()
 	e.agent.set(agentapi.InitStatus{State: agentapi.InitSucceeded})
-	create(t, e, hostWS("host", v1alpha1.HostRoot))
-	create(t, e, hostWS("proj", "/workspaces/proj"))
+	create(t, e, hostWS(e.ns, "host", v1alpha1.HostRoot))
+	create(t, e, hostWS(e.ns, "proj", "/workspaces/proj"))
 
 	eventually(t, "the runtime pod", podExists(e, runtimePod))
 	pod, _ := getPod(e, runtimePod)
@@ -46,7 +46,7 @@ func TestHostWorkspacesShareOneRuntime(t *testing.T) {
 		if name == HostRuntimeName+"-data" {
 			obj = &corev1.PersistentVolumeClaim{}
 		}
-		if err := e.client.Get(ctx, client.ObjectKey{Namespace: "default", Name: name}, obj); err != nil {
+		if err := e.client.Get(ctx, e.key(name), obj); err != nil {
 			t.Fatalf("runtime object %s: %v", name, err)
 		}
 		if metav1.GetControllerOf(obj) != nil {
@@ -66,11 +66,11 @@ func TestHostWorkspacesShareOneRuntime(t *testing.T) {
 	}
 
 	// Deleting a host workspace leaves the runtime (and the others) alone.
-	if err := e.client.Delete(ctx, hostWS("proj", "")); err != nil {
+	if err := e.client.Delete(ctx, hostWS(e.ns, "proj", "")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "proj gone", func() (bool, string) {
-		err := e.client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "proj"}, &v1alpha1.Workspace{})
+		err := e.client.Get(ctx, e.key("proj"), &v1alpha1.Workspace{})
 		return err != nil, "still there"
 	})
 	if p, err := getPod(e, runtimePod); err != nil || !p.DeletionTimestamp.IsZero() {
@@ -96,14 +96,14 @@ func TestHostWorkspacesShareOneRuntime(t *testing.T) {
 func TestHostWorkspaceFailures(t *testing.T) {
 	e := startOperator(t, localImages)
 	e.agent.set(agentapi.InitStatus{State: agentapi.InitSucceeded})
-	create(t, e, hostWS("outside", "/etc"))
+	create(t, e, hostWS(e.ns, "outside", "/etc"))
 	eventually(t, "outside fails", phaseIs(t, e, "outside", v1alpha1.PhaseError))
 	if ws := getWS(t, e, "outside"); ws.Status.LastError == "" {
 		t.Error("no lastError for a path outside the host root")
 	}
 
 	e.agent.failDirs(errors.New("read-only file system"))
-	create(t, e, hostWS("ro", "/workspaces/ro"))
+	create(t, e, hostWS(e.ns, "ro", "/workspaces/ro"))
 	eventually(t, "the runtime pod", podExists(e, runtimePod))
 	runPod(t, e, runtimePod)
 	eventually(t, "ro building while mkdir fails", phaseIs(t, e, "ro", v1alpha1.PhaseBuilding))

@@ -3,22 +3,18 @@ package controller
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
@@ -31,41 +27,32 @@ type nodeEnv struct {
 
 func startOnNode(t *testing.T) *nodeEnv {
 	t.Helper()
-	ctx := context.Background()
 	c := clustertest.Require(t)
-	if err := c.BuildImages(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c.RequireImages(t)
 	if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{
-		Paths: []string{filepath.Join("..", "..", "..", "..", "api", "crds")}, ErrorIfPathMissing: true,
+		Paths: []string{crdDir}, ErrorIfPathMissing: true, MaxTime: testwait.Scaled(30 * time.Second),
 	}); err != nil {
 		t.Fatalf("install the CRD: %v", err)
 	}
 	ns := c.Namespace(t)
-	s := testScheme(t)
-	cfg := testConfig(t, map[string]string{
-		"SORTIE_WORKSPACE_NAMESPACE": ns,
-		"SORTIE_DISTRO_IMAGES":       "debian-bookworm=" + clustertest.DebianImage + ",ubuntu-noble=" + clustertest.DebianImage,
-		"SORTIE_DEFAULT_DISTRO":      "debian-bookworm",
-		"SORTIE_WORKSPACE_STORAGE":   "64Mi",
+	cfg := testConfig(t, ns, map[string]string{
+		"SORTIE_DISTRO_IMAGES":     "debian-bookworm=" + clustertest.DebianImage + ",ubuntu-noble=" + clustertest.DebianImage,
+		"SORTIE_DEFAULT_DISTRO":    "debian-bookworm",
+		"SORTIE_WORKSPACE_STORAGE": "64Mi",
 	})
-	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
-		Scheme: s, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
-		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &WorkspaceReconciler{Client: mgr.GetClient(), Scheme: s, Config: cfg, Prober: AgentProber{},
+	// The node is shared with other tests and whatever runs on it: the
+	// manager sees only the test's namespace, as the operator sees only its own.
+	mgr := newManager(t, c.Config, ns)
+	r := &WorkspaceReconciler{Client: mgr.GetClient(), Scheme: testScheme, Config: cfg, Prober: AgentProber{},
 		Recorder: mgr.GetEventRecorder("workspace-operator")}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	mctx, cancel := context.WithCancel(ctx)
+	mctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mgr.Start(mctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	cl, err := client.New(c.Config, client.Options{Scheme: s})
+	cl, err := client.New(c.Config, client.Options{Scheme: testScheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,20 +68,17 @@ func (n *nodeEnv) get(t *testing.T, name string) *v1alpha1.Workspace {
 	return ws
 }
 
-func (n *nodeEnv) waitPhase(t *testing.T, name string, want v1alpha1.Phase, timeout time.Duration) *v1alpha1.Workspace {
+// waitPhase waits up to within (scaled) for the workspace's phase.
+func (n *nodeEnv) waitPhase(t *testing.T, name string, want v1alpha1.Phase, within time.Duration) *v1alpha1.Workspace {
 	t.Helper()
 	start := time.Now()
-	for {
-		ws := n.get(t, name)
-		if ws.Status.Phase == want {
-			t.Logf("%s: %s after %v", name, want, time.Since(start).Round(time.Millisecond))
-			return ws
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: phase %s (%s) after %v, want %s", name, ws.Status.Phase, ws.Status.LastError, timeout, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	var ws *v1alpha1.Workspace
+	testwait.Eventually(t, within, fmt.Sprintf("%s: phase %s", name, want), func() (bool, string) {
+		ws = n.get(t, name)
+		return ws.Status.Phase == want, fmt.Sprintf("phase %s (%s)", ws.Status.Phase, ws.Status.LastError)
+	})
+	t.Logf("%s: %s after %v", name, want, time.Since(start).Round(time.Millisecond))
+	return ws
 }
 
 // agent returns a client for the workspace's agent, as the REST facade
@@ -115,9 +99,7 @@ func (n *nodeEnv) agent(t *testing.T, name string) *agentapi.Client {
 }
 
 func nodeWS(ns, name, script string) *v1alpha1.Workspace {
-	ws := newWS(name, func(s *v1alpha1.WorkspaceSpec) { s.InitScript = script })
-	ws.Namespace = ns
-	return ws
+	return newWS(ns, name, func(s *v1alpha1.WorkspaceSpec) { s.InitScript = script })
 }
 
 // TestOnNode walks a workspace through its life on the real node: ready
@@ -209,14 +191,10 @@ func TestOnNode(t *testing.T) {
 	}
 }
 
-func waitUntil(t *testing.T, what string, timeout time.Duration, ok func() bool) {
+// waitUntil waits up to within (scaled) for ok, and logs how long it took.
+func waitUntil(t *testing.T, what string, within time.Duration, ok func() bool) {
 	t.Helper()
 	start := time.Now()
-	for !ok() {
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.True(t, within, what, ok)
 	t.Logf("%s after %v", what, time.Since(start).Round(time.Millisecond))
 }

@@ -2,49 +2,62 @@ package controller
 
 import (
 	"context"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"sortie.dev/api/v1alpha1"
-	"sortie.dev/services/kit/kubetest"
 	"sortie.dev/services/kit/testclock"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 	"sortie.dev/services/workspace-operator/internal/config"
 )
 
-func testScheme(t testing.TB) *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func testConfig(t testing.TB, env map[string]string) *config.Config {
-	base := map[string]string{"SORTIE_WORKSPACE_NAMESPACE": "default", "SORTIE_LEADER_ELECTION": "false", "SORTIE_AUTH_DEV_MODE": "true"}
+// testConfig is the operator's configuration for a test whose workspaces
+// live in ns, with env on top of the defaults.
+func testConfig(t testing.TB, ns string, env map[string]string) *config.Config {
+	t.Helper()
+	base := map[string]string{"SORTIE_LEADER_ELECTION": "false", "SORTIE_AUTH_DEV_MODE": "true"}
 	for k, v := range env {
 		base[k] = v
 	}
+	base["SORTIE_WORKSPACE_NAMESPACE"] = ns
 	c, err := config.Load(nil, func(k string) (string, bool) { v, ok := base[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// newManager makes a manager for a test whose objects live in ns. Like
+// the operator's (cmd/workspace-operator), its cache holds that namespace
+// only: objects another test left in its namespace are never reconciled
+// by this test's manager.
+func newManager(t testing.TB, cfg *rest.Config, ns string) ctrl.Manager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 testScheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		// Each test starts its own manager; controller names are
+		// otherwise unique per process.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mgr
 }
 
 // agentAnswers is a stand-in Prober for tests that run without Pods
@@ -93,36 +106,55 @@ func (a *agentAnswers) set(st agentapi.InitStatus) {
 	a.st = st
 }
 
+// readCounter is the reconciler's client, counting the reads of each
+// Workspace: every reconcile of a Workspace starts by reading it, so a
+// second read means a first reconcile has finished.
+type readCounter struct {
+	client.Client
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (c *readCounter) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*v1alpha1.Workspace); ok {
+		c.mu.Lock()
+		c.reads[key.Name]++
+		c.mu.Unlock()
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// reconciled says whether this manager has finished a reconcile of the
+// Workspace name.
+func (c *readCounter) reconciled(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads[name] >= 2
+}
+
 type env struct {
 	client client.Client
+	ns     string // the test's namespace, the only one the operator sees
 	agent  *agentAnswers
 	clock  *testclock.Clock
 	stop   func()
-	start  func()
+	start  func() *readCounter
 }
 
-// startOperator runs the reconciler in a real manager against a real
-// apiserver with the Workspace CRD installed.
+// startOperator runs the reconciler in a real manager against the
+// package's apiserver (with the Workspace CRD), in a namespace of the
+// test's own.
 func startOperator(t *testing.T, cfgEnv map[string]string) *env {
 	t.Helper()
-	s := testScheme(t)
-	kube := kubetest.Start(t, kubetest.Options{CRDDirectoryPaths: []string{filepath.Join("..", "..", "..", "..", "api", "crds")}, Scheme: s})
-	cfg := testConfig(t, cfgEnv)
-	e := &env{client: kube.Client, agent: &agentAnswers{st: agentapi.InitStatus{State: agentapi.InitRunning}}, clock: testclock.New(time.Now())}
+	k := kube.Get(t)
+	ns := k.Namespace(t)
+	cfg := testConfig(t, ns, cfgEnv)
+	e := &env{client: k.Client, ns: ns, agent: &agentAnswers{st: agentapi.InitStatus{State: agentapi.InitRunning}}, clock: testclock.New(time.Now())}
 	var running []func() // each manager's stop
-	e.start = func() {
-		mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
-			Scheme:                 s,
-			Metrics:                metricsserver.Options{BindAddress: "0"},
-			HealthProbeBindAddress: "0",
-			// Each test starts its own manager; controller names are
-			// otherwise unique per process.
-			Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &WorkspaceReconciler{Client: mgr.GetClient(), Scheme: s, Config: cfg, Prober: e.agent,
+	e.start = func() *readCounter {
+		mgr := newManager(t, k.Config, ns)
+		reads := &readCounter{Client: mgr.GetClient(), reads: map[string]int{}}
+		r := &WorkspaceReconciler{Client: reads, Scheme: testScheme, Config: cfg, Prober: e.agent,
 			Recorder: mgr.GetEventRecorder("workspace-operator"), Now: e.clock.Now}
 		if err := r.SetupWithManager(mgr); err != nil {
 			t.Fatal(err)
@@ -136,6 +168,7 @@ func startOperator(t *testing.T, cfgEnv map[string]string) *env {
 			}
 		}()
 		running = append(running, func() { cancel(); <-done })
+		return reads
 	}
 	e.stop = func() {
 		for _, stop := range running {
@@ -148,25 +181,43 @@ func startOperator(t *testing.T, cfgEnv map[string]string) *env {
 	return e
 }
 
+// settle bounds what the reconciler does against the apiserver alone:
+// every step is a few reads and writes.
+const settle = 30 * time.Second
+
+// eventually waits for a step of the reconciler.
 func eventually(t *testing.T, what string, f func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := f()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
+	testwait.Eventually(t, settle, what, f)
+}
+
+// newWS is a container workspace in ns; mutate adjusts its spec.
+func newWS(ns, name string, mutate ...func(*v1alpha1.WorkspaceSpec)) *v1alpha1.Workspace {
+	ws := &v1alpha1.Workspace{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: v1alpha1.WorkspaceSpec{
+			DisplayName: "My " + name,
+			Type:        v1alpha1.TypeContainer,
+			Distro:      v1alpha1.DistroDebianBookworm,
+			EnvVars:     map[string]string{"PROJECT": name},
+			InitScript:  "#!/bin/sh\necho hello\n",
+		},
 	}
-	t.Fatalf("%s did not happen within 30s; last seen: %s", what, last)
+	for _, m := range mutate {
+		m(&ws.Spec)
+	}
+	return ws
+}
+
+// key names an object in the test's namespace.
+func (e *env) key(name string) client.ObjectKey {
+	return client.ObjectKey{Namespace: e.ns, Name: name}
 }
 
 func getWS(t *testing.T, e *env, name string) *v1alpha1.Workspace {
 	t.Helper()
 	ws := &v1alpha1.Workspace{}
-	if err := e.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, ws); err != nil {
+	if err := e.client.Get(context.Background(), e.key(name), ws); err != nil {
 		t.Fatal(err)
 	}
 	return ws
@@ -174,7 +225,7 @@ func getWS(t *testing.T, e *env, name string) *v1alpha1.Workspace {
 
 func getPod(e *env, name string) (*corev1.Pod, error) {
 	pod := &corev1.Pod{}
-	err := e.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, pod)
+	err := e.client.Get(context.Background(), e.key(name), pod)
 	return pod, err
 }
 

@@ -19,16 +19,16 @@ func TestAdmission(t *testing.T) {
 		ws   *v1alpha1.Workspace
 		want string // "" = accepted
 	}{
-		"container":            {ws: newWS("ok1")},
-		"host, defaults":       {ws: newWS("ok2", func(s *v1alpha1.WorkspaceSpec) { *s = v1alpha1.WorkspaceSpec{DisplayName: "h", Path: "/srv/work"} })},
-		"host with distro":     {ws: newWS("bad1", func(s *v1alpha1.WorkspaceSpec) { s.Type = v1alpha1.TypeHost }), want: "container workspaces only"},
-		"unknown distro":       {ws: newWS("bad2", func(s *v1alpha1.WorkspaceSpec) { s.Distro = "windows-11" }), want: "spec.distro"},
-		"relative path":        {ws: newWS("bad3", func(s *v1alpha1.WorkspaceSpec) { s.Path = "work" }), want: "spec.path"},
-		"path traversal":       {ws: newWS("bad4", func(s *v1alpha1.WorkspaceSpec) { s.Path = "/srv/../etc" }), want: ". or .. segments"},
-		"bad env name":         {ws: newWS("bad5", func(s *v1alpha1.WorkspaceSpec) { s.EnvVars = map[string]string{"1BAD": "x"} }), want: "environment variable names"},
-		"bad skill name":       {ws: newWS("bad6", func(s *v1alpha1.WorkspaceSpec) { s.Skills = []string{"../etc"} }), want: "spec.skills"},
-		"empty name":           {ws: newWS("bad7", func(s *v1alpha1.WorkspaceSpec) { s.DisplayName = "" }), want: "spec.displayName"},
-		"unknown storage rule": {ws: newWS("bad8", func(s *v1alpha1.WorkspaceSpec) { s.Storage = &v1alpha1.WorkspaceStorage{RetainPolicy: "Forever"} }), want: "retainPolicy"},
+		"container":            {ws: newWS(e.ns, "ok1")},
+		"host, defaults":       {ws: newWS(e.ns, "ok2", func(s *v1alpha1.WorkspaceSpec) { *s = v1alpha1.WorkspaceSpec{DisplayName: "h", Path: "/srv/work"} })},
+		"host with distro":     {ws: newWS(e.ns, "bad1", func(s *v1alpha1.WorkspaceSpec) { s.Type = v1alpha1.TypeHost }), want: "container workspaces only"},
+		"unknown distro":       {ws: newWS(e.ns, "bad2", func(s *v1alpha1.WorkspaceSpec) { s.Distro = "windows-11" }), want: "spec.distro"},
+		"relative path":        {ws: newWS(e.ns, "bad3", func(s *v1alpha1.WorkspaceSpec) { s.Path = "work" }), want: "spec.path"},
+		"path traversal":       {ws: newWS(e.ns, "bad4", func(s *v1alpha1.WorkspaceSpec) { s.Path = "/srv/../etc" }), want: ". or .. segments"},
+		"bad env name":         {ws: newWS(e.ns, "bad5", func(s *v1alpha1.WorkspaceSpec) { s.EnvVars = map[string]string{"1BAD": "x"} }), want: "environment variable names"},
+		"bad skill name":       {ws: newWS(e.ns, "bad6", func(s *v1alpha1.WorkspaceSpec) { s.Skills = []string{"../etc"} }), want: "spec.skills"},
+		"empty name":           {ws: newWS(e.ns, "bad7", func(s *v1alpha1.WorkspaceSpec) { s.DisplayName = "" }), want: "spec.displayName"},
+		"unknown storage rule": {ws: newWS(e.ns, "bad8", func(s *v1alpha1.WorkspaceSpec) { s.Storage = &v1alpha1.WorkspaceStorage{RetainPolicy: "Forever"} }), want: "retainPolicy"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

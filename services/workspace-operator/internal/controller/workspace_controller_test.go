@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
@@ -22,23 +23,6 @@ const debian = "localhost/debian:bookworm"
 var localImages = map[string]string{
 	"SORTIE_DISTRO_IMAGES":  "debian-bookworm=" + debian + ",ubuntu-noble=" + debian + "-as-noble",
 	"SORTIE_DEFAULT_DISTRO": "debian-bookworm",
-}
-
-func newWS(name string, mutate ...func(*v1alpha1.WorkspaceSpec)) *v1alpha1.Workspace {
-	ws := &v1alpha1.Workspace{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
-		Spec: v1alpha1.WorkspaceSpec{
-			DisplayName: "My " + name,
-			Type:        v1alpha1.TypeContainer,
-			Distro:      v1alpha1.DistroDebianBookworm,
-			EnvVars:     map[string]string{"PROJECT": name},
-			InitScript:  "#!/bin/sh\necho hello\n",
-		},
-	}
-	for _, m := range mutate {
-		m(&ws.Spec)
-	}
-	return ws
 }
 
 func create(t *testing.T, e *env, ws *v1alpha1.Workspace) {
@@ -74,7 +58,7 @@ func podExists(e *env, name string) func() (bool, string) {
 func TestCreateToReady(t *testing.T) {
 	e := startOperator(t, localImages)
 	ctx := context.Background()
-	create(t, e, newWS("alpha"))
+	create(t, e, newWS(e.ns, "alpha"))
 
 	eventually(t, "the pod", podExists(e, "alpha-pod"))
 	pod, _ := getPod(e, "alpha-pod")
@@ -97,14 +81,14 @@ func TestCreateToReady(t *testing.T) {
 		t.Error("the workspace's env vars are not in the container")
 	}
 	sec := &corev1.Secret{}
-	if err := e.client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "alpha-agent"}, sec); err != nil {
+	if err := e.client.Get(ctx, e.key("alpha-agent"), sec); err != nil {
 		t.Fatal(err)
 	}
 	if len(sec.Data["token"]) != 64 || string(sec.Data["init.sh"]) != "#!/bin/sh\necho hello\n" {
 		t.Errorf("secret = token %d bytes, init %q", len(sec.Data["token"]), sec.Data["init.sh"])
 	}
 	pvc := &corev1.PersistentVolumeClaim{}
-	if err := e.client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "alpha-data"}, pvc); err != nil {
+	if err := e.client.Get(ctx, e.key("alpha-data"), pvc); err != nil {
 		t.Fatal(err)
 	}
 	if metav1.GetControllerOf(pvc) == nil {
@@ -132,7 +116,7 @@ func TestCreateToReady(t *testing.T) {
 	}
 	eventually(t, "events for the transitions", func() (bool, string) {
 		var evs corev1.EventList
-		_ = e.client.List(ctx, &evs, client.InNamespace("default"))
+		_ = e.client.List(ctx, &evs, client.InNamespace(e.ns))
 		var reasons []string
 		for _, ev := range evs.Items {
 			if ev.InvolvedObject.UID == ws.UID {
@@ -146,7 +130,7 @@ func TestCreateToReady(t *testing.T) {
 
 func TestInitScriptFailure(t *testing.T) {
 	e := startOperator(t, localImages)
-	create(t, e, newWS("beta"))
+	create(t, e, newWS(e.ns, "beta"))
 	eventually(t, "the pod", podExists(e, "beta-pod"))
 	code := 7
 	e.agent.set(agentapi.InitStatus{State: agentapi.InitFailed, ExitCode: &code})
@@ -164,7 +148,7 @@ func TestInitScriptFailure(t *testing.T) {
 
 func TestImagePullFailure(t *testing.T) {
 	e := startOperator(t, localImages)
-	create(t, e, newWS("gamma", func(s *v1alpha1.WorkspaceSpec) { s.Image = "localhost/nope:missing" }))
+	create(t, e, newWS(e.ns, "gamma", func(s *v1alpha1.WorkspaceSpec) { s.Image = "localhost/nope:missing" }))
 	eventually(t, "the pod", podExists(e, "gamma-pod"))
 	pod, _ := getPod(e, "gamma-pod")
 	pod.Status.Phase = corev1.PodPending
@@ -186,7 +170,7 @@ func TestImagePullFailure(t *testing.T) {
 
 func TestRebuildAndDistroChangeReplaceThePod(t *testing.T) {
 	e := startOperator(t, localImages)
-	create(t, e, newWS("delta"))
+	create(t, e, newWS(e.ns, "delta"))
 	eventually(t, "the pod", podExists(e, "delta-pod"))
 	e.agent.set(agentapi.InitStatus{State: agentapi.InitSucceeded})
 	runPod(t, e, "delta-pod")
@@ -216,7 +200,7 @@ func TestRebuildAndDistroChangeReplaceThePod(t *testing.T) {
 
 func TestSuspendKeepsTheVolume(t *testing.T) {
 	e := startOperator(t, localImages)
-	create(t, e, newWS("eps"))
+	create(t, e, newWS(e.ns, "eps"))
 	eventually(t, "the pod", podExists(e, "eps-pod"))
 	update(t, e, "eps", func(ws *v1alpha1.Workspace) { ws.Spec.Suspend = true })
 	eventually(t, "the pod gone", func() (bool, string) {
@@ -225,7 +209,7 @@ func TestSuspendKeepsTheVolume(t *testing.T) {
 	})
 	eventually(t, "phase stopped", phaseIs(t, e, "eps", v1alpha1.PhaseStopped))
 	pvc := &corev1.PersistentVolumeClaim{}
-	if err := e.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "eps-data"}, pvc); err != nil {
+	if err := e.client.Get(context.Background(), e.key("eps-data"), pvc); err != nil {
 		t.Errorf("the volume went with the suspension: %v", err)
 	}
 	update(t, e, "eps", func(ws *v1alpha1.Workspace) { ws.Spec.Suspend = false })
@@ -236,7 +220,7 @@ func TestSuspendKeepsTheVolume(t *testing.T) {
 func TestRestartCreatesNoDuplicates(t *testing.T) {
 	e := startOperator(t, localImages)
 	for i := range 5 {
-		create(t, e, newWS(fmt.Sprintf("dup%d", i)))
+		create(t, e, newWS(e.ns, fmt.Sprintf("dup%d", i)))
 	}
 	for i := range 5 {
 		eventually(t, "the pods", podExists(e, fmt.Sprintf("dup%d-pod", i)))
@@ -244,15 +228,25 @@ func TestRestartCreatesNoDuplicates(t *testing.T) {
 	e.stop()
 	before := map[string]string{}
 	var pods corev1.PodList
-	_ = e.client.List(context.Background(), &pods, client.InNamespace("default"))
+	_ = e.client.List(context.Background(), &pods, client.InNamespace(e.ns))
 	for _, p := range pods.Items {
 		before[p.Name] = string(p.UID)
 	}
-	e.start()
-	e.start() // a second replica, as during a rolling update without leader election
-	time.Sleep(2 * time.Second)
+	restarted := []*readCounter{
+		e.start(),
+		e.start(), // a second replica, as during a rolling update without leader election
+	}
+	// Each restarted manager finds the workspaces in its first list and
+	// reconciles every one; once each has finished a reconcile of each,
+	// any duplicate it would make is there to be seen.
+	for i, r := range restarted {
+		for j := range 5 {
+			ws := fmt.Sprintf("dup%d", j)
+			testwait.True(t, settle, fmt.Sprintf("restarted manager %d reconciles %s", i, ws), func() bool { return r.reconciled(ws) })
+		}
+	}
 	pods = corev1.PodList{}
-	_ = e.client.List(context.Background(), &pods, client.InNamespace("default"))
+	_ = e.client.List(context.Background(), &pods, client.InNamespace(e.ns))
 	if len(pods.Items) != len(before) {
 		t.Fatalf("pods after restart: %d, before: %d", len(pods.Items), len(before))
 	}
@@ -265,7 +259,7 @@ func TestRestartCreatesNoDuplicates(t *testing.T) {
 
 func TestStartTimeout(t *testing.T) {
 	e := startOperator(t, map[string]string{"SORTIE_WORKSPACE_START_TIMEOUT": "30s", "SORTIE_DISTRO_IMAGES": localImages["SORTIE_DISTRO_IMAGES"]})
-	create(t, e, newWS("zeta"))
+	create(t, e, newWS(e.ns, "zeta"))
 	eventually(t, "the pod", podExists(e, "zeta-pod"))
 	eventually(t, "phase pending", phaseIs(t, e, "zeta", v1alpha1.PhasePending))
 	e.clock.Advance(31 * time.Second)
@@ -278,7 +272,7 @@ func TestStartTimeout(t *testing.T) {
 
 func TestUnschedulable(t *testing.T) {
 	e := startOperator(t, localImages)
-	create(t, e, newWS("eta"))
+	create(t, e, newWS(e.ns, "eta"))
 	eventually(t, "the pod", podExists(e, "eta-pod"))
 	pod, _ := getPod(e, "eta-pod")
 	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/1 nodes: insufficient memory"}}
@@ -296,12 +290,12 @@ func TestUnschedulable(t *testing.T) {
 
 func TestRetainPolicy(t *testing.T) {
 	e := startOperator(t, localImages)
-	create(t, e, newWS("keep", func(s *v1alpha1.WorkspaceSpec) {
+	create(t, e, newWS(e.ns, "keep", func(s *v1alpha1.WorkspaceSpec) {
 		s.Storage = &v1alpha1.WorkspaceStorage{RetainPolicy: v1alpha1.RetainRetain}
 	}))
 	pvc := &corev1.PersistentVolumeClaim{}
 	eventually(t, "the volume", func() (bool, string) {
-		err := e.client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "keep-data"}, pvc)
+		err := e.client.Get(context.Background(), e.key("keep-data"), pvc)
 		return err == nil, fmt.Sprint(err)
 	})
 	if metav1.GetControllerOf(pvc) != nil {
