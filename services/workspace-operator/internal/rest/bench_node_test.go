@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sortie.dev/api/v1alpha1"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
@@ -127,21 +128,18 @@ func BenchmarkWorkspacesReady(b *testing.B) {
 	}
 }
 
+// waitStatusB waits up to 15 minutes (scaled) for the workspace's status,
+// failing at once on an error.
 func waitStatusB(b *testing.B, e *restEnv, id, want string) {
 	b.Helper()
-	deadline := time.Now().Add(15 * time.Minute)
-	for time.Now().Before(deadline) {
+	testwait.Eventually(b, 15*time.Minute, "workspace "+id+" "+want, func() (bool, string) {
 		var ws Workspace
 		e.do("GET", "/api/workspaces/"+id, nil).Decode(b, &ws)
-		if ws.Status == want {
-			return
-		}
 		if ws.Status == "error" {
 			b.Fatalf("workspace %s failed: %s", id, ptrString(ws.ErrorMessage))
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	b.Fatalf("workspace %s not %s within 15m", id, want)
+		return ws.Status == want, ws.Status
+	})
 }
 
 func ptrString(s *string) string {

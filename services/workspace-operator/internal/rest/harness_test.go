@@ -10,17 +10,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -32,6 +30,7 @@ import (
 	"sortie.dev/services/kit/logging"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/server"
+	"sortie.dev/services/kit/testwait"
 )
 
 // staticKey is the KeySet of a test: one signing key, as the auth
@@ -57,26 +56,19 @@ type restEnv struct {
 	srv    *server.Server
 }
 
-func scheme(t testing.TB) *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 // startREST serves the workspace API from a real manager's cache, against
 // cfg's cluster, in namespace ns. extra adds to the manager (a controller)
 // and the handler (a library).
 func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manager, *Handler)) *restEnv {
 	t.Helper()
-	s := scheme(t)
+	s := testScheme
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: s, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+		// As in the operator (cmd/workspace-operator), the cache holds the
+		// one namespace: what another test left in its own namespace is
+		// neither served nor reconciled here.
+		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +121,7 @@ func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manage
 		t.Fatal(err)
 	}
 	return &restEnv{t: t, kube: cfg, url: "http://" + ln.Addr().String(), token: signed,
-		http:   openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: 2 * time.Minute}),
+		http:   openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: testwait.Scaled(2 * time.Minute)}),
 		client: cl, ns: ns, srv: srv}
 }
 
@@ -160,8 +152,6 @@ func (e *restEnv) do(method, path string, body any) resp {
 	return apitest.Read(e.t, res)
 }
 
-var crdDir = filepath.Join("..", "..", "..", "..", "api", "crds")
-
 // ndjson reads a whole NDJSON response.
 func (e *restEnv) ndjson(path string) []map[string]any {
 	e.t.Helper()
@@ -189,5 +179,3 @@ func (e *restEnv) ndjson(path string) []map[string]any {
 		out = append(out, ev)
 	}
 }
-
-func sleep() { time.Sleep(50 * time.Millisecond) }

@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/kit/testbin"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/library"
 )
 
-// libraryService is the real library service, built from its module and
-// run as a child process in dev-auth mode, publishing its revision into ns.
+// libraryService is the real library service (bin/library from make
+// build), run as a child process in dev-auth mode, publishing its revision into ns.
 type libraryService struct {
 	url string
 	t   *testing.T
@@ -28,12 +30,7 @@ type libraryService struct {
 func startLibrary(t *testing.T, c *clustertest.Cluster, ns string) *libraryService {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "library")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/library")
-	build.Dir = filepath.Join("..", "..", "..", "library")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the library service: %v\n%s", err, out)
-	}
+	bin := testbin.Path(t, "library") // built by make build
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +117,7 @@ func TestLibraryOnNode(t *testing.T) {
 		"distro": "debian-bookworm", "skills": []string{"greet"}, "env_vars": map[string]string{"LANG_HINT": "python", "KEEP": "template"},
 		"init_scripts": []string{"marker", "gone"}, "init_script": "echo from-template > /workspace/template.txt",
 	})
-	e := serveOnNode(t, c, ns, &library.Client{BaseURL: lib.url, HTTP: &http.Client{Timeout: time.Minute}})
+	e := serveOnNode(t, c, ns, &library.Client{BaseURL: lib.url, HTTP: &http.Client{Timeout: testwait.Scaled(time.Minute)}})
 
 	if r := e.do("POST", "/api/workspaces", map[string]any{"name": "x", "template": "nope"}); r.Status != 404 || r.Code(t) != "not_found" {
 		t.Errorf("an unknown template: %d %s, want 404", r.Status, r.Body)
@@ -198,7 +195,7 @@ func TestLibraryOnNode(t *testing.T) {
 	start := time.Now()
 	if r := e.do("POST", "/api/workspaces/"+ws.ID+"/sync", nil); r.Status != 503 || r.Code(t) != "library_unavailable" {
 		t.Errorf("sync without a library: %d %s", r.Status, r.Body)
-	} else if time.Since(start) > 30*time.Second {
+	} else if time.Since(start) > testwait.Scaled(30*time.Second) {
 		t.Errorf("the failed sync took %s to answer", time.Since(start))
 	}
 }

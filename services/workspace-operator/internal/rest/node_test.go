@@ -1,7 +1,7 @@
 package rest
 
 import (
-	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"sortie.dev/services/kit/clustertest"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/config"
 	"sortie.dev/services/workspace-operator/internal/controller"
 	"sortie.dev/services/workspace-operator/internal/library"
@@ -23,16 +24,15 @@ func startOnNode(t testing.TB) *restEnv {
 	return serveOnNode(t, c, ns, nil)
 }
 
-// prepareNode brings up the node with our images and CRD, and makes a
-// namespace for the test.
+// prepareNode checks the node holds our images, installs the CRD, and
+// makes a namespace for the test.
 func prepareNode(t testing.TB) (*clustertest.Cluster, string) {
 	t.Helper()
-	ctx := context.Background()
 	c := clustertest.Require(t)
-	if err := c.BuildImages(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{Paths: []string{crdDir}, ErrorIfPathMissing: true}); err != nil {
+	c.RequireImages(t)
+	if _, err := envtest.InstallCRDs(c.Config, envtest.CRDInstallOptions{
+		Paths: []string{crdDir}, ErrorIfPathMissing: true, MaxTime: testwait.Scaled(30 * time.Second),
+	}); err != nil {
 		t.Fatal(err)
 	}
 	return c, c.Namespace(t)
@@ -60,21 +60,20 @@ func serveOnNode(t testing.TB, c *clustertest.Cluster, ns string, lib *library.C
 	})
 }
 
+// waitStatus waits for the workspace's status over REST: up to two
+// minutes (scaled), which covers pulling nothing (the images are on the
+// node) but starting a Pod and running its init script.
 func waitStatus(t *testing.T, e *restEnv, id, want string) Workspace {
 	t.Helper()
 	start := time.Now()
-	for {
-		var ws Workspace
+	var ws Workspace
+	testwait.Eventually(t, 2*time.Minute, "workspace "+id+" status "+want, func() (bool, string) {
+		ws = Workspace{}
 		e.do("GET", "/api/workspaces/"+id, nil).Decode(t, &ws)
-		if ws.Status == want {
-			t.Logf("status %s after %v", want, time.Since(start).Round(time.Millisecond))
-			return ws
-		}
-		if time.Since(start) > 2*time.Minute {
-			t.Fatalf("status %s (%v) after 2m, want %s", ws.Status, ws.ErrorMessage, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return ws.Status == want, fmt.Sprintf("status %s (%s)", ws.Status, ptrString(ws.ErrorMessage))
+	})
+	t.Logf("status %s after %v", want, time.Since(start).Round(time.Millisecond))
+	return ws
 }
 
 // TestExecOnNode is the seed's workspace journey over REST on the real
@@ -208,15 +207,10 @@ func TestProcessesOnNode(t *testing.T) {
 	}
 }
 
+// waitUntilREST waits up to a minute (scaled) for ok.
 func waitUntilREST(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within a minute", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testwait.True(t, time.Minute, what, ok)
 }
 
 // TestHostOnNode runs host workspaces in the shared host runtime on the

@@ -25,10 +25,10 @@ import (
 
 	"sortie.dev/api"
 	"sortie.dev/services/kit/authn"
-	"sortie.dev/services/kit/kubetest"
 	"sortie.dev/services/kit/logging"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/server"
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/config"
 	"sortie.dev/services/workspace-operator/internal/controller"
 )
@@ -39,9 +39,12 @@ import (
 // operator uses must be in config/rbac/role.yaml, and nothing outside its
 // namespace is open to it.
 func TestLeastPrivilege(t *testing.T) {
-	kube := kubetest.Start(t, kubetest.Options{CRDDirectoryPaths: []string{crdDir}, Scheme: scheme(t)})
+	// The package's apiserver will do: the user below is new, and it is
+	// granted the Role in this test's namespace alone.
+	k := kube.Get(t)
 	ctx := context.Background()
-	const ns = "default"
+	ns := k.Namespace(t)
+	user := "sortie-operator-" + ns
 
 	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
 	if err != nil {
@@ -55,21 +58,21 @@ func TestLeastPrivilege(t *testing.T) {
 	binding := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "sortie-workspace-operator", Namespace: ns},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: "sortie-operator"}},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
 	}
 	for _, obj := range []client.Object{role, binding} {
-		if err := kube.Client.Create(ctx, obj); err != nil {
+		if err := k.Client.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
 	}
-	restricted := kube.UserConfig(t, "sortie-operator")
+	restricted := k.UserConfig(t, user)
 
 	env := map[string]string{"SORTIE_WORKSPACE_NAMESPACE": ns, "SORTIE_AUTH_DEV_MODE": "true"}
-	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg, err := config.Load(nil, func(key string) (string, bool) { v, ok := env[key]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := scheme(t)
+	s := testScheme
 	mgr, err := ctrl.NewManager(restricted, ctrl.Options{
 		Scheme: s, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Controller:              ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
@@ -105,13 +108,13 @@ func TestLeastPrivilege(t *testing.T) {
 	}
 	mctx, cancel := context.WithCancel(ctx)
 	mgrErr := make(chan error, 1)
-	srvDone := make(chan struct{})
-	go func() { mgrErr <- mgr.Start(mctx) }()
+	mgrDone, srvDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(mgrDone); mgrErr <- mgr.Start(mctx) }()
 	go func() { defer close(srvDone); _ = srv.Serve(mctx, ln) }()
-	t.Cleanup(func() { cancel(); <-srvDone })
+	t.Cleanup(func() { cancel(); <-srvDone; <-mgrDone })
 
-	e := &restEnv{t: t, url: "http://" + ln.Addr().String(), client: kube.Client, ns: ns,
-		http: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: time.Minute})}
+	e := &restEnv{t: t, url: "http://" + ln.Addr().String(), client: k.Client, ns: ns,
+		http: openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: testwait.Scaled(time.Minute)})}
 	var ws Workspace
 	waitUntilREST(t, "the default workspace", func() bool {
 		r := e.do("GET", "/api/workspaces/"+DefaultID, nil)
@@ -126,7 +129,7 @@ func TestLeastPrivilege(t *testing.T) {
 	// writes status; Events are recorded.
 	waitUntilREST(t, "the pod and status", func() bool {
 		var pods corev1.PodList
-		_ = kube.Client.List(ctx, &pods, client.InNamespace(ns))
+		_ = k.Client.List(ctx, &pods, client.InNamespace(ns))
 		var got Workspace
 		e.do("GET", "/api/workspaces/"+ws.ID, nil).Decode(t, &got)
 		// The workspace's Pod and the host runtime's (for the default
@@ -135,7 +138,7 @@ func TestLeastPrivilege(t *testing.T) {
 	})
 	waitUntilREST(t, "events", func() bool {
 		var evs corev1.EventList
-		_ = kube.Client.List(ctx, &evs, client.InNamespace(ns))
+		_ = k.Client.List(ctx, &evs, client.InNamespace(ns))
 		return len(evs.Items) > 0
 	})
 	if r := e.do("PUT", "/api/workspaces/"+ws.ID, map[string]any{"name": "renamed"}); r.Status != 200 {

@@ -2,23 +2,28 @@ package rest
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"sortie.dev/api"
 	"sortie.dev/api/v1alpha1"
-	"sortie.dev/services/kit/kubetest"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/server"
+	"sortie.dev/services/kit/testwait"
 )
 
+// startOnAPIServer serves the API from the package's apiserver, in a
+// namespace of the test's own.
 func startOnAPIServer(t *testing.T) *restEnv {
-	kube := kubetest.Start(t, kubetest.Options{CRDDirectoryPaths: []string{crdDir}, Scheme: scheme(t)})
-	return startREST(t, kube.Config, "default", nil)
+	t.Helper()
+	k := kube.Get(t)
+	return startREST(t, k.Config, k.Namespace(t), nil)
 }
 
 func TestRoutesMatchSpec(t *testing.T) {
@@ -52,7 +57,7 @@ func TestWorkspaceCRUD(t *testing.T) {
 	}
 	// REST made it, kubectl sees it: the id is the object's uid.
 	var wl v1alpha1.WorkspaceList
-	if err := e.client.List(ctx, &wl, client.InNamespace("default")); err != nil {
+	if err := e.client.List(ctx, &wl, client.InNamespace(e.ns)); err != nil {
 		t.Fatal(err)
 	}
 	var obj *v1alpha1.Workspace
@@ -67,7 +72,7 @@ func TestWorkspaceCRUD(t *testing.T) {
 
 	// kubectl made it, REST lists it.
 	applied := &v1alpha1.Workspace{
-		ObjectMeta: metav1.ObjectMeta{Name: "from-yaml", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: "from-yaml", Namespace: e.ns},
 		Spec:       v1alpha1.WorkspaceSpec{DisplayName: "applied", Path: "/srv/applied"},
 	}
 	if err := e.client.Create(ctx, applied); err != nil {
@@ -119,26 +124,24 @@ func names(list []Workspace) []string {
 	return out
 }
 
+// restSettle bounds how long the API takes to see a change made through
+// the apiserver (its cache).
+const restSettle = 10 * time.Second
+
 func eventuallyListed(t *testing.T, e *restEnv, id string) {
 	t.Helper()
-	for range 100 {
-		if r := e.do("GET", "/api/workspaces/"+id, nil); r.Status == 200 {
-			return
-		}
-		sleep()
-	}
-	t.Fatalf("workspace %s never appeared over REST", id)
+	testwait.Eventually(t, restSettle, "workspace "+id+" appears over REST", func() (bool, string) {
+		r := e.do("GET", "/api/workspaces/"+id, nil)
+		return r.Status == 200, fmt.Sprintf("%d %s", r.Status, r.Body)
+	})
 }
 
 func eventuallyGone(t *testing.T, e *restEnv, id string) {
 	t.Helper()
-	for range 100 {
-		if r := e.do("GET", "/api/workspaces/"+id, nil); r.Status == 404 {
-			return
-		}
-		sleep()
-	}
-	t.Fatalf("workspace %s still answers after delete", id)
+	testwait.Eventually(t, restSettle, "workspace "+id+" gone over REST after delete", func() (bool, string) {
+		r := e.do("GET", "/api/workspaces/"+id, nil)
+		return r.Status == 404, fmt.Sprintf("%d %s", r.Status, r.Body)
+	})
 }
 
 func TestBadInput(t *testing.T) {
