@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
@@ -126,7 +126,7 @@ func startAgentProcess(t *testing.T) *agentProc {
 	select {
 	case a := <-addr:
 		p.client = agentapi.NewClient("http://"+a, "main-test-token", nil)
-	case <-time.After(20 * time.Second):
+	case <-testwait.After(20 * time.Second):
 		t.Fatalf("agent did not start; log:\n%s", p.log.String())
 	}
 	return p
@@ -134,9 +134,8 @@ func startAgentProcess(t *testing.T) *agentProc {
 
 func TestAgentProcess(t *testing.T) {
 	p := startAgentProcess(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	eventually(t, 10*time.Second, "ready", func() bool {
+	ctx := testwait.Context(t, 60*time.Second)
+	testwait.True(t, 10*time.Second, "ready", func() bool {
 		r, err := p.client.Ready(ctx)
 		return err == nil && r.Status == "ready"
 	})
@@ -152,7 +151,7 @@ func TestAgentProcess(t *testing.T) {
 		if n := len(childrenOf(t, agentPID, false)); n < 2 {
 			t.Errorf("%d orphans adopted by the agent, want the background sleeps", n)
 		}
-		eventually(t, 10*time.Second, "orphans reaped", func() bool {
+		testwait.True(t, 10*time.Second, "orphans reaped", func() bool {
 			return len(childrenOf(t, agentPID, false)) == 0 && len(childrenOf(t, agentPID, true)) == 0
 		})
 	})
@@ -164,7 +163,7 @@ func TestAgentProcess(t *testing.T) {
 		if _, err := p.client.StartProcess(ctx, req); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, req.ID+" up", func() bool {
+		testwait.True(t, 5*time.Second, req.ID+" up", func() bool {
 			pr, err := p.client.GetProcess(ctx, req.ID)
 			return err == nil && pr.OutputBytes > 0
 		})
@@ -181,7 +180,7 @@ func TestAgentProcess(t *testing.T) {
 		if err != nil {
 			t.Fatalf("agent exit: %v, want status 0", err)
 		}
-	case <-time.After(20 * time.Second):
+	case <-testwait.After(20 * time.Second):
 		t.Fatal("agent did not exit after SIGTERM")
 	}
 	for _, pr := range []*agentapi.Process{polite, stubborn} {
@@ -214,17 +213,6 @@ func TestAgentProcess(t *testing.T) {
 
 func intp(i int) *int       { return &i }
 func strp(s string) *string { return &s }
-
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // procStat returns state, ppid and pgrp of every process.
 func procStat(t *testing.T) map[int][3]string {

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agent"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
@@ -44,7 +46,7 @@ func TestExec(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got, err := h.client.Exec(ctxFor(t, 30*time.Second), tc.req)
+			got, err := h.client.Exec(testwait.Context(t, 30*time.Second), tc.req)
 			if err != nil {
 				t.Fatalf("Exec: %v", err)
 			}
@@ -70,7 +72,7 @@ func TestExecRejects(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			_, err := h.client.Exec(ctxFor(t, 10*time.Second), tc.req)
+			_, err := h.client.Exec(testwait.Context(t, 10*time.Second), tc.req)
 			if got := errCode(err); got != tc.wantCode {
 				t.Errorf("error code = %q (%v), want %q", got, err, tc.wantCode)
 			}
@@ -94,7 +96,7 @@ func TestExecLargeOutputOnBothStreams(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			h := startAgent(t, func(c *agent.Config) { c.ExecMaxOutput = tc.maxOutput })
-			got, err := h.client.Exec(ctxFor(t, 60*time.Second), agentapi.ExecRequest{Command: cmd, TimeoutSecs: 60})
+			got, err := h.client.Exec(testwait.Context(t, 60*time.Second), agentapi.ExecRequest{Command: cmd, TimeoutSecs: 60})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -119,7 +121,7 @@ func TestExecLargeOutputOnBothStreams(t *testing.T) {
 func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 	h := startAgent(t, nil)
 	start := time.Now()
-	got, err := h.client.Exec(ctxFor(t, 30*time.Second), agentapi.ExecRequest{
+	got, err := h.client.Exec(testwait.Context(t, 30*time.Second), agentapi.ExecRequest{
 		Command:     `echo $$; echo partial >&2; sleep 1000 & sleep 1000`,
 		TimeoutSecs: 1,
 	})
@@ -132,14 +134,14 @@ func TestExecTimeoutKillsProcessGroup(t *testing.T) {
 	if got.Stderr != "partial\n" {
 		t.Errorf("stderr = %q, want the partial output", got.Stderr)
 	}
-	if elapsed := time.Since(start); elapsed > 10*time.Second {
+	if elapsed := time.Since(start); elapsed > testwait.Scaled(10*time.Second) {
 		t.Errorf("took %s; the response must not wait for the background sleep", elapsed)
 	}
 	pgid, err := strconv.Atoi(strings.TrimSpace(got.Stdout))
 	if err != nil {
 		t.Fatalf("stdout %q: %v", got.Stdout, err)
 	}
-	eventually(t, 5*time.Second, "no live process in the group", func() bool { return len(liveInGroup(t, pgid)) == 0 })
+	testwait.True(t, 5*time.Second, "no live process in the group", func() bool { return len(liveInGroup(t, pgid)) == 0 })
 }
 
 // A client that goes away kills its command too.
@@ -153,26 +155,30 @@ func TestExecClientGoneKillsCommand(t *testing.T) {
 		done <- err
 	}()
 	var pgid int
-	eventually(t, 5*time.Second, "the command to start", func() bool {
+	testwait.True(t, 5*time.Second, "the command to start", func() bool {
 		b, err := os.ReadFile(marker)
 		pgid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 		return err == nil && pgid > 0
 	})
 	cancel()
 	<-done
-	eventually(t, 5*time.Second, "no live process in the group", func() bool { return len(liveInGroup(t, pgid)) == 0 })
+	testwait.True(t, 5*time.Second, "no live process in the group", func() bool { return len(liveInGroup(t, pgid)) == 0 })
 }
 
 // A background job that keeps the pipes open must not hold the answer
 // until it ends.
 func TestExecBackgroundJobDoesNotBlock(t *testing.T) {
 	h := startAgent(t, nil)
+	// The job outlives the bound on the answer twice over, however the
+	// bound is scaled: an answer that waited for it would break the bound.
+	bound := testwait.Scaled(15 * time.Second)
+	job := fmt.Sprintf("echo $$; sleep %d & echo started", int(2*bound/time.Second))
 	start := time.Now()
-	got, err := h.client.Exec(ctxFor(t, 30*time.Second), agentapi.ExecRequest{Command: "echo $$; sleep 30 & echo started"})
+	got, err := h.client.Exec(testwait.Context(t, 30*time.Second), agentapi.ExecRequest{Command: job})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if elapsed := time.Since(start); elapsed > 15*time.Second {
+	if elapsed := time.Since(start); elapsed > bound {
 		t.Errorf("took %s", elapsed)
 	}
 	lines := strings.Fields(got.Stdout)

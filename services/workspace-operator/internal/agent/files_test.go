@@ -13,12 +13,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
 func readFile(t *testing.T, c *agentapi.Client, path string) (string, error) {
 	t.Helper()
-	rc, err := c.GetFile(ctxFor(t, 10*time.Second), path)
+	rc, err := c.GetFile(testwait.Context(t, 10*time.Second), path)
 	if err != nil {
 		return "", err
 	}
@@ -29,7 +30,7 @@ func readFile(t *testing.T, c *agentapi.Client, path string) (string, error) {
 
 func TestFilesPutGetDelete(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := testwait.Context(t, 30*time.Second)
 	p := filepath.Join(h.root, "skills", "deep", "tool.sh")
 	if err := h.client.PutFile(ctx, p, 0o755, strings.NewReader("#!/bin/sh\necho hi\n")); err != nil {
 		t.Fatalf("PutFile: %v", err)
@@ -114,7 +115,7 @@ func TestFilesPathEscapes(t *testing.T) {
 	}
 	for name, p := range bad {
 		t.Run(name, func(t *testing.T) {
-			ctx := ctxFor(t, 10*time.Second)
+			ctx := testwait.Context(t, 10*time.Second)
 			if err := h.client.PutFile(ctx, p, 0o644, strings.NewReader("pwned")); errCode(err) != "path_not_allowed" {
 				t.Errorf("PUT: %v, want path_not_allowed", err)
 			}
@@ -212,7 +213,7 @@ func tree(t *testing.T, root string) map[string]string {
 
 func TestUploadTar(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := testwait.Context(t, 30*time.Second)
 	archive := []entry{
 		dir("./"), dir("skill/"), regular("skill/SKILL.md", "# skill\n"),
 		regular("skill/scripts/run.sh", "echo run\n"), symlink("skill/latest", "scripts/run.sh"),
@@ -268,7 +269,7 @@ func TestUploadTarRefusesEscapes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			for _, replace := range []bool{false, true} {
 				dst := filepath.Join(h.root, "dst")
-				_, err := h.client.UploadTar(ctxFor(t, 10*time.Second), dst, replace, bytes.NewReader(makeTar(t, false, tc.entries...)))
+				_, err := h.client.UploadTar(testwait.Context(t, 10*time.Second), dst, replace, bytes.NewReader(makeTar(t, false, tc.entries...)))
 				if got := errCode(err); got != tc.wantCode {
 					t.Errorf("replace=%v: %v, want %s", replace, err, tc.wantCode)
 				}
@@ -298,7 +299,7 @@ func TestUploadTarExistingSymlinkOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range []entry{regular("link/evil", "x"), dir("link/sub/"), symlink("l2", "link/x"), hardlink("h", "link/x")} {
-		_, err := h.client.UploadTar(ctxFor(t, 10*time.Second), dst, false, bytes.NewReader(makeTar(t, false, e)))
+		_, err := h.client.UploadTar(testwait.Context(t, 10*time.Second), dst, false, bytes.NewReader(makeTar(t, false, e)))
 		if errCode(err) != "path_not_allowed" {
 			t.Errorf("entry %q: %v, want path_not_allowed", e.hdr.Name, err)
 		}
@@ -312,7 +313,7 @@ func TestUploadTarExistingSymlinkOut(t *testing.T) {
 // the old tree as it was, and no staging directory survives either way.
 func TestUploadTarReplace(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := testwait.Context(t, 30*time.Second)
 	dst := filepath.Join(h.root, "work", ".opencode", "skill")
 	if _, err := h.client.UploadTar(ctx, dst, false, bytes.NewReader(makeTar(t, false, regular("old.md", "old"), regular("keep/x", "x")))); err != nil {
 		t.Fatal(err)

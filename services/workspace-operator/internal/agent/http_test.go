@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
@@ -76,11 +77,11 @@ func TestAuthAndRouting(t *testing.T) {
 
 func TestHealthAndReadyBodies(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 10*time.Second)
+	ctx := testwait.Context(t, 10*time.Second)
 	if err := h.client.Health(ctx); err != nil {
 		t.Fatalf("Health: %v", err)
 	}
-	eventually(t, 5*time.Second, "ready", func() bool {
+	testwait.True(t, 5*time.Second, "ready", func() bool {
 		r, err := h.client.Ready(ctx)
 		return err == nil && r.Status == "ready"
 	})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agent"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
@@ -32,7 +33,7 @@ func withInit(t *testing.T, script string, mode os.FileMode, mutate func(*agent.
 func waitInit(t *testing.T, c *agentapi.Client, runs int) *agentapi.InitStatus {
 	t.Helper()
 	var st *agentapi.InitStatus
-	eventually(t, 20*time.Second, "init run to finish", func() bool {
+	testwait.True(t, 20*time.Second, "init run to finish", func() bool {
 		var err error
 		st, err = c.InitStatus(context.Background())
 		if err != nil {
@@ -45,7 +46,7 @@ func waitInit(t *testing.T, c *agentapi.Client, runs int) *agentapi.InitStatus {
 
 func initLog(t *testing.T, c *agentapi.Client) string {
 	t.Helper()
-	l, err := c.InitLog(ctxFor(t, 10*time.Second), 0)
+	l, err := c.InitLog(testwait.Context(t, 10*time.Second), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestInitScriptSuccess(t *testing.T) {
 	if st.State != agentapi.InitSucceeded || st.ExitCode == nil || *st.ExitCode != 0 || st.StartedAt == nil || st.FinishedAt == nil {
 		t.Fatalf("status %+v", st)
 	}
-	r, err := h.client.Ready(ctxFor(t, 5*time.Second))
+	r, err := h.client.Ready(testwait.Context(t, 5*time.Second))
 	if err != nil || r.Status != "ready" {
 		t.Fatalf("Ready = %+v, %v", r, err)
 	}
@@ -72,11 +73,11 @@ func TestInitScriptSuccess(t *testing.T) {
 		}
 	}
 	// Reading from an offset returns the tail; past the end is 416.
-	tail, err := h.client.InitLog(ctxFor(t, 5*time.Second), int64(len(log)-5))
+	tail, err := h.client.InitLog(testwait.Context(t, 5*time.Second), int64(len(log)-5))
 	if err != nil || string(tail.Data) != log[len(log)-5:] {
 		t.Errorf("tail %q, %v", tail.Data, err)
 	}
-	if _, err := h.client.InitLog(ctxFor(t, 5*time.Second), int64(len(log)+1)); errCode(err) != "offset_out_of_range" {
+	if _, err := h.client.InitLog(testwait.Context(t, 5*time.Second), int64(len(log)+1)); errCode(err) != "offset_out_of_range" {
 		t.Errorf("past the end: %v", err)
 	}
 }
@@ -87,7 +88,7 @@ func TestInitScriptFailureAndRerun(t *testing.T) {
 	if st.State != agentapi.InitFailed || st.ExitCode == nil || *st.ExitCode != 7 {
 		t.Fatalf("status %+v, want failed with 7", st)
 	}
-	r, err := h.client.Ready(ctxFor(t, 5*time.Second))
+	r, err := h.client.Ready(testwait.Context(t, 5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func TestInitScriptFailureAndRerun(t *testing.T) {
 	if err := os.WriteFile(h.cfg.InitScript, []byte("echo fixed\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	st2, err := h.client.RerunInit(ctxFor(t, 5*time.Second))
+	st2, err := h.client.RerunInit(testwait.Context(t, 5*time.Second))
 	if err != nil {
 		t.Fatalf("RerunInit: %v", err)
 	}
@@ -115,7 +116,7 @@ func TestInitScriptFailureAndRerun(t *testing.T) {
 	if st.State != agentapi.InitSucceeded {
 		t.Fatalf("after rerun: %+v", st)
 	}
-	if r, _ := h.client.Ready(ctxFor(t, 5*time.Second)); r.Status != "ready" {
+	if r, _ := h.client.Ready(testwait.Context(t, 5*time.Second)); r.Status != "ready" {
 		t.Errorf("Ready after rerun: %+v", r)
 	}
 	log2 := initLog(t, h.client)
@@ -127,8 +128,8 @@ func TestInitScriptFailureAndRerun(t *testing.T) {
 func TestInitScriptRerunWhileRunning(t *testing.T) {
 	gate := filepath.Join(t.TempDir(), "go")
 	h := withInit(t, "while [ ! -e '"+gate+"' ]; do sleep 0.05; done\n", 0o644, nil)
-	ctx := ctxFor(t, 10*time.Second)
-	eventually(t, 5*time.Second, "running", func() bool {
+	ctx := testwait.Context(t, 10*time.Second)
+	testwait.True(t, 5*time.Second, "running", func() bool {
 		st, err := h.client.InitStatus(ctx)
 		return err == nil && st.State == agentapi.InitRunning
 	})
@@ -191,7 +192,7 @@ func TestNoInitScript(t *testing.T) {
 	for name, script := range map[string]string{"unset": "", "missing file": "/nonexistent/init.sh"} {
 		t.Run(name, func(t *testing.T) {
 			h := startAgent(t, func(c *agent.Config) { c.InitScript = script })
-			ctx := ctxFor(t, 5*time.Second)
+			ctx := testwait.Context(t, 5*time.Second)
 			st, err := h.client.InitStatus(ctx)
 			if err != nil {
 				t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
@@ -20,7 +21,7 @@ import (
 func waitExited(t *testing.T, c *agentapi.Client, id string) *agentapi.Process {
 	t.Helper()
 	var p *agentapi.Process
-	eventually(t, 20*time.Second, "process "+id+" to exit", func() bool {
+	testwait.True(t, 20*time.Second, "process "+id+" to exit", func() bool {
 		var err error
 		p, err = c.GetProcess(context.Background(), id)
 		if err != nil {
@@ -41,7 +42,7 @@ func ignoreTimes() cmp.Option {
 // new follower resumes exactly where the first stopped.
 func TestProcessFollowResume(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 60*time.Second)
+	ctx := testwait.Context(t, 60*time.Second)
 	const lines = 150
 	p, err := h.client.StartProcess(ctx, agentapi.StartProcessRequest{
 		ID:      "cli-run.1",
@@ -127,7 +128,7 @@ func TestProcessFollowResume(t *testing.T) {
 
 func TestProcessOutputWithoutFollow(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := testwait.Context(t, 30*time.Second)
 	p, err := h.client.StartProcess(ctx, agentapi.StartProcessRequest{Command: "echo one; echo two; sleep 30"})
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +136,7 @@ func TestProcessOutputWithoutFollow(t *testing.T) {
 	if !strings.HasPrefix(p.ID, "p-") {
 		t.Errorf("generated id %q", p.ID)
 	}
-	eventually(t, 5*time.Second, "output", func() bool {
+	testwait.True(t, 5*time.Second, "output", func() bool {
 		pr, err := h.client.GetProcess(ctx, p.ID)
 		return err == nil && pr.OutputBytes == 8
 	})
@@ -176,7 +177,7 @@ func TestProcessOutputWithoutFollow(t *testing.T) {
 // Output that is not UTF-8, and long lines, come through byte for byte.
 func TestProcessOutputBinaryAndLongLines(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := testwait.Context(t, 30*time.Second)
 	p, err := h.client.StartProcess(ctx, agentapi.StartProcessRequest{
 		Command: `head -c 100000 /dev/zero | tr '\0' x; printf '\n\377\376\n'; printf 'no newline'`,
 	})
@@ -204,13 +205,13 @@ func TestProcessOutputBinaryAndLongLines(t *testing.T) {
 // A signal reaches the whole group; DELETE is refused while it runs.
 func TestProcessSignalAndDelete(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := testwait.Context(t, 30*time.Second)
 	p, err := h.client.StartProcess(ctx, agentapi.StartProcessRequest{ID: "grp", Command: "sleep 1000 & sleep 1000"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The shell and both sleeps, or two processes where sh execs its last command.
-	eventually(t, 5*time.Second, "both sleeps", func() bool { return len(liveInGroup(t, p.PID)) >= 2 })
+	testwait.True(t, 5*time.Second, "both sleeps", func() bool { return len(liveInGroup(t, p.PID)) >= 2 })
 
 	if err := h.client.DeleteProcess(ctx, p.ID); errCode(err) != "conflict" {
 		t.Errorf("DELETE while running: %v, want conflict", err)
@@ -225,7 +226,7 @@ func TestProcessSignalAndDelete(t *testing.T) {
 	if final.ExitCode != nil || final.Signal == nil || *final.Signal != "TERM" {
 		t.Errorf("exit_code=%v signal=%v, want nil and TERM", final.ExitCode, final.Signal)
 	}
-	eventually(t, 5*time.Second, "no live process in the group", func() bool { return len(liveInGroup(t, p.PID)) == 0 })
+	testwait.True(t, 5*time.Second, "no live process in the group", func() bool { return len(liveInGroup(t, p.PID)) == 0 })
 
 	if err := h.client.Signal(ctx, p.ID, "TERM"); errCode(err) != "conflict" {
 		t.Errorf("signal after exit: %v, want conflict", err)
@@ -246,7 +247,7 @@ func TestProcessSignalAndDelete(t *testing.T) {
 
 func TestProcessStartVariants(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := testwait.Context(t, 30*time.Second)
 	tests := map[string]struct {
 		req        agentapi.StartProcessRequest
 		wantOutput string
@@ -302,7 +303,7 @@ func TestProcessStartVariants(t *testing.T) {
 // processes keep their status, ones cut off are reported lost.
 func TestProcessListSurvivesRestart(t *testing.T) {
 	h := startAgent(t, nil)
-	ctx := ctxFor(t, 30*time.Second)
+	ctx := testwait.Context(t, 30*time.Second)
 	if _, err := h.client.StartProcess(ctx, agentapi.StartProcessRequest{ID: "done", Command: "echo hi; exit 3"}); err != nil {
 		t.Fatal(err)
 	}

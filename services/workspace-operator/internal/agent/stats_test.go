@@ -4,12 +4,13 @@ import (
 	"testing"
 	"time"
 
+	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
 func TestStats(t *testing.T) {
 	h := startAgent(t, nil)
-	s, err := h.client.Stats(ctxFor(t, 5*time.Second))
+	s, err := h.client.Stats(testwait.Context(t, 5*time.Second))
 	if err != nil {
 		t.Fatalf("Stats: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"sortie.dev/services/kit/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -66,8 +67,7 @@ func TestStartNewProcessGroup(t *testing.T) {
 	if n := tr.SignalAll(syscall.SIGKILL); n != 1 {
 		t.Errorf("SignalAll = %d", n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	ctx := testwait.Context(t, 5*time.Second)
 	go func() { _ = tr.Wait(cmd) }()
 	if !tr.WaitEmpty(ctx) {
 		t.Fatal("tracker did not empty")
@@ -153,7 +153,22 @@ func reapHelper() int {
 		}
 		report.Orphans = append(report.Orphans, pid)
 	}
-	time.Sleep(500 * time.Millisecond) // the tracked child is a zombie by now, and stays ours
+	// The tracked child exits (at 0.3s) before its Wait below: it is a
+	// zombie for a while, during which SIGCHLDs (its own, the last
+	// orphan's) make the reaper look, and it must stay ours. Wait for it
+	// to be a zombie (or gone, which the Wait below reports), then leave
+	// the reaper that while: the window is the behaviour under test.
+	if err := testwait.Until(ctx, 5*time.Second, func() (bool, string) {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tracked.Process.Pid))
+		if err != nil {
+			return true, "" // reaped by someone: tr.Wait says so
+		}
+		state, _, ok := parseStat(string(st))
+		return ok && state == 'Z', fmt.Sprintf("state %c", state)
+	}); err != nil {
+		return fail(fmt.Errorf("the tracked child never exited: %w", err))
+	}
+	time.Sleep(200 * time.Millisecond)
 	err := tr.Wait(tracked)
 	var ee *exec.ExitError
 	switch {
@@ -162,7 +177,7 @@ func reapHelper() int {
 	case err != nil:
 		report.WaitErr = err.Error()
 	}
-	report.Reaped = collect(reapedCh, len(report.Orphans), 5*time.Second)
+	report.Reaped = collect(reapedCh, len(report.Orphans), testwait.Scaled(5*time.Second))
 	zombies, err := zombieChildren("/proc", os.Getpid())
 	if err != nil {
 		return fail(err)
