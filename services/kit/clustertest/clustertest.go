@@ -199,18 +199,3 @@ func ImageRef(name string) string {
 	}
 	return "localhost/sortie-" + name + ":" + tag
 }
-
-// BuildImages builds images inside a test.
-//
-// Deprecated: tests call RequireImages; make test builds the images first.
-// It stays only until every caller has moved.
-func (c *Cluster) BuildImages(ctx context.Context, images ...string) error {
-	if c.repo == "" {
-		return errors.New("build images: an external cluster cannot side-load images")
-	}
-	out, err := exec.CommandContext(ctx, filepath.Join(c.repo, "hack", "images.sh"), images...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("hack/images.sh: %w\n%s", err, out)
-	}
-	return nil
-}
