@@ -52,7 +52,10 @@ tidy: ## go mod tidy in every module.
 test: deps kube-binaries build ## Every test: unit, integration (real Redis, kube-apiserver) and the real node; as root.
 	@TEST_FLAGS='$(TEST_FLAGS)' hack/test.sh
 
-test-unit: deps build ## The fast loop: no root, no node, no Kubernetes binaries (-short skips what needs them).
+# Of bin/, -short tests start only the stand-in agent CLI.
+test-unit: ## The fast loop: no root, no node, no Kubernetes binaries (-short skips what needs them).
+	@hack/deps.sh unit
+	@$(MAKE) -s build COMMANDS=services/mission-control:fake-agent >/dev/null
 	@SORTIE_TEST_BIN_DIR=$(CURDIR)/bin go test -short -race -p 2 $(TEST_FLAGS) sortie.dev/...
 
 lint: ## gofmt, go vet and Sortie's own checks (hack/tools/analysis) on every module.
