@@ -25,11 +25,21 @@ const (
 func (r Role) Valid() bool { return r == RoleAdmin || r == RoleUser || r == RoleService }
 
 // Claims are the claims of a Sortie token: sub (user id), usr (username),
-// role, and the registered iat, exp, jti, iss and aud.
+// role, act when a service acts for the user, and the registered iat, exp,
+// jti, iss and aud.
 type Claims struct {
 	jwt.RegisteredClaims
 	Username string `json:"usr"`
 	Role     Role   `json:"role"`
+	Actor    *Actor `json:"act,omitempty"`
+}
+
+// Actor is RFC 8693's "act" claim: the service client that asked auth for
+// a token on the subject's behalf (mission-control running a user's
+// mission). The token's sub, usr and role are the user's, so a callee
+// authorises the user; the actor says who carried the call.
+type Actor struct {
+	Subject string `json:"sub"`
 }
 
 // Identity is who is calling.
@@ -39,6 +49,9 @@ type Identity struct {
 	Role     Role
 	// TokenID is the token's jti, empty in dev mode.
 	TokenID string
+	// Actor is the service client acting for the user (a delegated token),
+	// empty when the user calls.
+	Actor string
 }
 
 // IsAdmin reports whether the caller is an administrator.
@@ -61,7 +74,11 @@ func FromContext(ctx context.Context) (Identity, bool) {
 }
 
 func (c *Claims) identity() Identity {
-	return Identity{UserID: c.Subject, Username: c.Username, Role: c.Role, TokenID: c.ID}
+	id := Identity{UserID: c.Subject, Username: c.Username, Role: c.Role, TokenID: c.ID}
+	if c.Actor != nil {
+		id.Actor = c.Actor.Subject
+	}
+	return id
 }
 
 // roleAllowed: an empty list means the human roles (user, admin).
