@@ -159,6 +159,12 @@ else
   auth_mode=single_tenant
 fi
 
+# The library seals <encrypted> values in its repository with this key.
+if [ ! -s "$state/library/encryption.key" ]; then
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/library/encryption.key"
+  chmod 600 "$state/library/encryption.key"
+fi
+
 # mission-control seals provider credentials in Redis with this key.
 if [ ! -s "$state/mission-control/credentials.key" ]; then
   head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/mission-control/credentials.key"
@@ -181,7 +187,7 @@ if [ -x "$root/bin/library" ]; then
   start library env \
     SORTIE_LISTEN_ADDR="127.0.0.1:${ports[library]}" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" \
     SORTIE_LIBRARY_DATA_DIR="$state/library" SORTIE_LIBRARY_KUBECONFIG="$kubeconfig" \
-    SORTIE_LIBRARY_CONFIGMAP_NAMESPACE="$namespace" \
+    SORTIE_LIBRARY_CONFIGMAP_NAMESPACE="$namespace" SORTIE_LIBRARY_ENCRYPTION_KEY_FILE="$state/library/encryption.key" \
     "$root/bin/library"
   wait_ready library "http://127.0.0.1:${ports[library]}/readyz"
 fi
