@@ -17,6 +17,7 @@ import (
 // validated against api/openapi.yaml.
 type user struct {
 	t     *testing.T
+	name  string // who logged in ("" before login)
 	http  *http.Client
 	token string
 	base  string // the front door: the gateway, or nginx in front of it
@@ -81,7 +82,7 @@ func loginAt(t *testing.T, p *platform, base, name string) *user {
 		t.Fatalf("login: %d %s", a.status, a.body)
 	}
 	a.decode(t, &tok)
-	u.token = tok.Token
+	u.token, u.name = tok.Token, name
 	return u
 }
 

@@ -35,39 +35,48 @@ func cliEnv() []string {
 	}
 }
 
-var installOnce sync.Once
+// installed remembers, per user, whether the CLIs are in that user's
+// default workspace: in multi-user mode each user's default workspace is
+// in a host runtime of its own.
+var installed sync.Map // username -> *installation
+
+type installation struct {
+	once   sync.Once
+	failed string
+}
 
 // installCLIs puts the fake agent (one static binary that speaks each
-// CLI's wire format, chosen by its name) into the default host workspace
-// through the exec API, as a user with only the API would.
+// CLI's wire format, chosen by its name) into u's default workspace
+// through the exec API, as a user with only the API would; once per user.
 func installCLIs(t *testing.T, u *user) {
 	t.Helper()
-	var failed string
-	installOnce.Do(func() {
-		u.waitStatus(defaultWS, "ready")
-		bin := testbin.Path(t, "fake-agent")
-		raw, err := os.ReadFile(bin)
-		if err != nil {
-			failed = err.Error()
-			return
-		}
-		enc := base64.StdEncoding.EncodeToString(raw)
-		u.exec(defaultWS, map[string]any{"command": "rm -rf " + cliDir + " && mkdir -p " + cliDir})
-		const chunk = 700_000 // a multiple of 4: each part decodes on its own
-		for i := 0; i < len(enc); i += chunk {
-			if r := u.exec(defaultWS, map[string]any{"command": "base64 -d >> " + cliDir + "/claude", "stdin": enc[i:min(i+chunk, len(enc))]}); r.ExitCode != 0 {
-				failed = "upload: " + r.Stderr
-				return
-			}
-		}
-		r := u.exec(defaultWS, map[string]any{"command": "cd " + cliDir + " && chmod 755 claude && ln -sf claude codex && ln -sf claude opencode && ln -sf claude amp && wc -c < claude"})
-		if strings.TrimSpace(r.Stdout) != fmt.Sprint(len(raw)) {
-			failed = fmt.Sprintf("install: %+v (want %d bytes)", r, len(raw))
-		}
-	})
-	if failed != "" {
-		t.Fatal(failed)
+	v, _ := installed.LoadOrStore(u.name, &installation{})
+	in := v.(*installation)
+	in.once.Do(func() { in.failed = u.installCLIs() })
+	if in.failed != "" {
+		t.Fatal(in.failed)
 	}
+}
+
+func (u *user) installCLIs() (failed string) {
+	u.waitStatus(defaultWS, "ready")
+	raw, err := os.ReadFile(testbin.Path(u.t, "fake-agent"))
+	if err != nil {
+		return err.Error()
+	}
+	enc := base64.StdEncoding.EncodeToString(raw)
+	u.exec(defaultWS, map[string]any{"command": "rm -rf " + cliDir + " && mkdir -p " + cliDir})
+	const chunk = 700_000 // a multiple of 4: each part decodes on its own
+	for i := 0; i < len(enc); i += chunk {
+		if r := u.exec(defaultWS, map[string]any{"command": "base64 -d >> " + cliDir + "/claude", "stdin": enc[i:min(i+chunk, len(enc))]}); r.ExitCode != 0 {
+			return "upload: " + r.Stderr
+		}
+	}
+	r := u.exec(defaultWS, map[string]any{"command": "cd " + cliDir + " && chmod 755 claude && ln -sf claude codex && ln -sf claude opencode && ln -sf claude amp && wc -c < claude"})
+	if strings.TrimSpace(r.Stdout) != fmt.Sprint(len(raw)) {
+		return fmt.Sprintf("install: %+v (want %d bytes)", r, len(raw))
+	}
+	return ""
 }
 
 type mission struct {
@@ -378,7 +387,7 @@ func describe(evs []storedEvent) string {
 func TestMissionsBelongToTheirUser(t *testing.T) {
 	t.Parallel()
 	alice, bob := loggedInAs(t, "alice"), loggedInAs(t, "bob")
-	installCLIs(t, loggedIn(t))
+	installCLIs(t, alice)
 	m := alice.createMission(map[string]any{"backend": "amp", "workspace_id": defaultWS, "title": "alice's"})
 	bobStream := bob.follow("")
 	bobStream.connected(t)
@@ -438,7 +447,7 @@ func TestMissionGetsLibraryAgentAndSkills(t *testing.T) {
 // deltas, thinking, and tool calls paired with their results.
 func TestReferenceAcceptanceFlow(t *testing.T) {
 	u := loggedInAs(t, "alice")
-	installCLIs(t, loggedIn(t))
+	installCLIs(t, u)
 	m := u.createMission(map[string]any{"backend": "claudecode", "workspace_id": defaultWS})
 	if a := u.do("POST", "/api/control/missions/"+m.ID+"/load", nil); a.status != 200 {
 		t.Fatalf("load: %d %s", a.status, a.body)

@@ -17,8 +17,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,7 +43,10 @@ type platform struct {
 	namespace string            // of its workspaces
 	password  string            // single-password mode: the admin's
 	users     map[string]string // multi-user mode: username -> password
-	nginx     string            // nginx in front of the gateway, as an ingress-nginx would be
+	usersFile string            // multi-user mode: the file auth reads
+	usersMu   sync.Mutex        // guards entries and the file
+	entries   []userEntry
+	nginx     string // nginx in front of the gateway, as an ingress-nginx would be
 	nginxCmd  *exec.Cmd
 	cmd       *exec.Cmd
 	exited    chan error // run.sh's end
@@ -51,9 +56,11 @@ type platform struct {
 // The one platform of this test binary, started by TestMain.
 var sortie *platform
 
-// The users of the main platform (multi-user mode).
+// The users of the main platform (multi-user mode). The tenancy tests
+// remove carol and demote dave while the platform runs.
 var users = []struct{ id, name, role string }{
 	{"u-admin", "admin", "admin"}, {"u-alice", "alice", "user"}, {"u-bob", "bob", "user"},
+	{"u-carol", "carol", "user"}, {"u-dave", "dave", "admin"},
 }
 
 func TestMain(m *testing.M) {
@@ -203,17 +210,20 @@ func startPlatform(multiUser bool) (*platform, error) {
 	return p, p.startNginx(base + 15) // base+2 .. base+14: the services (run.sh)
 }
 
+// userEntry is one user of the multi-user file auth reads.
+type userEntry struct {
+	ID           string `json:"id"`
+	Username     string `json:"username"`
+	PasswordHash string `json:"password_hash"`
+	Role         string `json:"role"`
+	Disabled     bool   `json:"disabled,omitempty"`
+}
+
 // writeUsers makes the multi-user file auth reads, with a random password
 // per user.
 func (p *platform) writeUsers() (string, error) {
-	type entry struct {
-		ID           string `json:"id"`
-		Username     string `json:"username"`
-		PasswordHash string `json:"password_hash"`
-		Role         string `json:"role"`
-	}
 	p.users = map[string]string{}
-	var list []entry
+	p.entries = nil
 	for _, u := range users {
 		pw := rand.Text()
 		hash, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
@@ -221,11 +231,34 @@ func (p *platform) writeUsers() (string, error) {
 			return "", err
 		}
 		p.users[u.name] = pw
-		list = append(list, entry{u.id, u.name, string(hash), u.role})
+		p.entries = append(p.entries, userEntry{ID: u.id, Username: u.name, PasswordHash: string(hash), Role: u.role})
 	}
-	data, _ := json.Marshal(list)
-	file := filepath.Join(p.state, "users.json")
-	return file, os.WriteFile(file, data, 0o600)
+	p.usersFile = filepath.Join(p.state, "users.json")
+	return p.usersFile, p.saveUsers()
+}
+
+// changeUsers edits the users file the running auth service reads (as an
+// operator would edit the Secret): change gets every entry and returns
+// what the file should hold.
+func (p *platform) changeUsers(change func([]userEntry) []userEntry) error {
+	p.usersMu.Lock()
+	defer p.usersMu.Unlock()
+	p.entries = change(slices.Clone(p.entries))
+	return p.saveUsers()
+}
+
+// saveUsers writes the file whole and renames it into place, so auth never
+// reads half of it.
+func (p *platform) saveUsers() error {
+	data, err := json.Marshal(p.entries)
+	if err != nil {
+		return err
+	}
+	tmp := p.usersFile + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p.usersFile)
 }
 
 // nginxConf is nginx set up the way ingress-nginx is by default: response

@@ -17,6 +17,7 @@ type workspace struct {
 	ErrorMessage *string           `json:"error_message"`
 	EnvVars      map[string]string `json:"env_vars"`
 	Skills       []string          `json:"skills"`
+	Owner        string            `json:"owner"`
 }
 
 type execResult struct {
