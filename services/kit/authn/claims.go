@@ -1,6 +1,29 @@
 // Package authn verifies the JWTs the auth service issues and puts the
 // caller's identity on the request. Every service verifies tokens locally
 // against the auth service's published keys (JWKS); only EdDSA is accepted.
+//
+// # Losing access everywhere
+//
+// A token stays signed for its whole life, so a removed, disabled or
+// demoted user would keep their old rights at every service that only
+// checks signatures. The auth service therefore publishes the current
+// principals in Redis (PrincipalsKey, see docs/tenancy.md), and a service
+// that has Redis turns the check on with one option beside Revocations:
+//
+//	authn.VerifierOptions{
+//		Issuer: cfg.Issuer, Audience: cfg.Audience,
+//		Revocations: authn.RedisRevocations{Client: rdb},
+//		Principals:  authn.NewRedisPrincipals(rdb, authn.RedisPrincipalsOptions{}),
+//	}
+//
+// Then a user token is valid only while "user:<sub>" holds the token's
+// role, a service token only while "client:<id>" exists, and a delegated
+// token (act) also needs its actor's client; each refusal is an
+// *InvalidTokenError whose PublicMessage says why (401). Lookups are cached
+// for at most MaxPrincipalCacheAge (15 s), and revocation and principals
+// are asked in one Redis round trip. A missing hash (auth never published)
+// is ErrNoPrincipals, which the middleware answers with 503: closed, never
+// open. Tests of a service stand in for auth with PublishPrincipals.
 package authn
 
 import (

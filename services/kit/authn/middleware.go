@@ -61,7 +61,7 @@ func (a *Authenticator) handler(queryParam string, roles []Role) gin.HandlerFunc
 		switch {
 		case errors.As(err, &invalid):
 			a.log.DebugContext(c.Request.Context(), "token refused", "reason", invalid.Reason.Error())
-			unauthorized(c, "invalid or expired token")
+			unauthorized(c, invalid.PublicMessage())
 			return
 		case err != nil:
 			a.log.ErrorContext(c.Request.Context(), "cannot verify tokens", "error", err.Error())

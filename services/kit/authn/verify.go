@@ -40,12 +40,20 @@ type VerifierOptions struct {
 	Leeway time.Duration
 	// Revocations, when set, is asked about every token's jti.
 	Revocations RevocationChecker
+	// Principals, when set, is asked whether the token's principals still
+	// exist as the token says (docs/tenancy.md): a user token's user with
+	// the token's role, a service token's client, and a delegated token's
+	// actor client too. Services turn it on with
+	// NewRedisPrincipals(rdb, RedisPrincipalsOptions{}); with Revocations a
+	// RedisRevocations on the same client, both are asked in one round trip.
+	Principals PrincipalChecker
 	// Now replaces time.Now in tests.
 	Now func() time.Time
 }
 
 // Verifier checks tokens: signature (EdDSA only, key by kid), exp (required),
-// iat, iss, aud, a known role, and revocation.
+// iat, iss, aud, a known role, the act claim's shape, revocation and, with
+// Principals, that the token's principals are current.
 type Verifier struct {
 	keys   KeySet
 	opts   VerifierOptions
@@ -103,16 +111,86 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 	if claims.ID == "" {
 		return nil, &InvalidTokenError{Reason: errors.New("token has no jti")}
 	}
-	if v.opts.Revocations != nil {
-		revoked, err := v.opts.Revocations.IsRevoked(ctx, claims.ID)
-		if err != nil {
-			return nil, fmt.Errorf("check revocation: %w", err)
-		}
-		if revoked {
-			return nil, &InvalidTokenError{Reason: errors.New("token was revoked")}
+	if err := checkActor(claims); err != nil {
+		return nil, &InvalidTokenError{Reason: err}
+	}
+	var fields []string
+	if v.opts.Principals != nil {
+		if fields, err = principalFields(claims); err != nil {
+			return nil, &InvalidTokenError{Reason: err}
 		}
 	}
+	if err := v.checkCurrent(ctx, claims, fields); err != nil {
+		return nil, err
+	}
 	return claims, nil
+}
+
+// checkCurrent asks about revocation and then the principals: in one
+// pipeline when both live in the same Redis, else one after the other.
+func (v *Verifier) checkCurrent(ctx context.Context, claims *Claims, fields []string) error {
+	var (
+		revoked bool
+		values  []string
+		lookErr error
+	)
+	if rp, ok := v.opts.Principals.(*RedisPrincipals); ok && sameRedis(v.opts.Revocations, rp.client) {
+		var err error
+		revoked, values, err = rp.lookup(ctx, claims.ID, fields)
+		if err != nil && !errors.Is(err, ErrNoPrincipals) {
+			return fmt.Errorf("check revocation and principals: %w", err)
+		}
+		lookErr = err
+	} else {
+		if v.opts.Revocations != nil {
+			var err error
+			if revoked, err = v.opts.Revocations.IsRevoked(ctx, claims.ID); err != nil {
+				return fmt.Errorf("check revocation: %w", err)
+			}
+		}
+		if v.opts.Principals != nil && !revoked {
+			values, lookErr = v.opts.Principals.Lookup(ctx, fields...)
+		}
+	}
+	if revoked {
+		return &InvalidTokenError{Reason: errors.New("token was revoked")}
+	}
+	if v.opts.Principals == nil {
+		return nil
+	}
+	if lookErr != nil {
+		return fmt.Errorf("check principals: %w", lookErr)
+	}
+	if len(values) != len(fields) {
+		return fmt.Errorf("check principals: %d answers for %d principals", len(values), len(fields))
+	}
+	if err := checkPrincipals(claims, fields, values); err != nil {
+		return &InvalidTokenError{Reason: err}
+	}
+	return nil
+}
+
+// sameRedis reports whether rev is a RedisRevocations on client.
+func sameRedis(rev RevocationChecker, client redis.UniversalClient) bool {
+	switch r := rev.(type) {
+	case RedisRevocations:
+		return r.Client == client
+	case *RedisRevocations:
+		return r != nil && r.Client == client
+	}
+	return false
+}
+
+// PublicMessage is what a client is told about a refused token: why, when
+// its user or client changed (so the user knows to log in again), else
+// only "invalid or expired token".
+func (e *InvalidTokenError) PublicMessage() string {
+	for _, known := range []error{ErrUserChanged, ErrClientRemoved} {
+		if errors.Is(e.Reason, known) {
+			return known.Error()
+		}
+	}
+	return "invalid or expired token"
 }
 
 // RedisRevocations checks revocations written by the auth service.
