@@ -17,12 +17,15 @@ import (
 	"sortie.dev/services/kit/authn"
 )
 
-// User is someone who can log in.
+// User is someone who can log in, unless Disabled: a disabled user stays
+// in the file (their id stays taken) but cannot log in, no service may act
+// for them, and their tokens stop working.
 type User struct {
 	ID           string     `json:"id"`
 	Username     string     `json:"username"`
 	PasswordHash string     `json:"password_hash"`
 	Role         authn.Role `json:"role"`
+	Disabled     bool       `json:"disabled,omitempty"`
 }
 
 // ErrInvalidCredentials is a wrong password or an unknown user; callers
@@ -78,7 +81,8 @@ func NewSingle(password string) (*Store, error) {
 var usernamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
 
 // LoadFile reads a multi-user file: a JSON list of users. id defaults to the
-// username and role to "user"; every problem in the file is reported.
+// username and role to "user"; "disabled": true keeps a user out; every
+// problem in the file is reported.
 func LoadFile(path string) (*Store, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -148,7 +152,9 @@ func newStore(list []*User, single bool) (*Store, error) {
 func (s *Store) SingleTenant() bool { return s.single }
 
 // Authenticate checks a username and password. In single-tenant mode the
-// username is ignored. Usernames match without regard to case.
+// username is ignored. Usernames match without regard to case. A disabled
+// user gets the answer of a wrong password after the same comparison, so
+// neither the answer nor its time tells that the account exists.
 func (s *Store) Authenticate(username, password string) (*User, error) {
 	var u *User
 	if s.single {
@@ -161,14 +167,30 @@ func (s *Store) Authenticate(username, password string) (*User, error) {
 		_ = bcrypt.CompareHashAndPassword(s.dummy, []byte(password))
 		return nil, ErrInvalidCredentials
 	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil || u.Disabled {
 		return nil, ErrInvalidCredentials
 	}
 	return u, nil
 }
 
-// ByID finds a user by id; tokens of a user who was removed stop working.
+// ByID finds a current user by id: one who is in the store and not
+// disabled. A service may act only for them.
 func (s *Store) ByID(id string) (*User, bool) {
 	u, ok := s.byID[id]
-	return u, ok
+	if !ok || u.Disabled {
+		return nil, false
+	}
+	return u, true
+}
+
+// Roles maps every current user's id to their role: what auth publishes
+// for the other services' verifiers.
+func (s *Store) Roles() map[string]authn.Role {
+	m := make(map[string]authn.Role, len(s.byID))
+	for id, u := range s.byID {
+		if !u.Disabled {
+			m[id] = u.Role
+		}
+	}
+	return m
 }

@@ -17,13 +17,14 @@ func TestLoadFileValidation(t *testing.T) {
 		content string
 		want    string // "" means valid
 	}{
-		"valid":          {content: `[{"username":"alice","password_hash":"` + hash + `","role":"admin"},{"id":"u2","username":"bob","password_hash":"` + hash + `"}]`},
-		"not JSON":       {content: `alice:secret`, want: "not a JSON list"},
-		"empty list":     {content: `[]`, want: "lists no users"},
-		"plain password": {content: `[{"username":"alice","password_hash":"secret"}]`, want: "not a bcrypt hash"},
-		"bad role":       {content: `[{"username":"alice","password_hash":"` + hash + `","role":"root"}]`, want: "must be admin or user"},
-		"bad username":   {content: `[{"username":"../alice","password_hash":"` + hash + `"}]`, want: "username"},
-		"duplicate":      {content: `[{"username":"alice","password_hash":"` + hash + `"},{"username":"ALICE","id":"x","password_hash":"` + hash + `"}]`, want: "appears twice"},
+		"valid":              {content: `[{"username":"alice","password_hash":"` + hash + `","role":"admin"},{"id":"u2","username":"bob","password_hash":"` + hash + `"}]`},
+		"not JSON":           {content: `alice:secret`, want: "not a JSON list"},
+		"empty list":         {content: `[]`, want: "lists no users"},
+		"plain password":     {content: `[{"username":"alice","password_hash":"secret"}]`, want: "not a bcrypt hash"},
+		"bad role":           {content: `[{"username":"alice","password_hash":"` + hash + `","role":"root"}]`, want: "must be admin or user"},
+		"bad username":       {content: `[{"username":"../alice","password_hash":"` + hash + `"}]`, want: "username"},
+		"disabled duplicate": {content: `[{"username":"alice","password_hash":"` + hash + `","disabled":true},{"username":"alice","id":"x","password_hash":"` + hash + `"}]`, want: "appears twice"},
+		"duplicate":          {content: `[{"username":"alice","password_hash":"` + hash + `"},{"username":"ALICE","id":"x","password_hash":"` + hash + `"}]`, want: "appears twice"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -67,5 +68,30 @@ func TestAuthenticate(t *testing.T) {
 	}
 	if _, err := HashPassword(strings.Repeat("x", 73), 10); err == nil {
 		t.Error("a password over bcrypt's 72 bytes was hashed (bcrypt would silently truncate it)")
+	}
+}
+
+func TestDisabledUser(t *testing.T) {
+	hash, err := HashPassword("correct-horse", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "users.json")
+	os.WriteFile(path, []byte(`[{"username":"alice","password_hash":"`+hash+`","role":"admin"},{"username":"bob","password_hash":"`+hash+`","disabled":true}]`), 0o600)
+	s, err := LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate("bob", "correct-horse"); !errors.Is(err, ErrInvalidCredentials) {
+		t.Errorf("a disabled user logged in with the right password: %v", err)
+	}
+	if _, ok := s.ByID("bob"); ok {
+		t.Error("ByID found a disabled user")
+	}
+	if roles := s.Roles(); len(roles) != 1 || roles["alice"] != "admin" {
+		t.Errorf("Roles = %v, want only alice (admin)", roles)
+	}
+	if _, err := s.Authenticate("alice", "correct-horse"); err != nil {
+		t.Errorf("an enabled user: %v", err)
 	}
 }
