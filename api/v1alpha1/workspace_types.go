@@ -73,11 +73,20 @@ type WorkspaceStorage struct {
 // WorkspaceSpec is what the user asked for.
 // +kubebuilder:validation:XValidation:rule="self.type == 'container' || (!has(self.distro) && !has(self.image) && !has(self.initScript) && !has(self.template))",message="distro, image, initScript and template apply to container workspaces only"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.type) || self.type == oldSelf.type",message="type cannot change; create a new workspace"
+// +kubebuilder:validation:XValidation:rule="has(self.owner) == has(oldSelf.owner) && (!has(self.owner) || self.owner == oldSelf.owner)",message="owner cannot change: it is set when the workspace is made"
 type WorkspaceSpec struct {
 	// DisplayName is the workspace's human-readable name (the REST "name").
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=128
 	DisplayName string `json:"displayName"`
+
+	// Owner is the id of the user the workspace belongs to. The REST API
+	// sets it from the caller's token; it cannot change afterwards. A
+	// workspace without an owner (made with kubectl) belongs to the admins.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Owner string `json:"owner,omitempty"`
 
 	// Type is host or container.
 	// +kubebuilder:default=host
@@ -125,6 +134,14 @@ type WorkspaceSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",message="environment variable names must be letters, digits and underscores, not starting with a digit"
 	// +optional
 	EnvVars map[string]string `json:"envVars,omitempty"`
+
+	// EnvSecretRef names the Secret whose keys are set as environment
+	// variables of everything that runs in the workspace (a template's
+	// secret values), so they never appear in the spec. It can only be the
+	// workspace's own <name>-env; EnvVars win over it.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	EnvSecretRef string `json:"envSecretRef,omitempty"`
 
 	// InitScript runs once each time the workspace's Pod starts.
 	// +kubebuilder:validation:MaxLength=262144
@@ -304,10 +321,19 @@ const AnnotationSyncRequested = "sortie.dev/sync-requested"
 
 // Workspace is an isolated Linux environment agents work in.
 //
+// Names are refused at admission when they could take another object's
+// children: the reserved prefix sortie- (the host runtimes' Pods, volumes
+// and Secrets), and names longer than 63 characters (a name is also a
+// label value of the workspace's children).
+//
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ws,categories=sortie
+// +kubebuilder:validation:XValidation:rule="!self.metadata.name.startsWith('sortie-')",message="names starting with sortie- are reserved for the operator's own objects"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="the name must be at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="!has(self.spec.envSecretRef) || self.spec.envSecretRef == self.metadata.name + '-env'",message="spec.envSecretRef can only name the workspace's own Secret, <name>-env"
 // +kubebuilder:printcolumn:name="Name",type=string,JSONPath=`.spec.displayName`
+// +kubebuilder:printcolumn:name="Owner",type=string,JSONPath=`.spec.owner`
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.type`
 // +kubebuilder:printcolumn:name="Distro",type=string,JSONPath=`.spec.distro`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
