@@ -10,7 +10,11 @@ import (
 	"github.com/go-git/go-git/v5"
 	gitconfig "github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/go-git/go-git/v5/storage/memory"
 )
 
 // SyncResult says what a sync did.
@@ -47,7 +51,7 @@ func (r *Repo) Run(ctx context.Context) {
 			timer.Reset(wait)
 			continue
 		}
-		if r.pushShared(ctx) {
+		if r.retryPush(ctx) {
 			delay, next = r.opts.RetryMin, time.Time{}
 			continue
 		}
@@ -85,41 +89,131 @@ func (r *Repo) pushFailing() bool {
 	return r.push.pending && r.push.lastErr != ""
 }
 
-// pushShared pushes the branch with a go-git handle of its own and no
-// repository lock: readers and writers carry on while the remote takes its
-// time. That is safe because a push only reads objects, which are
-// immutable and written whole, and refs, which are replaced atomically;
-// whatever moves the tracking ref or fetches (sync, force-sync,
-// force-push) holds pushing too, so pushes never race them.
+// pushShared pushes HEAD without the repository lock: readers and writers
+// carry on while the remote takes its time. Whatever moves the tracking ref
+// or fetches (sync, force-sync, force-push) holds pushing too, so pushes
+// never race them.
 func (r *Repo) pushShared(ctx context.Context) bool {
 	r.pushing.Lock()
 	defer r.pushing.Unlock()
-	g, err := git.PlainOpen(r.opts.Dir)
-	if err != nil {
-		return r.recordPush(fmt.Errorf("open library repository: %w", err))
-	}
-	return r.pushWith(ctx, g)
+	return r.pushUnlocked(ctx)
 }
 
-// pushWith pushes the branch through g and records the outcome.
-func (r *Repo) pushWith(ctx context.Context, g *git.Repository) bool {
+// retryPush is the retrier's pushShared: a sync, force-sync or force-push
+// it waited for may have settled the pending push meanwhile.
+func (r *Repo) retryPush(ctx context.Context) bool {
+	r.pushing.Lock()
+	defer r.pushing.Unlock()
+	if !r.pushPending() {
+		return true
+	}
+	return r.pushUnlocked(ctx)
+}
+
+// pushUnlocked pushes HEAD as it is now, holding pushing but not mu, and
+// records the outcome. The push reads the repository only through
+// snapshotStorage, and the tracking ref is moved under the exclusive lock:
+// go-git rewrites a ref file in place (truncate, then write), so a ref
+// written or read without mu can be seen empty, which go-git reports as
+// "not found".
+func (r *Repo) pushUnlocked(ctx context.Context) bool {
+	head := plumbing.NewHash(r.Head())
+	start := time.Now()
+	err := r.pushCommit(ctx, head)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pushed(head, start, err)
+}
+
+// pushLocked is pushUnlocked for a caller that holds pushing and mu.
+func (r *Repo) pushLocked(ctx context.Context) bool {
+	head := plumbing.NewHash(r.Head())
+	start := time.Now()
+	return r.pushed(head, start, r.pushCommit(ctx, head))
+}
+
+// pushed moves the tracking ref to head after a push of it that returned
+// err and records the outcome; under mu, so that the status sees both
+// at once.
+func (r *Repo) pushed(head plumbing.Hash, start time.Time, err error) bool {
+	if err == nil {
+		err = r.setTracking(head)
+	}
+	r.opts.Metrics.observe("push", start, err)
+	return r.recordPush(head, err)
+}
+
+// pushCommit pushes commit head to the remote branch (a fast-forward
+// only). It opens a go-git handle of its own, whose references are a
+// snapshot holding just the branch at head: objects are immutable and
+// written whole (to a temporary file, then renamed), so reading them
+// beside writers is safe, but references are not, and go-git's push reads
+// every reference and writes the tracking ones.
+func (r *Repo) pushCommit(ctx context.Context, head plumbing.Hash) error {
+	g, err := git.PlainOpen(r.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("open library repository: %w", err)
+	}
+	fsys, ok := g.Storer.(*filesystem.Storage)
+	if !ok {
+		return fmt.Errorf("library repository storage is a %T", g.Storer)
+	}
+	refs := memory.ReferenceStorage{}
+	if err := refs.SetReference(plumbing.NewHashReference(r.branchRef(), head)); err != nil {
+		return err
+	}
+	// No fetch refspecs: go-git then leaves tracking refs to the caller.
+	remote := git.NewRemote(snapshotStorage{Storage: fsys, refs: refs},
+		&gitconfig.RemoteConfig{Name: git.DefaultRemoteName, URLs: []string{r.opts.Remote}})
 	ctx, cancel := context.WithTimeout(ctx, r.opts.RemoteTimeout)
 	defer cancel()
-	start := time.Now()
 	spec := gitconfig.RefSpec(fmt.Sprintf("%s:%s", r.branchRef(), r.branchRef()))
-	err := g.PushContext(ctx, &git.PushOptions{RemoteName: git.DefaultRemoteName, RefSpecs: []gitconfig.RefSpec{spec}, Auth: r.opts.Auth})
+	err = remote.PushContext(ctx, &git.PushOptions{RemoteName: git.DefaultRemoteName, RefSpecs: []gitconfig.RefSpec{spec}, Auth: r.opts.Auth})
 	if errors.Is(err, git.NoErrAlreadyUpToDate) {
 		err = nil
 	}
-	if err == nil {
-		err = r.setTracking(g) // go-git leaves the tracking ref alone for some transports
-	}
-	r.opts.Metrics.observe("push", start, err)
-	return r.recordPush(err)
+	return err
 }
 
-// recordPush records a push's outcome for the status and the retrier.
-func (r *Repo) recordPush(err error) bool {
+// snapshotStorage is a repository's storage with references of its own.
+// It embeds the filesystem storage itself, not an interface, so that a
+// push still reuses the deltas in its packs.
+type snapshotStorage struct {
+	*filesystem.Storage
+	refs memory.ReferenceStorage
+}
+
+func (s snapshotStorage) SetReference(ref *plumbing.Reference) error {
+	return s.refs.SetReference(ref)
+}
+
+func (s snapshotStorage) CheckAndSetReference(ref, old *plumbing.Reference) error {
+	return s.refs.CheckAndSetReference(ref, old)
+}
+
+func (s snapshotStorage) Reference(n plumbing.ReferenceName) (*plumbing.Reference, error) {
+	return s.refs.Reference(n)
+}
+
+func (s snapshotStorage) IterReferences() (storer.ReferenceIter, error) {
+	return s.refs.IterReferences()
+}
+
+func (s snapshotStorage) RemoveReference(n plumbing.ReferenceName) error {
+	return s.refs.RemoveReference(n)
+}
+
+func (s snapshotStorage) CountLooseRefs() (int, error) { return s.refs.CountLooseRefs() }
+
+func (s snapshotStorage) PackRefs() error { return s.refs.PackRefs() }
+
+var _ storage.Storer = snapshotStorage{}
+
+// recordPush records the outcome of a push of commit pushed for the status
+// and the retrier. A push that succeeded leaves the push pending when HEAD
+// has moved on since (a commit made meanwhile whose own push was left to
+// the retrier).
+func (r *Repo) recordPush(pushed plumbing.Hash, err error) bool {
 	r.pushMu.Lock()
 	defer r.pushMu.Unlock()
 	r.push.attempts++
@@ -132,20 +226,24 @@ func (r *Repo) recordPush(err error) bool {
 		r.opts.Metrics.pushPending.Set(1)
 		return false
 	}
-	r.push.pending = false
+	r.push.pending = r.Head() != pushed.String()
 	r.push.lastErr = ""
 	r.push.lastOK = r.opts.Now()
-	r.opts.Metrics.pushPending.Set(0)
+	if !r.push.pending {
+		r.opts.Metrics.pushPending.Set(0)
+		return true
+	}
+	r.opts.Metrics.pushPending.Set(1)
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
 	return true
 }
 
-// setTracking records that the remote branch is now our HEAD.
-func (r *Repo) setTracking(g *git.Repository) error {
-	head, err := g.Head()
-	if err != nil {
-		return err
-	}
-	return g.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(), head.Hash()))
+// setTracking records that the remote branch is now at h. Only under mu.
+func (r *Repo) setTracking(h plumbing.Hash) error {
+	return r.git.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(), h))
 }
 
 // redact keeps credentials that a URL might carry out of messages.
@@ -211,7 +309,7 @@ func (r *Repo) syncLocked(ctx context.Context) (SyncResult, error) {
 		return res, err
 	}
 	if remote == nil { // the remote branch does not exist yet: publish ours
-		if !r.pushWith(ctx, r.git) {
+		if !r.pushLocked(ctx) {
 			return res, r.lastPushError()
 		}
 		res.Action = "pushed"
@@ -239,7 +337,7 @@ func (r *Repo) syncLocked(ctx context.Context) (SyncResult, error) {
 	if !ahead {
 		return res, ErrDiverged
 	}
-	if !r.pushWith(ctx, r.git) {
+	if !r.pushLocked(ctx) {
 		return res, r.lastPushError()
 	}
 	res.Action = "pushed"
@@ -325,7 +423,7 @@ func (r *Repo) ForcePush(ctx context.Context) (SyncResult, error) {
 		}
 		return res, fmt.Errorf("force push: %s", redact(err.Error(), r.opts.Remote))
 	}
-	if err := r.setTracking(r.git); err != nil {
+	if err := r.setTracking(plumbing.NewHash(local)); err != nil {
 		return res, err
 	}
 	r.pushMu.Lock()
