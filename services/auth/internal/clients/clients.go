@@ -76,3 +76,13 @@ func (s *Store) Has(id string) bool {
 	_, ok := s.digests[id]
 	return ok
 }
+
+// IDs lists the configured client ids, sorted.
+func (s *Store) IDs() []string {
+	ids := make([]string, 0, len(s.digests))
+	for id := range s.digests {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}

@@ -4,11 +4,13 @@
 package config
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"sortie.dev/services/auth/internal/clients"
 	"sortie.dev/services/kit/config"
 )
 
@@ -33,9 +35,11 @@ type Config struct {
 	PasswordFile string
 	UsersFile    string
 	ClientsFile  string
-	KeysDir      string
-	GenerateKey  bool
-	ReloadEvery  time.Duration
+	// DelegatingClients may ask for tokens on a user's behalf.
+	DelegatingClients []string
+	KeysDir           string
+	GenerateKey       bool
+	ReloadEvery       time.Duration
 
 	Issuer          string
 	Audience        string
@@ -47,6 +51,7 @@ type Config struct {
 	LoginWindow           time.Duration
 
 	redisPasswordFile string
+	delegatingSet     bool // SORTIE_AUTH_DELEGATING_CLIENTS given, not defaulted
 }
 
 // Load binds the environment and args, reads secret files and validates.
@@ -62,9 +67,10 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&c.PasswordFile, "password-file", "SORTIE_AUTH_PASSWORD_FILE", "", "single-user mode: file holding the password or its bcrypt hash")
 	b.String(&c.UsersFile, "users-file", "SORTIE_AUTH_USERS_FILE", "", "multi-user mode: JSON list of {id, username, password_hash, role}")
 	b.String(&c.ClientsFile, "clients-file", "SORTIE_AUTH_CLIENTS_FILE", "", "JSON object of service client id to secret, for service tokens")
+	b.List(&c.DelegatingClients, "delegating-clients", "SORTIE_AUTH_DELEGATING_CLIENTS", []string{"mission-control"}, "service clients that may ask for tokens on a user's behalf")
 	b.String(&c.KeysDir, "keys-dir", "SORTIE_AUTH_KEYS_DIR", "", "folder of Ed25519 signing keys (PEM)")
 	b.Bool(&c.GenerateKey, "generate-key", "SORTIE_AUTH_GENERATE_KEY", false, "create and save a signing key when the keys folder has none")
-	b.Duration(&c.ReloadEvery, "reload-every", "SORTIE_AUTH_RELOAD_EVERY", time.Minute, "how often keys, users and clients are re-read from their files")
+	b.Duration(&c.ReloadEvery, "reload-every", "SORTIE_AUTH_RELOAD_EVERY", 15*time.Second, "how often keys, users and clients are re-read from their files and the principals republished")
 
 	b.String(&c.Issuer, "issuer", "SORTIE_AUTH_ISSUER", "sortie-auth", "token issuer (iss)")
 	b.String(&c.Audience, "audience", "SORTIE_AUTH_AUDIENCE", "sortie", "token audience (aud)")
@@ -78,6 +84,8 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	if err := b.Parse(args); err != nil {
 		return nil, err
 	}
+	_, c.delegatingSet = lookup("SORTIE_AUTH_DELEGATING_CLIENTS")
+	b.FlagSet().Visit(func(f *flag.Flag) { c.delegatingSet = c.delegatingSet || f.Name == "delegating-clients" })
 	var p config.Problems
 	if c.redisPasswordFile != "" {
 		pw, err := config.ReadSecretFile(c.redisPasswordFile)
@@ -147,6 +155,30 @@ func (c *Config) Validate() error {
 	p.Check(c.LoginMaxFailures >= 1, "SORTIE_AUTH_LOGIN_MAX_FAILURES must be at least 1")
 	p.Check(c.LoginMaxFailuresPerIP >= c.LoginMaxFailures, "SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP must be at least SORTIE_AUTH_LOGIN_MAX_FAILURES")
 	p.Check(c.LoginWindow >= time.Second, "SORTIE_AUTH_LOGIN_WINDOW must be at least 1s")
-	p.Check(c.ReloadEvery >= time.Second, "SORTIE_AUTH_RELOAD_EVERY must be at least 1s")
+	p.Check(c.ReloadEvery >= time.Second && c.ReloadEvery <= 30*time.Second,
+		"SORTIE_AUTH_RELOAD_EVERY must be between 1s and 30s: losing access reaches every service within it plus 15s")
+	c.validateDelegating(&p)
 	return p.Err()
+}
+
+// validateDelegating checks that every delegating client is a client of the
+// clients file. Without a clients file no client can ask for anything, so
+// only a list set on purpose is a mistake.
+func (c *Config) validateDelegating(p *config.Problems) {
+	if c.ClientsFile == "" {
+		if c.delegatingSet && len(c.DelegatingClients) > 0 {
+			p.Addf("SORTIE_AUTH_DELEGATING_CLIENTS names %s but SORTIE_AUTH_CLIENTS_FILE is not set", strings.Join(c.DelegatingClients, ", "))
+		}
+		return
+	}
+	store, err := clients.LoadFile(c.ClientsFile)
+	if err != nil {
+		p.Addf("SORTIE_AUTH_CLIENTS_FILE: %v", err)
+		return
+	}
+	for _, id := range c.DelegatingClients {
+		if !store.Has(id) {
+			p.Addf("SORTIE_AUTH_DELEGATING_CLIENTS: %q is not a client of %s (it has: %s)", id, c.ClientsFile, strings.Join(store.IDs(), ", "))
+		}
+	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,8 @@ func load(t *testing.T, env map[string]string, args ...string) (*Config, error) 
 
 func TestLoadRefusesUnsafeConfigurations(t *testing.T) {
 	keys := t.TempDir()
+	clientsFile := filepath.Join(t.TempDir(), "clients.json")
+	os.WriteFile(clientsFile, []byte(`{"mission-control":"a-secret-of-at-least-24-chars","workspace-operator":"another-secret-of-24-chars"}`), 0o600)
 	tests := map[string]struct {
 		env  map[string]string
 		want []string // every one must appear in the error
@@ -47,6 +50,28 @@ func TestLoadRefusesUnsafeConfigurations(t *testing.T) {
 			},
 			want: []string{"SORTIE_AUTH_TOKEN_TTL", "log level", "SORTIE_REDIS_URL", "SORTIE_AUTH_LOGIN_MAX_FAILURES"},
 		},
+		"unknown delegating clients, listed with the other problems": {
+			env: map[string]string{
+				"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys, "SORTIE_AUTH_TOKEN_TTL": "10s",
+				"SORTIE_AUTH_CLIENTS_FILE": clientsFile, "SORTIE_AUTH_DELEGATING_CLIENTS": "mission-control,misson-control,libary",
+			},
+			want: []string{`"misson-control" is not a client`, `"libary" is not a client`, "SORTIE_AUTH_TOKEN_TTL"},
+		},
+		"default delegating client missing from the clients file": {
+			env: map[string]string{
+				"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys,
+				"SORTIE_AUTH_CLIENTS_FILE": writeFile(t, `{"workspace-operator":"another-secret-of-24-chars"}`),
+			},
+			want: []string{`SORTIE_AUTH_DELEGATING_CLIENTS: "mission-control" is not a client`},
+		},
+		"delegating clients without a clients file": {
+			env:  map[string]string{"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys, "SORTIE_AUTH_DELEGATING_CLIENTS": "mission-control"},
+			want: []string{"SORTIE_AUTH_CLIENTS_FILE is not set"},
+		},
+		"reload too rare for losing access within 60s": {
+			env:  map[string]string{"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys, "SORTIE_AUTH_RELOAD_EVERY": "1m"},
+			want: []string{"SORTIE_AUTH_RELOAD_EVERY"},
+		},
 		"unparsable duration": {
 			env:  map[string]string{"SORTIE_AUTH_DEV_MODE": "true", "SORTIE_AUTH_TOKEN_TTL": "a month"},
 			want: []string{"SORTIE_AUTH_TOKEN_TTL"},
@@ -67,8 +92,18 @@ func TestLoadRefusesUnsafeConfigurations(t *testing.T) {
 	}
 }
 
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestLoadModes(t *testing.T) {
 	keys := t.TempDir()
+	clientsFile := writeFile(t, `{"mission-control":"a-secret-of-at-least-24-chars","workspace-operator":"another-secret-of-24-chars"}`)
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pwFile, []byte("from-a-secret-file\n"), 0o600)
 	tests := map[string]struct {
@@ -100,8 +135,35 @@ func TestLoadModes(t *testing.T) {
 			args:     []string{"-token-ttl=72h"},
 			wantMode: ModeSingleTenant,
 			check: func(t *testing.T, c *Config) {
-				if c.TokenTTL != 72*time.Hour || c.ServiceTokenTTL != 5*time.Minute || c.LoginMaxFailures != 5 || c.Issuer != "sortie-auth" {
+				if c.TokenTTL != 72*time.Hour || c.ServiceTokenTTL != 5*time.Minute || c.LoginMaxFailures != 5 || c.Issuer != "sortie-auth" || c.ReloadEvery != 15*time.Second {
 					t.Errorf("config = %+v", c)
+				}
+				if !slices.Equal(c.DelegatingClients, []string{"mission-control"}) {
+					t.Errorf("delegating clients = %v, want mission-control by default", c.DelegatingClients)
+				}
+			},
+		},
+		"delegating clients from the clients file": {
+			env: map[string]string{
+				"SORTIE_AUTH_USERS_FILE": "/etc/sortie/users.json", "SORTIE_AUTH_KEYS_DIR": keys,
+				"SORTIE_AUTH_CLIENTS_FILE": clientsFile, "SORTIE_AUTH_DELEGATING_CLIENTS": "workspace-operator, mission-control",
+			},
+			wantMode: ModeMultiUser,
+			check: func(t *testing.T, c *Config) {
+				if !slices.Equal(c.DelegatingClients, []string{"workspace-operator", "mission-control"}) {
+					t.Errorf("delegating clients = %v", c.DelegatingClients)
+				}
+			},
+		},
+		"nobody may delegate": {
+			env: map[string]string{
+				"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys,
+				"SORTIE_AUTH_CLIENTS_FILE": clientsFile, "SORTIE_AUTH_DELEGATING_CLIENTS": "",
+			},
+			wantMode: ModeSingleTenant,
+			check: func(t *testing.T, c *Config) {
+				if len(c.DelegatingClients) != 0 {
+					t.Errorf("delegating clients = %v, want none", c.DelegatingClients)
 				}
 			},
 		},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,25 +29,30 @@ const (
 	CodeInvalidCredentials   = "invalid_credentials"
 	CodeInvalidClient        = "invalid_client"
 	CodeUnsupportedGrantType = "unsupported_grant_type"
+	CodeDelegationNotAllowed = "delegation_not_allowed"
+	CodeUnknownSubject       = "unknown_subject"
 )
 
 // Handler holds what the routes need. Users and Clients are functions
 // because the files behind them are reloaded while the service runs.
 type Handler struct {
-	Mode            config.Mode
-	Users           func() *users.Store
-	Clients         func() *clients.Store
-	Throttle        *throttle.Throttle
-	Redis           redis.UniversalClient
-	Tokens          *tokens.Issuer
-	Verifier        *authn.Verifier
-	JWKS            func() authn.JWKSDocument
-	TokenTTL        time.Duration
-	ServiceTokenTTL time.Duration
-	Log             *slog.Logger
+	Mode    config.Mode
+	Users   func() *users.Store
+	Clients func() *clients.Store
+	// DelegatingClients may ask for tokens on a user's behalf.
+	DelegatingClients []string
+	Throttle          *throttle.Throttle
+	Redis             redis.UniversalClient
+	Tokens            *tokens.Issuer
+	Verifier          *authn.Verifier
+	JWKS              func() authn.JWKSDocument
+	TokenTTL          time.Duration
+	ServiceTokenTTL   time.Duration
+	Log               *slog.Logger
 
-	logins        *prometheus.CounterVec
-	serviceTokens *prometheus.CounterVec
+	logins          *prometheus.CounterVec
+	serviceTokens   *prometheus.CounterVec
+	delegatedTokens *prometheus.CounterVec
 }
 
 // Register adds the routes and the service's metrics.
@@ -59,7 +65,11 @@ func (h *Handler) Register(r gin.IRouter, reg prometheus.Registerer) {
 		Name: "sortie_auth_service_tokens_total",
 		Help: "Service token requests by result: success, failure.",
 	}, []string{"result"})
-	reg.MustRegister(h.logins, h.serviceTokens)
+	h.delegatedTokens = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sortie_auth_delegated_tokens_total",
+		Help: "Requests for tokens on a user's behalf by authenticated clients, by result: success, not_allowed, unknown_subject.",
+	}, []string{"result"})
+	reg.MustRegister(h.logins, h.serviceTokens, h.delegatedTokens)
 
 	g := r.Group("/api/auth")
 	g.POST("/login", h.login)
@@ -153,7 +163,7 @@ func (h *Handler) login(c *gin.Context) {
 }
 
 func (h *Handler) issueLogin(c *gin.Context, u *users.User) {
-	tok, err := h.Tokens.Issue(u.ID, u.Username, u.Role, h.TokenTTL)
+	tok, err := h.Tokens.Issue(u.ID, u.Username, u.Role, nil, h.TokenTTL)
 	if err != nil {
 		h.logins.WithLabelValues("error").Inc()
 		apierror.Respond(c, err)
@@ -170,13 +180,15 @@ func (h *Handler) issueLogin(c *gin.Context, u *users.User) {
 }
 
 // VerifyResponse describes a valid token's holder. The user's fields are
-// given both flat and under "user", for clients of either habit.
+// given both flat and under "user", for clients of either habit. Actor is
+// the service client of a delegated token.
 type VerifyResponse struct {
 	Valid     bool       `json:"valid"`
 	ID        string     `json:"id"`
 	Username  string     `json:"username"`
 	Role      authn.Role `json:"role"`
 	User      UserJSON   `json:"user"`
+	Actor     string     `json:"actor,omitempty"`
 	ExpiresAt string     `json:"expires_at,omitempty"`
 	Exp       int64      `json:"exp,omitempty"`
 }
@@ -193,16 +205,21 @@ func (h *Handler) verify(c *gin.Context) {
 		return
 	}
 	u := UserJSON{ID: claims.Subject, Username: claims.Username, Role: claims.Role}
-	c.JSON(http.StatusOK, VerifyResponse{
+	resp := VerifyResponse{
 		Valid: true, ID: u.ID, Username: u.Username, Role: u.Role, User: u,
 		ExpiresAt: claims.ExpiresAt.UTC().Format(time.RFC3339),
 		Exp:       claims.ExpiresAt.Unix(),
-	})
+	}
+	if claims.Actor != nil {
+		resp.Actor = claims.Actor.Subject
+	}
+	c.JSON(http.StatusOK, resp)
 }
 
-// authenticate verifies the request's own token, including that its user
-// (or service client) still exists: removing one from its file ends its
-// sessions.
+// authenticate verifies the request's own token, including (through the
+// verifier's Principals, the hash this service publishes) that its user
+// still exists with the token's role, or its service client does: removing,
+// disabling or demoting one in its file ends its sessions.
 func (h *Handler) authenticate(c *gin.Context) (*authn.Claims, bool) {
 	raw, err := authn.Bearer(c.Request)
 	if err != nil {
@@ -214,19 +231,10 @@ func (h *Handler) authenticate(c *gin.Context) (*authn.Claims, bool) {
 	switch {
 	case errors.As(err, &invalid):
 		h.Log.DebugContext(c.Request.Context(), "token refused", "reason", invalid.Reason.Error())
-		unauthorized(c, "invalid or expired token")
+		unauthorized(c, invalid.PublicMessage())
 		return nil, false
 	case err != nil:
 		h.unavailable(c, "verify", err)
-		return nil, false
-	}
-	if claims.Role != authn.RoleService {
-		if _, ok := h.Users().ByID(claims.Subject); !ok {
-			unauthorized(c, "the token's user no longer exists")
-			return nil, false
-		}
-	} else if !h.Clients().Has(strings.TrimPrefix(claims.Subject, "service:")) {
-		unauthorized(c, "the token's client no longer exists")
 		return nil, false
 	}
 	return claims, true
@@ -269,11 +277,13 @@ func (h *Handler) status(c *gin.Context) {
 }
 
 // TokenRequest is the body of POST /api/auth/token (OAuth 2 client
-// credentials, as JSON or a form; HTTP Basic works too).
+// credentials, as JSON or a form; HTTP Basic works too). Subject, from a
+// delegating client, asks for a token on that user's behalf.
 type TokenRequest struct {
 	GrantType    string `json:"grant_type" form:"grant_type"`
 	ClientID     string `json:"client_id" form:"client_id"`
 	ClientSecret string `json:"client_secret" form:"client_secret"`
+	Subject      string `json:"subject" form:"subject"`
 }
 
 func (h *Handler) serviceToken(c *gin.Context) {
@@ -283,7 +293,8 @@ func (h *Handler) serviceToken(c *gin.Context) {
 			apierror.Respond(c, apierror.BadRequest("form body could not be read"))
 			return
 		}
-		req = TokenRequest{GrantType: c.Request.PostForm.Get("grant_type"), ClientID: c.Request.PostForm.Get("client_id"), ClientSecret: c.Request.PostForm.Get("client_secret")}
+		f := c.Request.PostForm
+		req = TokenRequest{GrantType: f.Get("grant_type"), ClientID: f.Get("client_id"), ClientSecret: f.Get("client_secret"), Subject: f.Get("subject")}
 	} else if err := apierror.DecodeJSON(c.Request, &req); err != nil {
 		apierror.Respond(c, err)
 		return
@@ -320,12 +331,60 @@ func (h *Handler) serviceToken(c *gin.Context) {
 		apierror.Respond(c, apierror.New(http.StatusUnauthorized, CodeInvalidClient, "invalid client credentials"))
 		return
 	}
-	tok, err := h.Tokens.Issue("service:"+req.ClientID, req.ClientID, authn.RoleService, h.ServiceTokenTTL)
+	if req.Subject != "" {
+		h.delegatedToken(c, req.ClientID, req.Subject)
+		return
+	}
+	tok, err := h.Tokens.Issue(authn.ServiceSubjectPrefix+req.ClientID, req.ClientID, authn.RoleService, nil, h.ServiceTokenTTL)
 	if err != nil {
 		apierror.Respond(c, err)
 		return
 	}
 	h.serviceTokens.WithLabelValues("success").Inc()
+	h.tokenResponse(c, tok)
+}
+
+// delegatedToken answers an authenticated client's request for a token on
+// the user subject's behalf (docs/tenancy.md): only a delegating client
+// may ask, only for a current user, and the token has that user's sub,
+// usr and current role, act naming the client, and a service token's
+// life. Every answer is in the audit log; the token never is.
+func (h *Handler) delegatedToken(c *gin.Context, clientID, subject string) {
+	ctx := c.Request.Context()
+	if !slices.Contains(h.DelegatingClients, clientID) {
+		h.delegatedTokens.WithLabelValues("not_allowed").Inc()
+		h.Log.WarnContext(ctx, "audit: delegated token refused", "client_id", clientID, "subject", subject, "reason", CodeDelegationNotAllowed)
+		apierror.Respond(c, apierror.Newf(http.StatusForbidden, CodeDelegationNotAllowed,
+			"client %q may not ask for tokens on a user's behalf (SORTIE_AUTH_DELEGATING_CLIENTS)", clientID))
+		return
+	}
+	u, ok := h.subject(subject)
+	if !ok {
+		h.delegatedTokens.WithLabelValues("unknown_subject").Inc()
+		h.Log.WarnContext(ctx, "audit: delegated token refused", "client_id", clientID, "subject", subject, "reason", CodeUnknownSubject)
+		apierror.Respond(c, apierror.New(http.StatusBadRequest, CodeUnknownSubject, "subject is not a current user"))
+		return
+	}
+	tok, err := h.Tokens.Issue(u.ID, u.Username, u.Role, &authn.Actor{Subject: clientID}, h.ServiceTokenTTL)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
+	h.delegatedTokens.WithLabelValues("success").Inc()
+	h.Log.InfoContext(ctx, "audit: delegated token issued", "client_id", clientID, "subject", u.ID, "role", string(u.Role), "token_id", tok.ID)
+	h.tokenResponse(c, tok)
+}
+
+// subject finds the current (enabled) user a delegated token is asked for.
+func (h *Handler) subject(id string) (*users.User, bool) {
+	if h.Mode == config.ModeDisabled {
+		d := authn.DevIdentity
+		return &users.User{ID: d.UserID, Username: d.Username, Role: d.Role}, id == d.UserID
+	}
+	return h.Users().ByID(id)
+}
+
+func (h *Handler) tokenResponse(c *gin.Context, tok tokens.Token) {
 	c.Header("Cache-Control", "no-store")
 	c.JSON(http.StatusOK, authn.TokenResponse{
 		AccessToken: tok.Raw,

@@ -23,6 +23,7 @@ import (
 	"sortie.dev/services/auth/internal/service"
 	"sortie.dev/services/auth/internal/users"
 	"sortie.dev/services/kit/apitest"
+	"sortie.dev/services/kit/authn"
 	"sortie.dev/services/kit/logging"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/redistest"
@@ -40,29 +41,46 @@ type authServer struct {
 	clock   *testclock.Clock
 	http    *http.Client // validates every response against api/openapi.yaml
 	logs    *bytes.Buffer
+	logMu   *sync.Mutex
 	stop    func()
 }
 
 const (
-	alicePassword = "alice-password-1"
-	bobPassword   = "bob-password-22"
-	adminPassword = "single-admin-pw"
-	clientSecret  = "mission-control-secret-0123456789"
+	alicePassword  = "alice-password-1"
+	bobPassword    = "bob-password-22"
+	carolPassword  = "carol-password-3"
+	adminPassword  = "single-admin-pw"
+	clientSecret   = "mission-control-secret-0123456789"
+	operatorSecret = "workspace-operator-secret-0123456"
 )
 
 var spec = sync.OnceValue(func() []byte { return api.OpenAPI })
 
-// writeUsers writes a multi-user file with alice (admin) and bob (user).
+// writeUsers writes a multi-user file of the named users among alice
+// (admin, id u-alice), bob and carol (users). "bob:admin" gives bob that
+// role; "bob:disabled" disables him.
 func writeUsers(t testing.TB, path string, include ...string) {
 	t.Helper()
 	all := map[string]users.User{
 		"alice": {ID: "u-alice", Username: "alice", Role: "admin"},
 		"bob":   {Username: "bob"},
+		"carol": {Username: "carol"},
 	}
-	pw := map[string]string{"alice": alicePassword, "bob": bobPassword}
+	pw := map[string]string{"alice": alicePassword, "bob": bobPassword, "carol": carolPassword}
 	var list []users.User
-	for _, name := range include {
-		u := all[name]
+	for _, entry := range include {
+		name, change, _ := strings.Cut(entry, ":")
+		u, ok := all[name]
+		if !ok {
+			t.Fatalf("writeUsers: no user %q", name)
+		}
+		switch change {
+		case "":
+		case "disabled":
+			u.Disabled = true
+		default:
+			u.Role = authn.Role(change)
+		}
 		// bcrypt's minimum cost keeps the race-detector build fast; the
 		// single-password tests exercise the production cost.
 		h, err := users.HashPassword(pw[name], bcrypt.MinCost)
@@ -90,9 +108,7 @@ func startAuth(t testing.TB, env map[string]string) *authServer {
 	}
 	// Files the tests point the service at; each test rewrites them as needed.
 	writeUsers(t, filepath.Join(dir, "users.json"), "alice", "bob")
-	if err := os.WriteFile(filepath.Join(dir, "clients.json"), []byte(`{"mission-control":"`+clientSecret+`"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeClients(t, filepath.Join(dir, "clients.json"), "mission-control", "workspace-operator")
 	base := map[string]string{
 		"SORTIE_REDIS_URL":     rdb.URL,
 		"SORTIE_AUTH_KEYS_DIR": keysDir,
@@ -111,7 +127,7 @@ func startAuth(t testing.TB, env map[string]string) *authServer {
 	}
 	clk := testclock.New(time.Now())
 	logs := &bytes.Buffer{}
-	var logMu sync.Mutex
+	logMu := &sync.Mutex{}
 	log := logging.New(writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) }), "auth", slog.LevelDebug)
 	svc, err := service.New(context.Background(), cfg, log, service.WithClock(clk.Now))
 	if err != nil {
@@ -137,8 +153,55 @@ func startAuth(t testing.TB, env map[string]string) *authServer {
 	s := openapitest.Load(t, spec())
 	return &authServer{
 		t: t, url: "http://" + ln.Addr().String(), svc: svc, redis: rdb, keysDir: keysDir,
-		clock: clk, http: s.Client(t, &http.Client{Timeout: 10 * time.Second}), logs: logs, stop: stop,
+		clock: clk, http: s.Client(t, &http.Client{Timeout: 10 * time.Second}), logs: logs, logMu: logMu, stop: stop,
 	}
+}
+
+// writeClients writes a clients file of the named clients among
+// mission-control and workspace-operator.
+func writeClients(t testing.TB, path string, include ...string) {
+	t.Helper()
+	secrets := map[string]string{"mission-control": clientSecret, "workspace-operator": operatorSecret}
+	m := map[string]string{}
+	for _, id := range include {
+		m[id] = secrets[id]
+	}
+	b, _ := json.Marshal(m)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// file is the path of one of the files startAuth wrote (users.json,
+// clients.json), for a test to rewrite.
+func (a *authServer) file(name string) string { return filepath.Join(filepath.Dir(a.keysDir), name) }
+
+// reload makes the service re-read its files and publish, as its reload
+// loop does every SORTIE_AUTH_RELOAD_EVERY.
+func (a *authServer) reload() {
+	a.t.Helper()
+	if err := a.svc.Reload(); err != nil {
+		a.t.Fatalf("reload: %v", err)
+	}
+}
+
+// serviceVerifier verifies tokens as every other service does: through
+// auth's JWKS, with revocations and the published principals in the shared
+// Redis, on a clock of its own for the principals cache.
+func (a *authServer) serviceVerifier() (*authn.Verifier, *testclock.Clock) {
+	clk := testclock.New(time.Now())
+	return authn.NewVerifier(authn.NewJWKS(a.url+"/api/auth/jwks", authn.JWKSOptions{}), authn.VerifierOptions{
+		Issuer: "sortie-auth", Audience: "sortie",
+		Revocations: authn.RedisRevocations{Client: a.redis.Client},
+		Principals:  authn.NewRedisPrincipals(a.redis.Client, authn.RedisPrincipalsOptions{Now: clk.Now}),
+	}), clk
+}
+
+// logText is what the service has logged so far.
+func (a *authServer) logText() string {
+	a.logMu.Lock()
+	defer a.logMu.Unlock()
+	return a.logs.String()
 }
 
 type writerFunc func([]byte) (int, error)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,9 @@ type Service struct {
 	users   atomic.Pointer[users.Store]
 	clients atomic.Pointer[clients.Store]
 	now     func() time.Time
+
+	reloadMu   sync.Mutex             // one Reload (and publication) at a time
+	principals *authn.RedisPrincipals // this service's own view of what it publishes
 }
 
 // Option changes how New builds the service.
@@ -86,17 +90,24 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		return nil, err
 	}
 	s.server.AddReadinessCheck("redis", redisconn.Check(s.redis))
+	s.principals = authn.NewRedisPrincipals(s.redis, authn.RedisPrincipalsOptions{Now: s.now})
+	if err := s.publish(ctx); err != nil {
+		_ = s.redis.Close()
+		return nil, err
+	}
 
 	h := &httpapi.Handler{
-		Mode:     cfg.Mode(),
-		Users:    s.users.Load,
-		Clients:  s.clients.Load,
-		Throttle: throttle.New(s.redis, throttle.Limits{PerUser: cfg.LoginMaxFailures, PerIP: cfg.LoginMaxFailuresPerIP, Window: cfg.LoginWindow}),
-		Redis:    s.redis,
-		Tokens:   &tokens.Issuer{Signer: s.ring, Issuer: cfg.Issuer, Audience: cfg.Audience, Now: s.now},
+		Mode:              cfg.Mode(),
+		Users:             s.users.Load,
+		Clients:           s.clients.Load,
+		DelegatingClients: cfg.DelegatingClients,
+		Throttle:          throttle.New(s.redis, throttle.Limits{PerUser: cfg.LoginMaxFailures, PerIP: cfg.LoginMaxFailuresPerIP, Window: cfg.LoginWindow}),
+		Redis:             s.redis,
+		Tokens:            &tokens.Issuer{Signer: s.ring, Issuer: cfg.Issuer, Audience: cfg.Audience, Now: s.now},
 		Verifier: authn.NewVerifier(s.ring, authn.VerifierOptions{
 			Issuer: cfg.Issuer, Audience: cfg.Audience,
 			Revocations: authn.RedisRevocations{Client: s.redis},
+			Principals:  s.principals,
 			Now:         s.now,
 		}),
 		JWKS:            s.ring.JWKS,
@@ -126,10 +137,13 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	return s.server.Serve(ctx, ln)
 }
 
-// Reload re-reads keys, users and clients. A file that fails to load keeps
-// its previous contents: a half-written Secret update must not lock
-// everyone out.
+// Reload re-reads keys, users and clients, then publishes the principals.
+// A file that fails to load keeps its previous contents (a half-written
+// Secret update must not lock everyone out), and what is kept is published
+// again, so a Redis that lost the hash gets it back at the next reload.
 func (s *Service) Reload() error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	var errs []error
 	if keys, err := s.loadKeys(); err != nil {
 		errs = append(errs, err)
@@ -137,7 +151,34 @@ func (s *Service) Reload() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, s.loadUsers(), s.loadClients())
+	if cl := s.clients.Load(); s.cfg.ClientsFile != "" {
+		for _, id := range s.cfg.DelegatingClients {
+			if !cl.Has(id) {
+				s.log.Warn("a delegating client is no longer in the clients file; it cannot ask for tokens", "client_id", id)
+			}
+		}
+	}
+	errs = append(errs, s.publish(context.Background()))
 	return errors.Join(errs...)
+}
+
+// publish writes the current users and clients to Redis for every
+// service's verifier (docs/tenancy.md), then drops this service's own
+// cached view of them so its /verify sees the change at once.
+func (s *Service) publish(ctx context.Context) error {
+	set := authn.PrincipalSet{Users: s.users.Load().Roles(), Clients: s.clients.Load().IDs()}
+	if s.cfg.DevMode {
+		// Dev-mode logins are the dev user, whatever the store holds.
+		set.Users[authn.DevIdentity.UserID] = authn.DevIdentity.Role
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := authn.PublishPrincipals(ctx, s.redis, set, s.now()); err != nil {
+		return err
+	}
+	s.principals.Forget()
+	s.log.Debug("principals published", "users", len(set.Users), "clients", len(set.Clients))
+	return nil
 }
 
 func (s *Service) reloadLoop(ctx context.Context) {
@@ -150,7 +191,7 @@ func (s *Service) reloadLoop(ctx context.Context) {
 		case <-t.C:
 			before := s.ring.Active().ID
 			if err := s.Reload(); err != nil {
-				s.log.Error("reload failed; keeping the previous keys, users and clients", "error", err.Error())
+				s.log.Error("reload failed; keeping (and publishing) the previous keys, users and clients", "error", err.Error())
 			}
 			if after := s.ring.Active().ID; after != before {
 				s.log.Info("signing key rotated", "previous", before, "active", after)

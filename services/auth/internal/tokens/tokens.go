@@ -32,8 +32,9 @@ type Token struct {
 	ExpiresAt time.Time
 }
 
-// Issue signs a token for subject with the given lifetime.
-func (i *Issuer) Issue(subject, username string, role authn.Role, ttl time.Duration) (Token, error) {
+// Issue signs a token for subject with the given lifetime; actor, when not
+// nil, is the service client acting for the subject (a delegated token).
+func (i *Issuer) Issue(subject, username string, role authn.Role, actor *authn.Actor, ttl time.Duration) (Token, error) {
 	now := time.Now
 	if i.Now != nil {
 		now = i.Now
@@ -54,6 +55,7 @@ func (i *Issuer) Issue(subject, username string, role authn.Role, ttl time.Durat
 		},
 		Username: username,
 		Role:     role,
+		Actor:    actor,
 	}
 	kid, key := i.Signer.SigningKey()
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)

@@ -32,7 +32,8 @@ const nonceSize = 12
 
 var (
 	sealedTag = regexp.MustCompile(`<encrypted v="1">([A-Za-z0-9+/=\s]*)</encrypted>`)
-	plainTag  = regexp.MustCompile(`(?s)<encrypted>(.*?)</encrypted>`)
+	// sealedAt is sealedTag at the start of a string.
+	sealedAt = regexp.MustCompile(`^<encrypted v="1">([A-Za-z0-9+/=\s]*)</encrypted>`)
 )
 
 // Sealer seals and opens values under one key. A nil *Sealer has no key:
@@ -133,12 +134,20 @@ func (s *Sealer) open(b64 string) (string, error) {
 
 // HasPlain reports whether text holds a value the user marked secret but
 // that is not sealed yet.
-func HasPlain(text string) bool { return plainTag.MatchString(text) }
+func HasPlain(text string) bool {
+	for _, t := range scan(text) {
+		if t.kind == tokPlain {
+			return true
+		}
+	}
+	return false
+}
 
 // SealText seals every <encrypted>value</encrypted> in text. A value that
 // previous (the stored version) already holds sealed keeps its old
 // ciphertext, so saving an unchanged item does not rewrite it with a new
-// nonce and make a commit out of nothing.
+// nonce and make a commit out of nothing. A bare <encrypted> (the
+// placeholder, see RestoreText) is left as it is.
 func (s *Sealer) SealText(text, previous string) (string, error) {
 	if !HasPlain(text) {
 		return text, nil
@@ -148,12 +157,14 @@ func (s *Sealer) SealText(text, previous string) (string, error) {
 	}
 	known := s.sealedValues(previous)
 	var firstErr error
-	out := plainTag.ReplaceAllStringFunc(text, func(tag string) string {
-		plain := plainTag.FindStringSubmatch(tag)[1]
-		if sealed, ok := known[plain]; ok {
+	out := replaceTokens(text, func(t token) string {
+		if t.kind != tokPlain {
+			return t.raw
+		}
+		if sealed, ok := known[t.value]; ok {
 			return sealed
 		}
-		sealed, err := s.SealValue(plain)
+		sealed, err := s.SealValue(t.value)
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -212,26 +223,41 @@ func (s *Sealer) sealedValues(text string) map[string]string {
 // for an editor. A value that does not open is left sealed, so saving the
 // text again keeps it intact instead of losing it.
 func (s *Sealer) OpenText(text string) string {
-	return sealedTag.ReplaceAllStringFunc(text, func(tag string) string {
-		plain, err := s.open(sealedTag.FindStringSubmatch(tag)[1])
-		if err != nil {
-			return tag
+	if !strings.Contains(text, "<encrypted") {
+		return text
+	}
+	return replaceTokens(text, func(t token) string {
+		if t.kind != tokSealed {
+			return t.raw
 		}
-		return "<encrypted>" + plain + "</encrypted>"
+		plain, err := s.open(t.value)
+		if err != nil {
+			return t.raw
+		}
+		return openTag + plain + closeTag
 	})
 }
 
 // RevealText strips the tags down to the bare values, for deployment into
 // a workspace. A sealed value that does not open becomes DecryptionFailed.
 func (s *Sealer) RevealText(text string) string {
-	text = sealedTag.ReplaceAllStringFunc(text, func(tag string) string {
-		plain, err := s.open(sealedTag.FindStringSubmatch(tag)[1])
-		if err != nil {
-			return DecryptionFailed
+	if !strings.Contains(text, "<encrypted") {
+		return text
+	}
+	return replaceTokens(text, func(t token) string {
+		switch t.kind {
+		case tokSealed:
+			plain, err := s.open(t.value)
+			if err != nil {
+				return DecryptionFailed
+			}
+			return plain
+		case tokPlain:
+			return t.value
+		default:
+			return t.raw
 		}
-		return plain
 	})
-	return plainTag.ReplaceAllString(text, "$1")
 }
 
 // OpenEnv opens the sealed values of env for an editor or a workspace. A
