@@ -1,10 +1,12 @@
 // Package bundle builds what a workspace needs from the library at one
 // revision, as one tar stream: skills in every agent CLI's layout and
-// tools, secrets revealed, ready to be unpacked at the workspace root.
+// tools, secrets revealed to the callers who may see them (admins and the
+// workspace-operator), ready to be unpacked at the workspace root.
 package bundle
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +17,6 @@ import (
 	"time"
 
 	"sortie.dev/services/library/internal/items"
-	"sortie.dev/services/library/internal/secrets"
 )
 
 // Layouts.
@@ -57,9 +58,10 @@ type Bundle struct {
 	ModTime time.Time
 }
 
-// Build reads the requested skills and tools from fsys. Secrets are
-// revealed (tags stripped, values opened with sealer).
-func Build(fsys fs.FS, req Request, sealer *secrets.Sealer, modTime time.Time) (*Bundle, error) {
+// Build reads the requested skills and tools from fsys. Secrets are shown
+// as view reveals them: opened to bare values (tags stripped) for admins
+// and services, the placeholder for everyone else.
+func Build(fsys fs.FS, req Request, view items.View, modTime time.Time) (*Bundle, error) {
 	if req.Layout == "" {
 		req.Layout = LayoutWorkspace
 	}
@@ -72,7 +74,7 @@ func Build(fsys fs.FS, req Request, sealer *secrets.Sealer, modTime time.Time) (
 		return nil, err
 	}
 	for _, name := range skills {
-		if err := b.addSkill(fsys, name, req.Layout, sealer); err != nil {
+		if err := b.addSkill(fsys, name, req.Layout, view); err != nil {
 			return nil, err
 		}
 	}
@@ -89,7 +91,7 @@ func Build(fsys fs.FS, req Request, sealer *secrets.Sealer, modTime time.Time) (
 		if req.Layout == LayoutWorkspace {
 			p = path.Join(".opencode/tool", name+".ts")
 		}
-		b.Files = append(b.Files, File{Path: p, Data: []byte(sealer.RevealText(string(data))), Mode: 0o644})
+		b.Files = append(b.Files, File{Path: p, Data: reveal(data, view), Mode: 0o644})
 	}
 	slices.SortFunc(b.Files, func(x, y File) int { return strings.Compare(x.Path, y.Path) })
 	return b, nil
@@ -116,7 +118,16 @@ func selectNames(fsys fs.FS, k items.Kind, wanted []string, b *Bundle) ([]string
 	return slices.Compact(out), nil
 }
 
-func (b *Bundle) addSkill(fsys fs.FS, name, layout string, sealer *secrets.Sealer) error {
+// reveal shows the secrets of one file. Every file of a skill may hold
+// them (a save seals them in any file), not only the markdown.
+func reveal(data []byte, view items.View) []byte {
+	if !bytes.Contains(data, []byte("<encrypted")) {
+		return data
+	}
+	return []byte(view.Reveal(string(data)))
+}
+
+func (b *Bundle) addSkill(fsys fs.FS, name, layout string, view items.View) error {
 	dir := path.Join("skill", name)
 	var description string
 	if md, err := fs.ReadFile(fsys, items.File(items.Skill, name)); err == nil {
@@ -143,12 +154,9 @@ func (b *Bundle) addSkill(fsys fs.FS, name, layout string, sealer *secrets.Seale
 			return fmt.Errorf("read %s: %w", p, err)
 		}
 		rel := strings.TrimPrefix(p, dir+"/")
-		if strings.HasSuffix(rel, ".md") {
-			text := sealer.RevealText(string(data))
-			if rel == "SKILL.md" {
-				text = items.EnsureSkillFrontmatter(text, name, description)
-			}
-			data = []byte(text)
+		data = reveal(data, view)
+		if rel == "SKILL.md" {
+			data = []byte(items.EnsureSkillFrontmatter(string(data), name, view.Reveal(description)))
 		}
 		mode := int64(0o644)
 		if info, err := d.Info(); err == nil && info.Mode()&0o111 != 0 {

@@ -34,7 +34,8 @@ func nameList(c *gin.Context, key string) []string {
 }
 
 // bundle answers a tar stream of the skills and tools a workspace needs at
-// one revision. The files are read under the repository's read lock and
+// one revision, secrets revealed only to admins and services (anyone else
+// gets <encrypted> in their place, at any revision). The files are read under the repository's read lock and
 // written out after it is released, so a slow client never holds up saves.
 func (h *Handler) bundle(c *gin.Context) {
 	rev := c.Query("revision")
@@ -47,9 +48,10 @@ func (h *Handler) bundle(c *gin.Context) {
 		b        *bundle.Bundle
 		revision string
 	)
+	view := h.view(c)
 	err := h.Repo.AtRevision(rev, func(fsys *repo.TreeFS, full string) error {
 		var err error
-		b, err = bundle.Build(fsys, req, h.Sealer, fsys.When)
+		b, err = bundle.Build(fsys, req, view, fsys.When)
 		revision = full
 		return err
 	})

@@ -46,7 +46,7 @@ func (h *Handler) getFile(c *gin.Context) {
 	var f items.SkillFileItem
 	err := h.Repo.Read(func(fsys fsFS) error {
 		var err error
-		f, err = items.SkillFile(fsys, c.Param("name"), filePath(c), h.Sealer)
+		f, err = items.SkillFile(fsys, c.Param("name"), filePath(c), h.view(c))
 		return err
 	})
 	if err != nil {
@@ -74,8 +74,9 @@ func (h *Handler) saveFile(c *gin.Context) {
 		apierror.Respond(c, err)
 		return
 	}
+	view := h.view(c)
 	commit, err := h.change(c, func(tx *repo.Tx) (string, error) {
-		ch, err := items.PrepareSkillFile(tx.FS(), name, file, body, h.Sealer)
+		ch, err := items.PrepareSkillFile(tx.FS(), name, file, body, view)
 		if err != nil {
 			return "", err
 		}
@@ -88,7 +89,7 @@ func (h *Handler) saveFile(c *gin.Context) {
 	var f items.SkillFileItem
 	err = h.Repo.Read(func(fsys fsFS) error {
 		var err error
-		f, err = items.SkillFile(fsys, name, file, h.Sealer)
+		f, err = items.SkillFile(fsys, name, file, view)
 		return err
 	})
 	if err != nil {
@@ -162,9 +163,12 @@ func (h *Handler) history(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
+	// Messages come from whoever committed to the remote too: a secret in
+	// one is shown as the view shows secrets.
+	view := h.view(c)
 	out := make([]CommitJSON, 0, len(commits))
 	for _, cm := range commits {
-		out = append(out, CommitJSON{Revision: cm.Revision, Message: cm.Message,
+		out = append(out, CommitJSON{Revision: cm.Revision, Message: view.Text(cm.Message),
 			Author: AuthorJSON{Name: cm.AuthorName, Email: cm.AuthorEmail}, Time: cm.Time.UTC()})
 	}
 	c.JSON(http.StatusOK, out)

@@ -55,8 +55,12 @@ type Handler struct {
 }
 
 // Register adds the routes. Reading is open to users, admins and services
-// (the workspace-operator fetches bundles); changing to users and admins;
-// the two forcing operations, which can discard commits, to admins.
+// (the workspace-operator fetches bundles); changing to users and admins,
+// and every change of an item goes through mayWrite first: the types that
+// run code or set the environment in other people's workspaces are
+// admins' alone. The two forcing operations, which can discard commits,
+// are admins'. Sync stays open to users: it only takes the remote's own
+// history (fast-forward) and pushes commits already made here.
 func (h *Handler) Register(r gin.IRouter, auth *authn.Authenticator) {
 	read := auth.Require(authn.RoleUser, authn.RoleAdmin, authn.RoleService)
 	write := auth.Require(authn.RoleUser, authn.RoleAdmin)
@@ -69,12 +73,45 @@ func (h *Handler) Register(r gin.IRouter, auth *authn.Authenticator) {
 	g.GET("/bundle", read, h.bundle)
 	g.GET("/:type", read, h.list)
 	g.GET("/:type/:name", read, h.get)
-	g.PUT("/:type/:name", write, h.save)
-	g.DELETE("/:type/:name", write, h.remove)
+	g.PUT("/:type/:name", write, mayWrite, h.save)
+	g.DELETE("/:type/:name", write, mayWrite, h.remove)
 	g.GET("/:type/:name/history", read, h.history)
 	g.GET("/:type/:name/files/*path", read, h.getFile)
-	g.PUT("/:type/:name/files/*path", write, h.saveFile)
-	g.DELETE("/:type/:name/files/*path", write, h.removeFile)
+	g.PUT("/:type/:name/files/*path", write, mayWrite, h.saveFile)
+	g.DELETE("/:type/:name/files/*path", write, mayWrite, h.removeFile)
+}
+
+// mayWrite refuses, before anything is read or written, a change of an
+// admin-only type (items.AdminOnly) by anyone but an admin: 403 forbidden.
+func mayWrite(c *gin.Context) {
+	k, ok := kind(c)
+	if !ok {
+		return
+	}
+	id, _ := authn.FromContext(c.Request.Context())
+	if items.AdminOnly(k) && !id.IsAdmin() {
+		apierror.Respond(c, apierror.Forbidden(fmt.Sprintf(
+			"only an admin may create, change or delete %s items, because they run code or set the environment in the workspaces of everyone who uses them; your role is %s", k, roleName(id.Role))))
+		return
+	}
+	c.Next()
+}
+
+func roleName(r authn.Role) string {
+	if r == "" {
+		return "unknown"
+	}
+	return string(r)
+}
+
+// view is how the caller sees secrets: opened for admins and services
+// (the workspace-operator materialising templates and bundles), masked
+// as <encrypted> for everyone else, delegated tokens included (they carry
+// the user's role).
+func (h *Handler) view(c *gin.Context) items.View {
+	id, ok := authn.FromContext(c.Request.Context())
+	open := ok && (id.IsAdmin() || id.Role == authn.RoleService)
+	return items.View{Sealer: h.Sealer, Masked: !open}
 }
 
 func kind(c *gin.Context) (items.Kind, bool) {
@@ -99,24 +136,26 @@ func (h *Handler) list(c *gin.Context) {
 	var (
 		body []byte
 		head string
+		view = h.view(c)
+		key  = listKey{k, view.Masked}
 	)
 	err := h.Repo.Read(func(fsys fsFS) error {
 		// HEAD cannot move while the read lock is held, and the work tree
 		// is always HEAD's: a list computed at one HEAD stays right until
 		// the next commit.
 		head = h.Repo.Head()
-		if b, ok := h.lists.get(head, k); ok {
+		if b, ok := h.lists.get(head, key); ok {
 			body = b
 			return nil
 		}
-		list, err := items.List(fsys, k)
+		list, err := items.List(fsys, k, view)
 		if err != nil {
 			return err
 		}
 		if body, err = json.Marshal(list); err != nil {
 			return err
 		}
-		h.lists.put(head, k, body)
+		h.lists.put(head, key, body)
 		return nil
 	})
 	if err != nil {
@@ -127,14 +166,19 @@ func (h *Handler) list(c *gin.Context) {
 	c.Data(http.StatusOK, "application/json; charset=utf-8", body)
 }
 
-// listCache keeps each type's encoded list for one HEAD.
+// listCache keeps each type's encoded list for one HEAD, masked and not.
 type listCache struct {
 	mu    sync.Mutex
 	head  string
-	lists map[items.Kind][]byte
+	lists map[listKey][]byte
 }
 
-func (lc *listCache) get(head string, k items.Kind) ([]byte, bool) {
+type listKey struct {
+	kind   items.Kind
+	masked bool
+}
+
+func (lc *listCache) get(head string, k listKey) ([]byte, bool) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if lc.head != head {
@@ -144,11 +188,11 @@ func (lc *listCache) get(head string, k items.Kind) ([]byte, bool) {
 	return b, ok
 }
 
-func (lc *listCache) put(head string, k items.Kind, b []byte) {
+func (lc *listCache) put(head string, k listKey, b []byte) {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	if lc.head != head {
-		lc.head, lc.lists = head, map[items.Kind][]byte{}
+		lc.head, lc.lists = head, map[listKey][]byte{}
 	}
 	lc.lists[k] = b
 }
@@ -158,7 +202,7 @@ func (h *Handler) get(c *gin.Context) {
 	if !ok {
 		return
 	}
-	item, err := h.read(k, c.Param("name"))
+	item, err := h.read(k, c.Param("name"), h.view(c))
 	if err != nil {
 		h.fail(c, err)
 		return
@@ -167,11 +211,11 @@ func (h *Handler) get(c *gin.Context) {
 	c.JSON(http.StatusOK, item)
 }
 
-func (h *Handler) read(k items.Kind, name string) (any, error) {
+func (h *Handler) read(k items.Kind, name string, view items.View) (any, error) {
 	var item any
 	err := h.Repo.Read(func(fsys fsFS) error {
 		var err error
-		item, err = items.Get(fsys, k, name, h.Sealer)
+		item, err = items.Get(fsys, k, name, view)
 		return err
 	})
 	return item, err
@@ -192,12 +236,13 @@ func (h *Handler) save(c *gin.Context) {
 		apierror.Respond(c, err)
 		return
 	}
+	view := h.view(c)
 	commit, err := h.change(c, func(tx *repo.Tx) (string, error) {
 		verb := "Update"
 		if !items.Exists(tx.FS(), k, name) {
 			verb = "Add"
 		}
-		ch, err := items.Prepare(tx.FS(), k, name, body, h.Sealer)
+		ch, err := items.Prepare(tx.FS(), k, name, body, view)
 		if err != nil {
 			return "", err
 		}
@@ -207,7 +252,7 @@ func (h *Handler) save(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
-	item, err := h.read(k, name)
+	item, err := h.read(k, name, view)
 	if err != nil {
 		h.fail(c, err)
 		return
@@ -284,8 +329,11 @@ func (h *Handler) fail(c *gin.Context, err error) {
 	switch {
 	case errors.As(err, &invalid):
 		status := http.StatusBadRequest
-		if invalid.Code == items.CodeInvalidStoredItem {
+		switch invalid.Code {
+		case items.CodeInvalidStoredItem:
 			status = http.StatusConflict
+		case items.CodeForbidden:
+			status = http.StatusForbidden
 		}
 		apierror.Abort(c, status, invalid.Code, invalid.Msg)
 	case errors.Is(err, items.ErrNotFound):

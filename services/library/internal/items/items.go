@@ -31,9 +31,9 @@ type Change struct {
 // List returns the summaries of every item of kind k, sorted by name. A
 // missing folder is an empty list; an item whose file does not parse is
 // listed with what could be read, so that a user can still find and fix it.
-func List(fsys fs.FS, k Kind) ([]any, error) {
+func List(fsys fs.FS, k Kind, v View) ([]any, error) {
 	if k == MCP {
-		return listMCP(fsys)
+		return listMCP(fsys, v)
 	}
 	names, err := listNames(fsys, k)
 	if err != nil {
@@ -45,7 +45,7 @@ func List(fsys fs.FS, k Kind) ([]any, error) {
 		if err != nil {
 			continue // removed while listing, or not a regular file
 		}
-		out = append(out, summary(fsys, k, name, string(data)))
+		out = append(out, summary(fsys, k, name, string(data), v))
 	}
 	return out, nil
 }
@@ -98,30 +98,30 @@ func listNames(fsys fs.FS, k Kind) ([]string, error) {
 	return names, nil
 }
 
-func summary(fsys fs.FS, k Kind, name, content string) any {
+func summary(fsys fs.FS, k Kind, name, content string, v View) any {
 	switch k {
 	case Skill:
-		return skillSummary(fsys, name, content)
+		return skillSummary(fsys, name, content, v)
 	case Command:
-		return commandSummary(name, content)
+		return commandSummary(name, content, v)
 	case Agent:
-		a := agentItem(name, content)
+		a := agentItem(name, content, v)
 		return AgentSummary{Name: a.Name, Description: a.Description, Path: a.Path}
 	case Template:
-		return templateSummary(name, []byte(content))
+		return templateSummary(name, []byte(content), v)
 	default: // rule, tool, init script
-		return textItem(k, name, content).TextSummary
+		return textItem(k, name, content, v).TextSummary
 	}
 }
 
-// Get returns the full item. Sealed secrets are opened for editing with
-// sealer (nil: left sealed).
-func Get(fsys fs.FS, k Kind, name string, sealer *secrets.Sealer) (any, error) {
+// Get returns the full item, its secrets shown as v shows them: opened
+// for editing with v's sealer (nil: left sealed), or masked.
+func Get(fsys fs.FS, k Kind, name string, v View) (any, error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
 	if k == MCP {
-		return getMCP(fsys, name)
+		return getMCP(fsys, name, v)
 	}
 	data, err := fs.ReadFile(fsys, File(k, name))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -133,19 +133,19 @@ func Get(fsys fs.FS, k Kind, name string, sealer *secrets.Sealer) (any, error) {
 	content := string(data)
 	switch k {
 	case Skill:
-		return getSkill(fsys, name, content, sealer)
+		return getSkill(fsys, name, content, v)
 	case Command:
-		c := commandSummary(name, content)
-		return CommandItem{CommandSummary: c, Content: sealer.OpenText(content)}, nil
+		c := commandSummary(name, content, v)
+		return CommandItem{CommandSummary: c, Content: v.text(content)}, nil
 	case Agent:
-		a := agentItem(name, content)
-		a.Content = sealer.OpenText(content)
+		a := agentItem(name, content, v)
+		a.Content = v.text(content)
 		return a, nil
 	case Template:
-		return getTemplate(name, data, sealer)
+		return getTemplate(name, data, v)
 	default:
-		t := textItem(k, name, content)
-		t.Content = sealer.OpenText(content)
+		t := textItem(k, name, content, v)
+		t.Content = v.text(content)
 		return t, nil
 	}
 }
@@ -153,7 +153,7 @@ func Get(fsys fs.FS, k Kind, name string, sealer *secrets.Sealer) (any, error) {
 // Exists reports whether the item is there.
 func Exists(fsys fs.FS, k Kind, name string) bool {
 	if k == MCP {
-		_, err := getMCP(fsys, name)
+		_, err := getMCP(fsys, name, View{})
 		return err == nil
 	}
 	_, err := fs.Stat(fsys, File(k, name))
@@ -162,18 +162,20 @@ func Exists(fsys fs.FS, k Kind, name string) bool {
 
 // Prepare validates a save of body (the request's JSON) as item name of
 // kind k and returns the files to write. fsys is the repository as it is
-// now (for the MCP file, and to keep unchanged secrets' ciphertext).
-func Prepare(fsys fs.FS, k Kind, name string, body []byte, sealer *secrets.Sealer) (Change, error) {
+// now (for the MCP file, to keep unchanged secrets' ciphertext, and to put
+// back the stored secrets the caller's placeholders stand for). v is the
+// caller's view: a masked caller may not write sealed values.
+func Prepare(fsys fs.FS, k Kind, name string, body []byte, v View) (Change, error) {
 	if err := ValidName(name); err != nil {
 		return Change{}, err
 	}
 	switch k {
 	case MCP:
-		return prepareMCP(fsys, name, body)
+		return prepareMCP(fsys, name, body, v)
 	case Template:
-		return prepareTemplate(fsys, name, body, sealer)
+		return prepareTemplate(fsys, name, body, v)
 	default:
-		return prepareText(fsys, k, name, body, sealer)
+		return prepareText(fsys, k, name, body, v)
 	}
 }
 
@@ -209,7 +211,7 @@ func decodeContent(body []byte) (string, error) {
 
 // prepareText validates a markdown, script or tool save and seals the
 // secrets in it.
-func prepareText(fsys fs.FS, k Kind, name string, body []byte, sealer *secrets.Sealer) (Change, error) {
+func prepareText(fsys fs.FS, k Kind, name string, body []byte, v View) (Change, error) {
 	content, err := decodeContent(body)
 	if err != nil {
 		return Change{}, err
@@ -220,21 +222,35 @@ func prepareText(fsys fs.FS, k Kind, name string, body []byte, sealer *secrets.S
 	if err := validateText(k, content); err != nil {
 		return Change{}, err
 	}
-	sealed, err := sealContent(fsys, File(k, name), content, sealer)
+	sealed, err := sealContent(fsys, File(k, name), content, v)
 	if err != nil {
 		return Change{}, err
 	}
 	return Change{Writes: []Write{{Path: File(k, name), Data: []byte(sealed)}}}, nil
 }
 
-// sealContent seals the secrets of content, reusing the ciphertext the
-// stored file at p already has for unchanged values.
-func sealContent(fsys fs.FS, p, content string, sealer *secrets.Sealer) (string, error) {
-	if !secrets.HasPlain(content) {
+// sealContent puts back the stored secrets content's placeholders stand
+// for and seals its new secrets, reusing the ciphertext the stored file at
+// p already has for unchanged values.
+func sealContent(fsys fs.FS, p, content string, v View) (string, error) {
+	if !strings.Contains(content, "<encrypted") {
 		return content, nil
 	}
 	previous, _ := fs.ReadFile(fsys, p)
-	sealed, err := sealer.SealText(content, string(previous))
+	return sealString(content, string(previous), v)
+}
+
+// sealString is sealContent for one string whose stored version is
+// previous.
+func sealString(content, previous string, v View) (string, error) {
+	content, err := v.restoreText(content, previous)
+	if err != nil {
+		return "", err
+	}
+	if !secrets.HasPlain(content) {
+		return content, nil
+	}
+	sealed, err := v.Sealer.SealText(content, previous)
 	if errors.Is(err, secrets.ErrNoKey) {
 		return "", invalid(CodeEncryptionDisabled, "the content has <encrypted> values but "+err.Error())
 	}
@@ -266,7 +282,7 @@ func validateText(k Kind, content string) error {
 }
 
 // SkillFile reads an extra file of a skill.
-func SkillFile(fsys fs.FS, skill, file string, sealer *secrets.Sealer) (SkillFileItem, error) {
+func SkillFile(fsys fs.FS, skill, file string, v View) (SkillFileItem, error) {
 	if err := ValidName(skill); err != nil {
 		return SkillFileItem{}, err
 	}
@@ -283,11 +299,11 @@ func SkillFile(fsys fs.FS, skill, file string, sealer *secrets.Sealer) (SkillFil
 	if err != nil {
 		return SkillFileItem{}, err
 	}
-	return SkillFileItem{Name: path.Base(file), Path: file, Content: sealer.OpenText(string(data))}, nil
+	return SkillFileItem{Name: path.Base(file), Path: file, Content: v.text(string(data))}, nil
 }
 
 // PrepareSkillFile validates the save of an extra file of a skill.
-func PrepareSkillFile(fsys fs.FS, skill, file string, body []byte, sealer *secrets.Sealer) (Change, error) {
+func PrepareSkillFile(fsys fs.FS, skill, file string, body []byte, v View) (Change, error) {
 	if err := checkSkillFile(fsys, skill, file); err != nil {
 		return Change{}, err
 	}
@@ -299,7 +315,7 @@ func PrepareSkillFile(fsys fs.FS, skill, file string, body []byte, sealer *secre
 	if fi, err := fs.Stat(fsys, p); err == nil && fi.IsDir() {
 		return Change{}, invalidf(CodeInvalidPath, "%q is a folder", file)
 	}
-	sealed, err := sealContent(fsys, p, content, sealer)
+	sealed, err := sealContent(fsys, p, content, v)
 	if err != nil {
 		return Change{}, err
 	}

@@ -110,7 +110,7 @@ func TestListSkipsWhatIsNotAnItem(t *testing.T) {
 		"workspace-template/t.json": {Data: []byte("{not json")},
 	}
 	names := func(k Kind) string {
-		list, err := List(fsys, k)
+		list, err := List(fsys, k, View{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -129,7 +129,7 @@ func TestListSkipsWhatIsNotAnItem(t *testing.T) {
 	if got := names(Template); !strings.HasPrefix(got, "{t  workspace-template/t.json") {
 		t.Errorf("a broken template still lists: %s", got)
 	}
-	if _, err := Get(fsys, Template, "t", nil); err == nil {
+	if _, err := Get(fsys, Template, "t", View{}); err == nil {
 		t.Errorf("get of a broken template should fail")
 	} else if e := (*Error)(nil); !errors.As(err, &e) || e.Code != CodeInvalidStoredItem {
 		t.Errorf("error %v", err)
@@ -149,7 +149,7 @@ func BenchmarkListSkillsUncached(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := List(fsys, Skill); err != nil {
+		if _, err := List(fsys, Skill, View{}); err != nil {
 			b.Fatal(err)
 		}
 	}

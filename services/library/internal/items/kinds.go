@@ -44,6 +44,14 @@ func ParseKind(seg string) (Kind, bool) {
 	return "", false
 }
 
+// AdminOnly reports the types only admins may write: init scripts,
+// workspace templates, tools and MCP servers run code or set the
+// environment in the workspaces of everyone who uses them. Skills,
+// commands, agents and rules may be written by any user.
+func AdminOnly(k Kind) bool {
+	return k == InitScript || k == Template || k == Tool || k == MCP
+}
+
 // MCPFile holds every MCP server, as the original server stores them.
 const MCPFile = "mcp/servers.json"
 

@@ -1,13 +1,12 @@
 package items
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io/fs"
 	"path"
 	"strings"
-
-	"sortie.dev/services/library/internal/secrets"
 )
 
 type skillMeta struct {
@@ -54,28 +53,45 @@ func SkillDescription(content string) string {
 	return m.Description
 }
 
-func skillSummary(fsys fs.FS, name, content string) SkillSummary {
+func skillSummary(fsys fs.FS, name, content string, v View) SkillSummary {
 	var m skillMeta
 	_ = parseFrontmatter(content, &m) // a broken file still lists by name
 	s := SkillSummary{
-		Name: name, Description: m.Description, Path: path.Join("skill", name),
-		Source: localSource, SetupCommands: m.SetupCommands,
+		Name: name, Description: v.text(m.Description), Path: path.Join("skill", name),
+		Source: localSource, SetupCommands: v.texts(m.SetupCommands),
 	}
 	if src, err := fs.ReadFile(fsys, path.Join("skill", name, ".skill-source.json")); err == nil {
 		var probe struct {
 			Type string `json:"type"`
 		}
 		if json.Unmarshal(src, &probe) == nil && probe.Type != "" {
-			s.Source = SkillSource(src)
+			s.Source = v.source(src)
 		}
 	}
 	return s
 }
 
-func getSkill(fsys fs.FS, name, content string, sealer *secrets.Sealer) (SkillItem, error) {
+// source shows a skill's .skill-source.json; one that mentions a secret is
+// decoded and shown string by string.
+func (v View) source(src []byte) SkillSource {
+	if !bytes.Contains(src, []byte("encrypted")) {
+		return SkillSource(src)
+	}
+	var x any
+	if err := json.Unmarshal(src, &x); err != nil {
+		return localSource
+	}
+	out, err := json.Marshal(v.anyValue(x))
+	if err != nil {
+		return localSource
+	}
+	return SkillSource(out)
+}
+
+func getSkill(fsys fs.FS, name, content string, v View) (SkillItem, error) {
 	item := SkillItem{
-		SkillSummary: skillSummary(fsys, name, content),
-		Content:      sealer.OpenText(content),
+		SkillSummary: skillSummary(fsys, name, content, v),
+		Content:      v.text(content),
 		Files:        []SkillFileItem{},
 		References:   []string{},
 	}
@@ -108,7 +124,7 @@ func getSkill(fsys fs.FS, name, content string, sealer *secrets.Sealer) (SkillIt
 		if err != nil {
 			return err
 		}
-		item.Files = append(item.Files, SkillFileItem{Name: d.Name(), Path: rel, Content: sealer.OpenText(string(data))})
+		item.Files = append(item.Files, SkillFileItem{Name: d.Name(), Path: rel, Content: v.text(string(data))})
 		return nil
 	})
 	if errors.Is(err, fs.ErrNotExist) {
@@ -185,11 +201,14 @@ type CommandItem struct {
 	Content string `json:"content"`
 }
 
-func commandSummary(name, content string) CommandSummary {
+func commandSummary(name, content string, v View) CommandSummary {
 	var m commandMeta
 	_ = parseFrontmatter(content, &m)
 	params, _ := m.params()
-	return CommandSummary{Name: name, Description: m.Description, Path: File(Command, name), Params: params}
+	for i := range params {
+		params[i].Name, params[i].Description = v.text(params[i].Name), v.text(params[i].Description)
+	}
+	return CommandSummary{Name: name, Description: v.text(m.Description), Path: File(Command, name), Params: params}
 }
 
 type agentMeta struct {
@@ -218,11 +237,14 @@ type AgentItem struct {
 	Permissions map[string]any  `json:"permissions"`
 }
 
-func agentItem(name, content string) AgentItem {
+func agentItem(name, content string, v View) AgentItem {
 	var m agentMeta
 	_ = parseFrontmatter(content, &m)
-	a := AgentItem{Name: name, Description: m.Description, Path: File(Agent, name), Model: m.Model,
+	a := AgentItem{Name: name, Description: v.text(m.Description), Path: File(Agent, name), Model: v.text(m.Model),
 		Tools: m.Tools, Permissions: m.Permissions}
+	if a.Permissions != nil {
+		a.Permissions = v.anyValue(a.Permissions).(map[string]any)
+	}
 	if a.Tools == nil {
 		a.Tools = map[string]bool{}
 	}
@@ -249,7 +271,7 @@ type TextItem struct {
 	Content string `json:"content"`
 }
 
-func textItem(k Kind, name, content string) TextItem {
+func textItem(k Kind, name, content string, v View) TextItem {
 	t := TextItem{TextSummary: TextSummary{Name: name, Path: File(k, name)}}
 	switch k {
 	case Rule:
@@ -261,6 +283,7 @@ func textItem(k Kind, name, content string) TextItem {
 	case Tool:
 		t.Description = commentDescription(content, "//")
 	}
+	t.Description = v.text(t.Description)
 	return t
 }
 

@@ -56,7 +56,7 @@ func readMCP(fsys fs.FS) (map[string]mcpServer, error) {
 	return m, nil
 }
 
-func listMCP(fsys fs.FS) ([]any, error) {
+func listMCP(fsys fs.FS, v View) ([]any, error) {
 	m, err := readMCP(fsys)
 	if err != nil {
 		m = map[string]mcpServer{}
@@ -64,13 +64,13 @@ func listMCP(fsys fs.FS) ([]any, error) {
 	out := make([]any, 0, len(m))
 	for _, name := range slices.Sorted(maps.Keys(m)) {
 		if ValidName(name) == nil {
-			out = append(out, MCPItem{Name: name, mcpServer: m[name]})
+			out = append(out, v.mcp(name, m[name]))
 		}
 	}
 	return out, nil
 }
 
-func getMCP(fsys fs.FS, name string) (MCPItem, error) {
+func getMCP(fsys fs.FS, name string, v View) (MCPItem, error) {
 	m, err := readMCP(fsys)
 	if err != nil {
 		return MCPItem{}, err
@@ -79,10 +79,36 @@ func getMCP(fsys fs.FS, name string) (MCPItem, error) {
 	if !ok {
 		return MCPItem{}, ErrNotFound
 	}
-	return MCPItem{Name: name, mcpServer: s}, nil
+	return v.mcp(name, s), nil
 }
 
-func prepareMCP(fsys fs.FS, name string, body []byte) (Change, error) {
+// mcp shows a server: secrets in its command, url, headers and env as the
+// view shows them.
+func (v View) mcp(name string, s mcpServer) MCPItem {
+	s.Command, s.URL = v.texts(s.Command), v.text(s.URL)
+	s.Headers, s.Env = v.textMap(s.Headers), v.textMap(s.Env)
+	return MCPItem{Name: name, mcpServer: s}
+}
+
+// sealMap seals the <encrypted>value</encrypted> secrets of header or env
+// values, putting back the stored value (of the same key in previous) a
+// placeholder stands for.
+func sealMap(m, previous map[string]string, v View) (map[string]string, error) {
+	if m == nil {
+		return nil, nil
+	}
+	out := make(map[string]string, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		sealed, err := sealString(m[k], previous[k], v)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = sealed
+	}
+	return out, nil
+}
+
+func prepareMCP(fsys fs.FS, name string, body []byte, v View) (Change, error) {
 	var req MCPRequest
 	if err := decodeStrict(body, &req, CodeInvalidMCP); err != nil {
 		return Change{}, err
@@ -111,6 +137,12 @@ func prepareMCP(fsys fs.FS, name string, body []byte) (Change, error) {
 	}
 	m, err := readMCP(fsys)
 	if err != nil {
+		return Change{}, err
+	}
+	if s.Headers, err = sealMap(s.Headers, m[name].Headers, v); err != nil {
+		return Change{}, err
+	}
+	if s.Env, err = sealMap(s.Env, m[name].Env, v); err != nil {
 		return Change{}, err
 	}
 	m[name] = s

@@ -65,10 +65,12 @@ const (
 	CodeEncryptionDisabled   = "encryption_unavailable"
 	CodeInvalidStoredItem    = "invalid_item"
 	CodeUnsupportedOperation = "unsupported_operation"
+	// CodeForbidden is kit's forbidden: the caller's role may not do it.
+	CodeForbidden = "forbidden"
 )
 
 // Error is input the library refuses; the HTTP layer answers it with a 400
-// and Code.
+// and Code (403 for CodeForbidden, 409 for CodeInvalidStoredItem).
 type Error struct {
 	Code string
 	Msg  string

@@ -107,22 +107,23 @@ func (t *templateFile) normalise() {
 	}
 }
 
-func templateSummary(name string, data []byte) TemplateSummary {
+func templateSummary(name string, data []byte, v View) TemplateSummary {
 	t, _ := parseTemplate(data) // a broken file still lists by name
-	return TemplateSummary{Name: name, Description: t.Description, Path: File(Template, name),
-		Distro: t.Distro, Skills: t.Skills, InitScripts: t.InitScripts}
+	return TemplateSummary{Name: name, Description: v.text(t.Description), Path: File(Template, name),
+		Distro: v.text(t.Distro), Skills: v.texts(t.Skills), InitScripts: v.texts(t.InitScripts)}
 }
 
-func getTemplate(name string, data []byte, sealer *secrets.Sealer) (TemplateItem, error) {
+func getTemplate(name string, data []byte, v View) (TemplateItem, error) {
 	t, err := parseTemplate(data)
 	if err != nil {
+		// encoding/json's errors name a type or one character, never a value.
 		return TemplateItem{}, invalidf(CodeInvalidStoredItem, "the stored template %s is not valid JSON (%v); save it again or delete it", File(Template, name), err)
 	}
 	return TemplateItem{
-		Name: name, Description: t.Description, Path: File(Template, name), Distro: t.Distro,
-		Skills: t.Skills, EnvVars: sealer.OpenEnv(t.EnvVars), EncryptedKeys: t.EncryptedKeys,
-		InitScripts: t.InitScripts, InitScript: t.InitScript, SharedNetwork: t.SharedNetwork,
-		TailscaleMode: t.TailscaleMode, MCPs: t.MCPs, ConfigProfile: t.ConfigProfile,
+		Name: name, Description: v.text(t.Description), Path: File(Template, name), Distro: v.text(t.Distro),
+		Skills: v.texts(t.Skills), EnvVars: v.env(t.EnvVars, t.EncryptedKeys), EncryptedKeys: t.EncryptedKeys,
+		InitScripts: v.texts(t.InitScripts), InitScript: v.text(t.InitScript), SharedNetwork: t.SharedNetwork,
+		TailscaleMode: v.text(t.TailscaleMode), MCPs: v.texts(t.MCPs), ConfigProfile: v.text(t.ConfigProfile),
 	}, nil
 }
 
@@ -140,7 +141,7 @@ func decodeStrict(body []byte, v any, code string) error {
 	return nil
 }
 
-func prepareTemplate(fsys fs.FS, name string, body []byte, sealer *secrets.Sealer) (Change, error) {
+func prepareTemplate(fsys fs.FS, name string, body []byte, v View) (Change, error) {
 	var req TemplateRequest
 	if err := decodeStrict(body, &req, CodeInvalidTemplate); err != nil {
 		return Change{}, err
@@ -172,11 +173,25 @@ func prepareTemplate(fsys fs.FS, name string, body []byte, sealer *secrets.Seale
 		MCPs: req.MCPs, ConfigProfile: req.ConfigProfile,
 	}
 	t.normalise()
+	var previous templateFile
+	if data, err := fs.ReadFile(fsys, File(Template, name)); err == nil {
+		previous, _ = parseTemplate(data)
+	}
+	// A value saved back as the placeholder keeps the stored secret.
+	env, err := secrets.RestoreEnv(t.EnvVars, previous.EnvVars)
+	var varErr *secrets.VarError
+	if errors.As(err, &varErr) {
+		return Change{}, invalidf(CodeInvalidTemplate, "env_vars: %s is %s, which keeps the stored secret, but the stored template has no value for %s; write the value itself", varErr.Name, secrets.Placeholder, varErr.Name)
+	}
+	if err != nil {
+		return Change{}, err
+	}
+	t.EnvVars = env
+	if t.InitScript, err = sealString(t.InitScript, previous.InitScript, v); err != nil {
+		return Change{}, err
+	}
 	if len(t.EncryptedKeys) > 0 {
-		var previous templateFile
-		if data, err := fs.ReadFile(fsys, File(Template, name)); err == nil {
-			previous, _ = parseTemplate(data)
-		}
+		sealer := v.Sealer
 		needed := false
 		for _, k := range t.EncryptedKeys {
 			_, needed = t.EnvVars[k]

@@ -54,12 +54,24 @@ func (k testKey) PublicKey(_ context.Context, kid string) (ed25519.PublicKey, er
 
 func (k testKey) token(t testing.TB, username string, role authn.Role) string {
 	t.Helper()
+	return k.delegated(t, username, role, "")
+}
+
+// delegated is a token auth gives a service (actor) acting for the user:
+// the user's sub, usr and role, with an act claim; no actor: the user's
+// own token.
+func (k testKey) delegated(t testing.TB, username string, role authn.Role, actor string) string {
+	t.Helper()
 	now := time.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, authn.Claims{
+	claims := authn.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "id-" + username, Issuer: "sortie-auth", Audience: jwt.ClaimStrings{"sortie"},
-			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), ID: "jti-" + username},
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), ID: "jti-" + username + "-" + actor},
 		Username: username, Role: role,
-	})
+	}
+	if actor != "" {
+		claims.Actor = &authn.Actor{Subject: actor}
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	tok.Header["kid"] = "test"
 	s, err := tok.SignedString(k.priv)
 	if err != nil {
@@ -69,7 +81,8 @@ func (k testKey) token(t testing.TB, username string, role authn.Role) string {
 }
 
 // library is a real library service on a loopback port with its own data
-// folder; alice is a user, root an admin and operator a service.
+// folder; alice and bob are users, root an admin and op (operator) a
+// service.
 type library struct {
 	t       testing.TB
 	url     string
@@ -81,6 +94,7 @@ type library struct {
 	raw     *http.Client // for requests the spec cannot route (a/b names)
 	key     testKey
 	alice   string
+	bob     string
 	root    string
 	op      string
 	stop    func()
@@ -106,7 +120,7 @@ func startLibrary(t testing.TB, env map[string]string, opts ...service.Option) *
 	key := newTestKey(t)
 	l := &library{t: t, dataDir: base["SORTIE_LIBRARY_DATA_DIR"], env: base, key: key,
 		opts:  append([]service.Option{service.WithKeySet(key), service.WithKubeConfig(nil), service.WithRetryMin(50 * time.Millisecond)}, opts...),
-		alice: key.token(t, "alice", authn.RoleUser), root: key.token(t, "root", authn.RoleAdmin), op: key.token(t, "operator", authn.RoleService),
+		alice: key.token(t, "alice", authn.RoleUser), bob: key.token(t, "bob", authn.RoleUser), root: key.token(t, "root", authn.RoleAdmin), op: key.token(t, "operator", authn.RoleService),
 	}
 	l.start()
 	return l
@@ -205,7 +219,13 @@ func (l *library) send(client *http.Client, token, method, path string, body any
 // must sends a request as alice and fails the test unless the status is want.
 func (l *library) must(want int, method, path string, body any) response {
 	l.t.Helper()
-	r := l.do(l.alice, method, path, body)
+	return l.mustAs(l.alice, want, method, path, body)
+}
+
+// mustAs is must as token.
+func (l *library) mustAs(token string, want int, method, path string, body any) response {
+	l.t.Helper()
+	r := l.do(token, method, path, body)
 	if r.Status != want {
 		l.t.Fatalf("%s %s: got %d, want %d: %s", method, path, r.Status, want, r.Body)
 	}

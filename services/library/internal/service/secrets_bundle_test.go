@@ -35,23 +35,29 @@ func TestSecretsAreSealed(t *testing.T) {
 	remote := newRemote(t)
 	l := startLibrary(t, map[string]string{"SORTIE_LIBRARY_ENCRYPTION_KEY_FILE": keyFile(t), "SORTIE_LIBRARY_REMOTE": remote})
 	skill := "---\ndescription: deploys\n---\nUse token <encrypted>tok-PLAIN-1</encrypted> and <encrypted>tok-PLAIN-2</encrypted>.\n"
-	saved := l.must(200, "PUT", "/api/library/skill/dep", content(skill)).Object(t)
+	saved := l.mustAs(l.root, 200, "PUT", "/api/library/skill/dep", content(skill)).Object(t)
 	if saved["content"] != skill {
 		t.Errorf("the editor gets the secret back in tags: %q", saved["content"])
 	}
-	l.must(200, "PUT", "/api/library/skill/dep/files/ref.md", content("also <encrypted>tok-PLAIN-3</encrypted>"))
+	l.mustAs(l.root, 200, "PUT", "/api/library/skill/dep/files/ref.md", content("also <encrypted>tok-PLAIN-3</encrypted>"))
+	l.mustAs(l.root, 200, "PUT", "/api/library/skill/dep/files/run.sh", content("export T=<encrypted>tok-PLAIN-5</encrypted>"))
 	tpl := map[string]any{"env_vars": map[string]string{"API_KEY": "tok-PLAIN-4", "MODE": "open"}, "encrypted_keys": []string{"API_KEY"}}
-	got := l.must(200, "PUT", "/api/library/workspace-template/dep", tpl).Object(t)
+	got := l.mustAs(l.root, 200, "PUT", "/api/library/workspace-template/dep", tpl).Object(t)
 	if env := got["env_vars"].(map[string]any); env["API_KEY"] != "tok-PLAIN-4" || env["MODE"] != "open" {
 		t.Errorf("template env for the editor: %v", env)
 	}
+	mcp := map[string]any{"type": "remote", "url": "https://mcp.example", "headers": map[string]string{"Authorization": "Bearer <encrypted>tok-PLAIN-6</encrypted>"}}
+	l.mustAs(l.root, 200, "PUT", "/api/library/mcp/dep", mcp)
 	rev := l.status()["head"].(string)
 	// Unchanged secrets keep their ciphertext: saving again is no commit.
-	if again := l.must(200, "PUT", "/api/library/skill/dep", content(skill)); again.Header.Get("X-Library-Revision") != rev {
+	if again := l.mustAs(l.root, 200, "PUT", "/api/library/skill/dep", content(skill)); again.Header.Get("X-Library-Revision") != rev {
 		t.Errorf("re-saving an unchanged skill made a commit")
 	}
-	if again := l.must(200, "PUT", "/api/library/workspace-template/dep", tpl); again.Header.Get("X-Library-Revision") != rev {
+	if again := l.mustAs(l.root, 200, "PUT", "/api/library/workspace-template/dep", tpl); again.Header.Get("X-Library-Revision") != rev {
 		t.Errorf("re-saving an unchanged template made a commit")
+	}
+	if again := l.mustAs(l.root, 200, "PUT", "/api/library/mcp/dep", mcp); again.Header.Get("X-Library-Revision") != rev {
+		t.Errorf("re-saving an unchanged MCP server made a commit")
 	}
 	testwait.True(t, 20*time.Second, "push", func() bool { return l.status()["push_pending"] == false })
 	// Neither the work tree, nor any object of the repository or the
@@ -70,13 +76,17 @@ func TestSecretsAreSealed(t *testing.T) {
 	if !strings.Contains(string(stored), `<encrypted v="1">`) {
 		t.Errorf("stored skill: %s", stored)
 	}
-	// Workspaces get bare values.
-	files := untar(t, l.must(200, "GET", "/api/library/bundle?skills=dep&tools=", nil).Body)
+	// Workspaces (the operator's service token) get bare values, in every
+	// file of the skill.
+	files := untar(t, l.mustAs(l.op, 200, "GET", "/api/library/bundle?skills=dep&tools=", nil).Body)
 	if got := files[".claude/skills/dep/SKILL.md"]; !strings.Contains(got, "Use token tok-PLAIN-1 and tok-PLAIN-2.") || strings.Contains(got, "encrypted") {
 		t.Errorf("deployed skill: %q", got)
 	}
 	if got := files[".opencode/skill/dep/ref.md"]; got != "also tok-PLAIN-3" {
 		t.Errorf("deployed file: %q", got)
+	}
+	if got := files[".agents/skills/dep/run.sh"]; got != "export T=tok-PLAIN-5" {
+		t.Errorf("deployed script: %q", got)
 	}
 }
 
@@ -109,7 +119,7 @@ func TestBundle(t *testing.T) {
 	l := startLibrary(t, nil)
 	old := l.status()["head"].(string)
 	l.must(200, "PUT", "/api/library/skill/bare", content("No frontmatter here.\n"))
-	l.must(200, "PUT", "/api/library/tool/count", content("// counts\nexport default {}\n"))
+	l.mustAs(l.root, 200, "PUT", "/api/library/tool/count", content("// counts\nexport default {}\n"))
 
 	all := l.must(200, "GET", "/api/library/bundle", nil)
 	files := untar(t, all.Body)

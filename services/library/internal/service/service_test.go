@@ -37,7 +37,8 @@ func TestStarterContent(t *testing.T) {
 }
 
 // TestRoundTrip saves, reads, lists and deletes an item of every type, and
-// checks each save is one commit authored by the caller.
+// checks each save is one commit authored by the caller: alice (a user)
+// for the types any user may write, root (an admin) for the others.
 func TestRoundTrip(t *testing.T) {
 	l := startLibrary(t, map[string]string{"SORTIE_LIBRARY_SEED": "false"})
 	cases := map[string]struct {
@@ -109,18 +110,26 @@ func TestRoundTrip(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			path := "/api/library/" + tc.typ + "/deploy"
-			saved := l.must(200, "PUT", path, tc.body)
+			token, author := l.alice, "alice"
+			if adminTypes[tc.typ] {
+				token, author = l.root, "root"
+			}
+			must := func(want int, method, path string, body any) response {
+				t.Helper()
+				return l.mustAs(token, want, method, path, body)
+			}
+			saved := must(200, "PUT", path, tc.body)
 			rev := saved.Header.Get("X-Library-Revision")
 			if rev == "" || git(t, l.repoDir(), "rev-parse", "HEAD") != rev {
 				t.Fatalf("revision header %q is not HEAD", rev)
 			}
-			if got := git(t, l.repoDir(), "log", "-1", "--format=%an <%ae>|%s"); got != "alice <alice@users.sortie.local>|Add "+tc.typ+" deploy" {
+			if got := git(t, l.repoDir(), "log", "-1", "--format=%an <%ae>|%s"); got != author+" <"+author+"@users.sortie.local>|Add "+tc.typ+" deploy" {
 				t.Errorf("commit: %s", got)
 			}
 			if _, err := os.Stat(filepath.Join(l.repoDir(), tc.file)); err != nil {
 				t.Errorf("file: %v", err)
 			}
-			got := l.must(200, "GET", path, nil).Object(t)
+			got := must(200, "GET", path, nil).Object(t)
 			checkFields(t, "get", got, tc.want)
 			if !reflect.DeepEqual(saved.Object(t), got) {
 				t.Errorf("save answered %s, get answers %v", saved.Body, got)
@@ -129,21 +138,21 @@ func TestRoundTrip(t *testing.T) {
 				t.Errorf("content changed: %q", got["content"])
 			}
 			var list []map[string]any
-			l.must(200, "GET", "/api/library/"+tc.typ+"s", nil).Decode(t, &list) // the plural works too
+			must(200, "GET", "/api/library/"+tc.typ+"s", nil).Decode(t, &list) // the plural works too
 			if len(list) != 1 {
 				t.Fatalf("list: %v", list)
 			}
 			checkFields(t, "list", list[0], tc.wantInRow)
 			// Saving the same thing again makes no commit.
-			again := l.must(200, "PUT", path, tc.body)
+			again := must(200, "PUT", path, tc.body)
 			if again.Header.Get("X-Library-Revision") != rev {
 				t.Errorf("an unchanged save made a commit")
 			}
-			l.must(204, "DELETE", path, nil)
-			if code := l.must(404, "GET", path, nil).Code(t); code != "not_found" {
+			must(204, "DELETE", path, nil)
+			if code := must(404, "GET", path, nil).Code(t); code != "not_found" {
 				t.Errorf("code %s", code)
 			}
-			l.must(404, "DELETE", path, nil)
+			must(404, "DELETE", path, nil)
 			if got := git(t, l.repoDir(), "log", "-1", "--format=%s"); got != "Delete "+tc.typ+" deploy" {
 				t.Errorf("delete commit: %s", got)
 			}
@@ -308,4 +317,10 @@ func TestSkillFilesAndHistory(t *testing.T) {
 		t.Errorf("skill folder left: %v", err)
 	}
 	_ = http.StatusOK
+}
+
+// adminTypes are the types only admins may write (in the plural too).
+var adminTypes = map[string]bool{
+	"init-script": true, "workspace-template": true, "tool": true, "mcp": true,
+	"init-scripts": true, "workspace-templates": true, "tools": true, "mcps": true,
 }
