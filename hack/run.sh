@@ -195,7 +195,7 @@ log "starting the workspace-operator on 127.0.0.1:${ports[workspace-operator]} (
 start workspace-operator env $(grep -v '^#' "$operator_env" 2>/dev/null | xargs) \
   KUBECONFIG="$kubeconfig" SORTIE_LISTEN_ADDR="127.0.0.1:${ports[workspace-operator]}" \
   SORTIE_METRICS_ADDR="127.0.0.1:${ports[operator-metrics]}" SORTIE_PROBE_ADDR="127.0.0.1:${ports[operator-probes]}" \
-  SORTIE_WORKSPACE_NAMESPACE="$namespace" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" \
+  SORTIE_WORKSPACE_NAMESPACE="$namespace" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" SORTIE_AUTH_MODE="$auth_mode" \
   SORTIE_LIBRARY_URL="$library_url" SORTIE_AUTH_URL="$auth_url" \
   SORTIE_SERVICE_CLIENT_ID=workspace-operator SORTIE_SERVICE_CLIENT_SECRET_FILE="$state/auth/clients/workspace-operator" \
   "$root/bin/workspace-operator"

@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	log := logging.New(stderr, "workspace-operator", cfg.Level())
 	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
-	log.Info("starting", "version", version.String(), "namespace", cfg.Namespace)
+	log.Info("starting", "version", version.String(), "namespace", cfg.Namespace, "auth_mode", cfg.AuthMode)
 	for distro, img := range cfg.Substitutions() {
 		log.Warn("distro mapped to a substitute image", "distro", distro, "image", img)
 	}
@@ -125,6 +125,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	h := &rest.Handler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: cfg.Namespace,
 		DefaultDistro: cfg.DefaultDistro, AgentPort: cfg.AgentPort, Log: log, Library: lib,
+		MultiUser: cfg.MultiUser(),
 	}
 	if err := rest.IndexWorkspaces(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("workspace index: %w", err)
@@ -133,8 +134,12 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err := mgr.Add(rest.Runnable{Server: srv}); err != nil {
 		return err
 	}
-	if err := mgr.Add(rest.EnsureDefault{Client: mgr.GetClient(), Namespace: cfg.Namespace, Log: log}); err != nil {
-		return err
+	// Single-user mode has one default host workspace, made at start; in
+	// multi-user mode each user's is made on their first use of it.
+	if !cfg.MultiUser() {
+		if err := mgr.Add(rest.EnsureDefault{Client: mgr.GetClient(), Namespace: cfg.Namespace, Log: log}); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

@@ -38,7 +38,11 @@ type Config struct {
 	ImagePullPolicy  string
 
 	AuthDevMode bool
-	JWKSURL     string
+	// AuthMode is the auth service's login mode: disabled, single_tenant
+	// or multi_user. Multi-user mode gives every user a default host
+	// workspace and host runtime of their own.
+	AuthMode string
+	JWKSURL  string
 	// RedisURL, when set, is the auth service's Redis: tokens revoked by
 	// logout are refused here too.
 	RedisURL          string
@@ -46,6 +50,17 @@ type Config struct {
 	Issuer            string
 	Audience          string
 }
+
+// Login modes (SORTIE_AUTH_MODE), as the auth service names them.
+const (
+	AuthDisabled     = "disabled"
+	AuthSingleTenant = "single_tenant"
+	AuthMultiUser    = "multi_user"
+)
+
+// MultiUser reports whether every user gets a default host workspace and
+// host runtime of their own.
+func (c *Config) MultiUser() bool { return c.AuthMode == AuthMultiUser }
 
 // defaultDistroImages are public images per distro, for real clusters.
 func defaultDistroImages() map[v1alpha1.Distro]string {
@@ -82,6 +97,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&c.ClientID, "client-id", "SORTIE_SERVICE_CLIENT_ID", "workspace-operator", "this service's client id at the auth service")
 	b.String(&c.ClientSecretFile, "client-secret-file", "SORTIE_SERVICE_CLIENT_SECRET_FILE", "", "file holding this service's client secret")
 	b.Bool(&c.AuthDevMode, "auth-dev-mode", "SORTIE_AUTH_DEV_MODE", false, "accept every request as the admin user dev (development only)")
+	b.String(&c.AuthMode, "auth-mode", "SORTIE_AUTH_MODE", "", "the auth service's login mode: disabled, single_tenant or multi_user (a default host workspace and host runtime per user); default: disabled in dev mode, else single_tenant")
 	b.String(&c.JWKSURL, "auth-jwks-url", "SORTIE_AUTH_JWKS_URL", "", "the auth service's public keys, e.g. http://auth:8080/api/auth/jwks")
 	b.String(&c.RedisURL, "redis-url", "SORTIE_REDIS_URL", "", "the auth service's Redis, to refuse tokens revoked by logout; empty: revocation is not checked")
 	b.String(&c.RedisPasswordFile, "redis-password-file", "SORTIE_REDIS_PASSWORD_FILE", "", "file holding the Redis password")
@@ -92,6 +108,16 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	}
 	var p config.Problems
 	p.Check(c.AuthDevMode || c.JWKSURL != "", "SORTIE_AUTH_JWKS_URL is required (the auth service's /api/auth/jwks), or SORTIE_AUTH_DEV_MODE=true on a development machine")
+	switch c.AuthMode {
+	case "":
+		c.AuthMode = AuthSingleTenant
+		if c.AuthDevMode {
+			c.AuthMode = AuthDisabled
+		}
+	case AuthDisabled, AuthSingleTenant, AuthMultiUser:
+	default:
+		p.Addf("SORTIE_AUTH_MODE %q must be disabled, single_tenant or multi_user", c.AuthMode)
+	}
 	defaults := defaultDistroImages()
 	c.DistroImages = defaultDistroImages()
 	for _, pair := range config.SplitList(distroImages) {

@@ -47,7 +47,11 @@ func pvcName(ws *v1alpha1.Workspace) string    { return ws.Name + "-data" }
 func podName(ws *v1alpha1.Workspace) string    { return ws.Name + "-pod" }
 
 func labels(ws *v1alpha1.Workspace) map[string]string {
-	return map[string]string{LabelWorkspace: ws.Name, LabelComponent: componentValue, LabelManagedBy: managedByValue}
+	l := map[string]string{LabelWorkspace: ws.Name, LabelComponent: componentValue, LabelManagedBy: managedByValue}
+	if ws.Spec.Owner != "" {
+		l[v1alpha1.LabelOwner] = v1alpha1.OwnerKey(ws.Spec.Owner)
+	}
+	return l
 }
 
 func newToken() (string, error) {
@@ -96,6 +100,9 @@ type podInputs struct {
 	// Mount is where the volume goes; empty means /workspace. (omitempty
 	// keeps the hash of existing container Pods.)
 	Mount string `json:",omitempty"`
+	// EnvSecret is the Secret whose keys the container gets as
+	// environment variables (its values are never in the Pod spec).
+	EnvSecret string `json:",omitempty"`
 }
 
 func (in podInputs) hash() string {
@@ -180,6 +187,11 @@ func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod
 	}
 	if in.Resources != nil {
 		pod.Spec.Containers[0].Resources = *in.Resources
+	}
+	if in.EnvSecret != "" {
+		// Explicit env (the spec's envVars) wins over envFrom.
+		pod.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: in.EnvSecret}}}}
 	}
 	return pod
 }

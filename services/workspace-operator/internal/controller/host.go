@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,55 +18,91 @@ import (
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
 
-// Host workspaces are directories in one shared host-runtime Pod: the
-// default distro image with the agent as PID 1 and one volume at
-// v1alpha1.HostRoot. The runtime belongs to no Workspace — it outlives
-// every host workspace, and deleting one never touches the others — so the
-// reconcile of any host workspace recreates whatever of it is missing.
+// Host workspaces are directories in a host-runtime Pod: the default
+// distro image with the agent as PID 1 and one volume at
+// v1alpha1.HostRoot. In multi-user mode every owner has a runtime of their
+// own (sortie-host-runtime-<owner key>), so no process, file or
+// environment of one user is visible from another's; unowned host
+// workspaces, and every host workspace in single-user mode, share
+// sortie-host-runtime. A runtime belongs to no Workspace — it outlives
+// every host workspace, and deleting one never touches the others — so
+// the reconcile of any of its host workspaces recreates whatever of it is
+// missing.
 const (
-	// HostRuntimeName names the runtime's Secret (-agent), volume (-data)
-	// and Pod (-pod).
+	// HostRuntimeName is the shared runtime's name; its Secret is -agent,
+	// its volume -data and its Pod -pod. An owner's runtime adds -<key>.
 	HostRuntimeName = "sortie-host-runtime"
 	// ComponentHostRuntime is the runtime's app.kubernetes.io/component.
 	ComponentHostRuntime = "host-runtime"
 )
 
-// runtimeIdentity is a stand-in Workspace that gives the runtime's
-// objects their names and labels through the same functions as a
-// container workspace's. It is never stored.
-func runtimeIdentity(namespace string) *v1alpha1.Workspace {
+// HostRuntimeOf names the runtime a host workspace lives in.
+func HostRuntimeOf(ws *v1alpha1.Workspace, multiUser bool) string {
+	if multiUser && ws.Spec.Owner != "" {
+		return HostRuntimeName + "-" + v1alpha1.OwnerKey(ws.Spec.Owner)
+	}
+	return HostRuntimeName
+}
+
+// runtimeIdentity is a stand-in Workspace that gives a runtime's objects
+// their names and labels through the same functions as a container
+// workspace's. It is never stored.
+func runtimeIdentity(namespace, name, owner string) *v1alpha1.Workspace {
 	return &v1alpha1.Workspace{
-		ObjectMeta: metav1.ObjectMeta{Name: HostRuntimeName, Namespace: namespace},
-		Spec:       v1alpha1.WorkspaceSpec{DisplayName: "host runtime", Type: v1alpha1.TypeHost},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
+		Spec:       v1alpha1.WorkspaceSpec{DisplayName: "host runtime", Type: v1alpha1.TypeHost, Owner: owner},
 	}
 }
 
 // AgentSecretName is the Secret holding the token of the agent that
-// serves ws: its own for a container, the runtime's for a host workspace.
-func AgentSecretName(ws *v1alpha1.Workspace) string {
+// serves ws: its own for a container, its runtime's for a host workspace.
+func AgentSecretName(ws *v1alpha1.Workspace, multiUser bool) string {
 	if ws.Spec.Type == v1alpha1.TypeContainer {
 		return secretName(ws)
 	}
-	return secretName(runtimeIdentity(ws.Namespace))
+	return HostRuntimeOf(ws, multiUser) + "-agent"
+}
+
+// AgentPodName is the Pod of the agent that serves ws.
+func AgentPodName(ws *v1alpha1.Workspace, multiUser bool) string {
+	if ws.Spec.Type == v1alpha1.TypeContainer {
+		return podName(ws)
+	}
+	return HostRuntimeOf(ws, multiUser) + "-pod"
 }
 
 func isRuntimePod(o client.Object) bool {
-	return o.GetName() == podName(runtimeIdentity(o.GetNamespace())) && o.GetLabels()[LabelComponent] == ComponentHostRuntime
+	return o.GetLabels()[LabelComponent] == ComponentHostRuntime && strings.HasPrefix(o.GetName(), HostRuntimeName)
 }
 
-// hostWorkspacesOf maps an event on the runtime Pod to every host
-// workspace of its namespace: they all live in it.
+// runtimeIndex indexes host workspaces by the runtime they live in, so an
+// event on a runtime's Pod reaches its workspaces without a list of all.
+const runtimeIndex = "sortie.dev/host-runtime"
+
+// indexRuntimes registers runtimeIndex; call it before the manager starts.
+func (r *WorkspaceReconciler) indexRuntimes(ctx context.Context, indexer client.FieldIndexer) error {
+	multi := r.Config.MultiUser()
+	return indexer.IndexField(ctx, &v1alpha1.Workspace{}, runtimeIndex, func(o client.Object) []string {
+		ws := o.(*v1alpha1.Workspace)
+		if ws.Spec.Type == v1alpha1.TypeContainer {
+			return nil
+		}
+		return []string{HostRuntimeOf(ws, multi)}
+	})
+}
+
+// hostWorkspacesOf maps an event on a runtime Pod to the host workspaces
+// that live in it (through the index: one owner's, in multi-user mode).
 func (r *WorkspaceReconciler) hostWorkspacesOf(ctx context.Context, o client.Object) []reconcile.Request {
 	var wl v1alpha1.WorkspaceList
-	if err := r.Client.List(ctx, &wl, client.InNamespace(o.GetNamespace())); err != nil {
-		log.FromContext(ctx).Error(err, "list host workspaces")
+	rt := strings.TrimSuffix(o.GetName(), "-pod")
+	if err := r.Client.List(ctx, &wl, client.InNamespace(o.GetNamespace()), client.MatchingFields{runtimeIndex: rt}); err != nil {
+		log.FromContext(ctx).Error(err, "list host workspaces", "runtime", rt)
 		return nil
 	}
-	var out []reconcile.Request
+	out := make([]reconcile.Request, 0, len(wl.Items))
 	for i := range wl.Items {
-		if wl.Items[i].Spec.Type != v1alpha1.TypeContainer {
-			out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&wl.Items[i])})
-		}
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&wl.Items[i])})
 	}
 	return out
 }
@@ -73,8 +110,12 @@ func (r *WorkspaceReconciler) hostWorkspacesOf(ctx context.Context, o client.Obj
 // ensureHostRuntime keeps the runtime's Secret, volume and Pod. It returns
 // the Pod once one matching the current configuration exists, or nil
 // while it is being (re)created.
-func (r *WorkspaceReconciler) ensureHostRuntime(ctx context.Context, namespace string) (*corev1.Pod, string, error) {
-	rt := runtimeIdentity(namespace)
+func (r *WorkspaceReconciler) ensureHostRuntime(ctx context.Context, ws *v1alpha1.Workspace) (*corev1.Pod, string, error) {
+	owner := ""
+	if r.Config.MultiUser() {
+		owner = ws.Spec.Owner
+	}
+	rt := runtimeIdentity(ws.Namespace, HostRuntimeOf(ws, r.Config.MultiUser()), owner)
 	token, err := r.ensureSecret(ctx, rt, nil)
 	if err != nil {
 		return nil, "", fmt.Errorf("host runtime: %w", err)
@@ -93,7 +134,7 @@ func (r *WorkspaceReconciler) ensureHostRuntime(ctx context.Context, namespace s
 		if err := r.Client.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
 			return nil, "", fmt.Errorf("create host runtime pod: %w", err)
 		}
-		log.FromContext(ctx).Info("created the host runtime pod", "pod", want.Name, "image", image)
+		log.FromContext(ctx).Info("created a host runtime pod", "pod", want.Name, "image", image, "owner", owner)
 		return nil, token, nil
 	case err != nil:
 		return nil, "", fmt.Errorf("get host runtime pod: %w", err)
@@ -123,7 +164,7 @@ func (r *WorkspaceReconciler) reconcileHost(ctx context.Context, ws *v1alpha1.Wo
 		suspended(o, gen)
 		return ctrl.Result{}, nil
 	}
-	pod, token, err := r.ensureHostRuntime(ctx, ws.Namespace)
+	pod, token, err := r.ensureHostRuntime(ctx, ws)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -63,10 +63,11 @@ func (r *WorkspaceReconciler) libraryRevision(ctx context.Context, namespace str
 	return cm.Data[revisionKey]
 }
 
-// wanted is what a workspace asks of the library: the default host
-// workspace gets everything (nil), the others what their spec names.
+// wanted is what a workspace asks of the library: a default host
+// workspace (the shared one, or a user's) gets everything (nil), the
+// others what their spec names.
 func wanted(ws *v1alpha1.Workspace) (skills, tools []string) {
-	if ws.Name == v1alpha1.DefaultHostName && ws.Spec.Type != v1alpha1.TypeContainer {
+	if v1alpha1.IsSharedDefault(ws) || v1alpha1.IsUserDefault(ws) {
 		return nil, nil
 	}
 	return nonNil(ws.Spec.Skills), nonNil(ws.Spec.Tools)

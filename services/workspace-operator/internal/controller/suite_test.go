@@ -113,6 +113,27 @@ type readCounter struct {
 	client.Client
 	mu    sync.Mutex
 	reads map[string]int
+	// unindexed counts lists of Workspaces without a field selector: a
+	// list of every workspace.
+	unindexed int
+}
+
+func (c *readCounter) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*v1alpha1.WorkspaceList); ok {
+		lo := (&client.ListOptions{}).ApplyOptions(opts)
+		if lo.FieldSelector == nil || lo.FieldSelector.Empty() {
+			c.mu.Lock()
+			c.unindexed++
+			c.mu.Unlock()
+		}
+	}
+	return c.Client.List(ctx, list, opts...)
+}
+
+func (c *readCounter) unindexedLists() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unindexed
 }
 
 func (c *readCounter) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
@@ -139,6 +160,9 @@ type env struct {
 	clock  *testclock.Clock
 	stop   func()
 	start  func() *readCounter
+	// r and reads are the reconciler of the latest start and its client.
+	r     *WorkspaceReconciler
+	reads *readCounter
 }
 
 // startOperator runs the reconciler in a real manager against the
@@ -159,6 +183,7 @@ func startOperator(t *testing.T, cfgEnv map[string]string) *env {
 		if err := r.SetupWithManager(mgr); err != nil {
 			t.Fatal(err)
 		}
+		e.r, e.reads = r, reads
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() {

@@ -29,6 +29,17 @@ func TestAdmission(t *testing.T) {
 		"bad skill name":       {ws: newWS(e.ns, "bad6", func(s *v1alpha1.WorkspaceSpec) { s.Skills = []string{"../etc"} }), want: "spec.skills"},
 		"empty name":           {ws: newWS(e.ns, "bad7", func(s *v1alpha1.WorkspaceSpec) { s.DisplayName = "" }), want: "spec.displayName"},
 		"unknown storage rule": {ws: newWS(e.ns, "bad8", func(s *v1alpha1.WorkspaceSpec) { s.Storage = &v1alpha1.WorkspaceStorage{RetainPolicy: "Forever"} }), want: "retainPolicy"},
+		// Reserved names: a Workspace named like a host runtime would take
+		// its Pod, volume and agent Secret.
+		"reserved runtime name":  {ws: newWS(e.ns, "sortie-host-runtime"), want: "reserved"},
+		"reserved owner runtime": {ws: newWS(e.ns, "sortie-host-runtime-bob"), want: "reserved"},
+		"reserved prefix":        {ws: newWS(e.ns, "sortie-x"), want: "reserved"},
+		"prefix-like name":       {ws: newWS(e.ns, "sortie")},
+		"name too long":          {ws: newWS(e.ns, strings.Repeat("a", 64)), want: "at most 63"},
+		"63 characters":          {ws: newWS(e.ns, strings.Repeat("b", 63))},
+		"another's env secret":   {ws: newWS(e.ns, "bad10", func(s *v1alpha1.WorkspaceSpec) { s.EnvSecretRef = "victim-env" }), want: "own Secret"},
+		"own env secret":         {ws: newWS(e.ns, "ok3", func(s *v1alpha1.WorkspaceSpec) { s.EnvSecretRef = "ok3-env" })},
+		"owned":                  {ws: newWS(e.ns, "owned", func(s *v1alpha1.WorkspaceSpec) { s.Owner = "alice" })},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -54,4 +65,26 @@ func TestAdmission(t *testing.T) {
 	if got := getWS(t, e, "ok2"); got.Spec.Type != v1alpha1.TypeHost {
 		t.Errorf("default type = %q, want host", got.Spec.Type)
 	}
+
+	// The owner never changes: not to another user, not away, and an
+	// unowned workspace (the admins') cannot be given one.
+	for name, change := range map[string]struct {
+		ws    string
+		owner string
+	}{
+		"to another user": {"owned", "bob"},
+		"removed":         {"owned", ""},
+		"given":           {"ok1", "mallory"},
+	} {
+		ws := getWS(t, e, change.ws)
+		ws.Spec.Owner = change.owner
+		if err := e.client.Update(ctx, ws); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "owner cannot change") {
+			t.Errorf("owner %s: %v, want refused", name, err)
+		}
+	}
+	if got := getWS(t, e, "owned"); got.Spec.Owner != "alice" {
+		t.Errorf("owner = %q after refused changes", got.Spec.Owner)
+	}
+	// Everything else of an owned workspace may change.
+	update(t, e, "owned", func(ws *v1alpha1.Workspace) { ws.Spec.DisplayName = "still alice's" })
 }

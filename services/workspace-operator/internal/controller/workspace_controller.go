@@ -73,6 +73,9 @@ const unschedulableAfter = 60 * time.Second
 // SetupWithManager registers the controller: Workspaces, the Pods, PVCs
 // and Secrets they own, and the host runtime's Pod.
 func (r *WorkspaceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := r.indexRuntimes(context.Background(), mgr.GetFieldIndexer()); err != nil {
+		return fmt.Errorf("host runtime index: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.Workspace{}).
 		Owns(&corev1.Pod{}).
@@ -95,6 +98,9 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if !ws.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil // owned objects go with it (garbage collector)
 	}
+	if err := r.ensureOwnerLabel(ctx, ws); err != nil {
+		return ctrl.Result{}, err
+	}
 	original := ws.DeepCopy()
 	o := &observation{conds: append([]metav1.Condition(nil), ws.Status.Conditions...)}
 
@@ -112,6 +118,52 @@ func (r *WorkspaceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	return result, nil
+}
+
+// ensureOwnerLabel keeps the sortie.dev/owner label equal to the key of
+// spec.owner (a workspace made with kubectl may lack it, or carry a wrong
+// one). The label is for selection; authorisation reads spec.owner.
+func (r *WorkspaceReconciler) ensureOwnerLabel(ctx context.Context, ws *v1alpha1.Workspace) error {
+	want := v1alpha1.OwnerKey(ws.Spec.Owner)
+	got, has := ws.Labels[v1alpha1.LabelOwner]
+	if got == want && (has || want == "") {
+		return nil
+	}
+	patch := client.MergeFrom(ws.DeepCopy())
+	if want == "" {
+		delete(ws.Labels, v1alpha1.LabelOwner)
+	} else {
+		if ws.Labels == nil {
+			ws.Labels = map[string]string{}
+		}
+		ws.Labels[v1alpha1.LabelOwner] = want
+	}
+	if err := r.Client.Patch(ctx, ws, patch); err != nil {
+		return fmt.Errorf("label the owner: %w", err)
+	}
+	return nil
+}
+
+// envSecretReady checks the Secret named by spec.envSecretRef before a Pod
+// that reads it is made: "" when there is none or it is in place, else
+// why the Pod must wait (missing) or cannot be made (held by another
+// object: failed).
+func (r *WorkspaceReconciler) envSecretReady(ctx context.Context, ws *v1alpha1.Workspace) (wait string, failed string, err error) {
+	if ws.Spec.EnvSecretRef == "" {
+		return "", "", nil
+	}
+	sec := &corev1.Secret{}
+	err = r.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Spec.EnvSecretRef}, sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "waiting for the Secret " + ws.Spec.EnvSecretRef + " with the workspace's secret environment", "", nil
+	case err != nil:
+		return "", "", fmt.Errorf("get env secret: %w", err)
+	}
+	if c := metav1.GetControllerOf(sec); c != nil && c.UID != ws.UID {
+		return "", fmt.Sprintf("the Secret %s belongs to %s %s, not to this workspace", sec.Name, c.Kind, c.Name), nil
+	}
+	return "", "", nil
 }
 
 // reconcileContainer gives a container workspace its Secret, volume and Pod.
@@ -224,7 +276,7 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 	in := podInputs{
 		Image: image, AgentImage: r.Config.AgentImage, Env: ws.Spec.EnvVars, InitScript: ws.Spec.InitScript,
 		Resources: ws.Spec.Resources, NodeSelector: ws.Spec.NodeSelector, Tolerations: ws.Spec.Tolerations,
-		Rebuild: ws.Spec.Rebuild, PullPolicy: r.Config.ImagePullPolicy,
+		Rebuild: ws.Spec.Rebuild, PullPolicy: r.Config.ImagePullPolicy, EnvSecret: ws.Spec.EnvSecretRef,
 	}
 	want := desiredPod(ws, in, r.Config.AgentPort)
 
@@ -242,6 +294,17 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 		o.starting(gen, "replacing the pod")
 		return ctrl.Result{RequeueAfter: time.Second}, nil
 	case !exists:
+		wait, failed, err := r.envSecretReady(ctx, ws)
+		switch {
+		case err != nil:
+			return ctrl.Result{}, err
+		case failed != "":
+			o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, failed)
+			return ctrl.Result{}, nil
+		case wait != "":
+			o.starting(gen, wait)
+			return r.decideReady(ws, ws.CreationTimestamp.Time, o, r.now()), nil
+		}
 		if err := controllerutil.SetControllerReference(ws, want, r.Scheme); err != nil {
 			return ctrl.Result{}, err
 		}

@@ -44,12 +44,16 @@ func (c *Client) Configured() bool { return c != nil && c.BaseURL != "" }
 
 // Template is a workspace template as the library serves it.
 type Template struct {
-	Name        string            `json:"name"`
-	Distro      string            `json:"distro"`
-	Skills      []string          `json:"skills"`
-	EnvVars     map[string]string `json:"env_vars"`
-	InitScripts []string          `json:"init_scripts"`
-	InitScript  string            `json:"init_script"`
+	Name    string            `json:"name"`
+	Distro  string            `json:"distro"`
+	Skills  []string          `json:"skills"`
+	EnvVars map[string]string `json:"env_vars"`
+	// EncryptedKeys name the env vars whose values were sealed in the
+	// library (<encrypted>): the library opens them for the operator's
+	// service token, and they must stay secret.
+	EncryptedKeys []string `json:"encrypted_keys"`
+	InitScripts   []string `json:"init_scripts"`
+	InitScript    string   `json:"init_script"`
 }
 
 // Template fetches workspace-template/<name>, secrets opened.

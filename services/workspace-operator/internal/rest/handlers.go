@@ -16,10 +16,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/apierror"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
+	"sortie.dev/services/workspace-operator/internal/controller"
 	"sortie.dev/services/workspace-operator/internal/library"
 )
 
@@ -41,6 +43,10 @@ type Handler struct {
 	HTTP          *http.Client // for agent calls
 	Library       *library.Client
 	Log           *slog.Logger
+	// MultiUser (SORTIE_AUTH_MODE=multi_user): the nil UUID is the caller's
+	// own default host workspace, made on first use, and host workspaces
+	// live in their owner's host runtime.
+	MultiUser bool
 }
 
 // Register adds the routes behind auth.
@@ -61,73 +67,33 @@ func (h *Handler) Register(r gin.IRouter, auth gin.HandlerFunc) {
 	r.GET("/api/stats", auth, h.stats)
 }
 
+// list answers the workspaces the caller sees (visible), the caller's
+// default first (made on first use in multi-user mode), then by name.
 func (h *Handler) list(c *gin.Context) {
-	var wl v1alpha1.WorkspaceList
-	if err := h.Client.List(c.Request.Context(), &wl, client.InNamespace(h.Namespace)); err != nil {
-		apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
+	ctx := c.Request.Context()
+	who := callerOf(c)
+	if h.MultiUser && isUser(who) {
+		if _, err := h.defaultWorkspace(ctx, who); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	}
+	items, err := h.visible(ctx, who, c.Query("owner"))
+	if err != nil {
+		apierror.Respond(c, err)
 		return
 	}
-	out := make([]Workspace, 0, len(wl.Items))
-	for i := range wl.Items {
-		out = append(out, toREST(&wl.Items[i]))
+	out := make([]Workspace, 0, len(items))
+	for i := range items {
+		out = append(out, h.view(ctx, &items[i], who))
 	}
 	sortByName(out)
 	c.JSON(http.StatusOK, out)
 }
 
-// uidIndex finds a Workspace in the cache by its REST id without listing
-// every workspace on each request.
-const uidIndex = "metadata.uid"
-
-// IndexWorkspaces registers the cache index the handler looks ids up by;
-// call it before the manager starts.
-func IndexWorkspaces(ctx context.Context, indexer client.FieldIndexer) error {
-	return indexer.IndexField(ctx, &v1alpha1.Workspace{}, uidIndex, func(o client.Object) []string {
-		return []string{string(o.GetUID())}
-	})
-}
-
-// find resolves a REST id (metadata.uid, or the nil UUID for the default
-// host workspace). Anything else is a 404.
-func (h *Handler) find(c *gin.Context) (*v1alpha1.Workspace, bool) {
-	id := c.Param("id")
-	ws := &v1alpha1.Workspace{}
-	if id == DefaultID {
-		if err := h.Client.Get(c.Request.Context(), client.ObjectKey{Namespace: h.Namespace, Name: DefaultName}, ws); err == nil {
-			return ws, true
-		}
-	} else {
-		// The cache's index first; on a miss the API server (which cannot
-		// select by uid), since a workspace created a moment ago may not
-		// have reached the cache yet: a client reading what it just made
-		// must not get a 404.
-		lookups := []struct {
-			r    client.Reader
-			opts []client.ListOption
-		}{
-			{h.Client, []client.ListOption{client.InNamespace(h.Namespace), client.MatchingFields{uidIndex: id}}},
-			{h.Reader, []client.ListOption{client.InNamespace(h.Namespace)}},
-		}
-		for _, l := range lookups {
-			var wl v1alpha1.WorkspaceList
-			if err := l.r.List(c.Request.Context(), &wl, l.opts...); err != nil {
-				apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
-				return nil, false
-			}
-			for i := range wl.Items {
-				if string(wl.Items[i].UID) == id {
-					return &wl.Items[i], true
-				}
-			}
-		}
-	}
-	apierror.Respond(c, apierror.NotFound("workspace %s not found", id))
-	return nil, false
-}
-
 func (h *Handler) get(c *gin.Context) {
 	if ws, ok := h.find(c); ok {
-		c.JSON(http.StatusOK, toREST(ws))
+		c.JSON(http.StatusOK, h.view(c.Request.Context(), ws, callerOf(c)))
 	}
 }
 
@@ -142,6 +108,18 @@ type CreateRequest struct {
 	Distro        string            `json:"distro"`
 	EnvVars       map[string]string `json:"env_vars"`
 	InitScript    string            `json:"init_script"`
+	// Owner is never taken from the body: a workspace is the caller's.
+	// A body naming anyone else is refused (400).
+	Owner *string `json:"owner"`
+}
+
+// checkOwner refuses a body that names an owner other than who (the
+// owner comes from the token, and never changes).
+func checkOwner(owner *string, who string) error {
+	if owner != nil && *owner != who {
+		return apierror.BadRequest("owner is always the caller (%q) and cannot be set or changed", who)
+	}
+	return nil
 }
 
 func validName(name string) error {
@@ -196,27 +174,35 @@ func validPath(p string) error {
 }
 
 func (h *Handler) create(c *gin.Context) {
+	who := callerOf(c)
+	if !isUser(who) {
+		apierror.Respond(c, apierror.New(http.StatusForbidden, apierror.CodeForbidden,
+			"a workspace belongs to a user: a service creates one with a token delegated by that user"))
+		return
+	}
 	var req CreateRequest
 	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
 		apierror.Respond(c, err)
 		return
 	}
-	if err := errors.Join(validName(req.Name), validItems("skills", req.Skills), validItems("tools", req.Tools), validEnv(req.EnvVars)); err != nil {
+	if err := errors.Join(checkOwner(req.Owner, who.UserID), validName(req.Name), validItems("skills", req.Skills), validItems("tools", req.Tools), validEnv(req.EnvVars)); err != nil {
 		apierror.Respond(c, err)
 		return
 	}
+	var secretEnv map[string]string
 	if req.Template != "" {
 		if !itemName.MatchString(req.Template) {
 			apierror.Respond(c, apierror.BadRequest("template: %q is not a valid library name", req.Template))
 			return
 		}
-		if err := h.applyTemplate(c.Request.Context(), &req); err != nil {
+		var err error
+		if secretEnv, err = h.applyTemplate(c.Request.Context(), &req); err != nil {
 			apierror.Respond(c, err)
 			return
 		}
 	}
 	spec := v1alpha1.WorkspaceSpec{
-		DisplayName: strings.TrimSpace(req.Name), Template: req.Template,
+		DisplayName: strings.TrimSpace(req.Name), Template: req.Template, Owner: who.UserID,
 		Skills: req.Skills, Tools: req.Tools, EnvVars: req.EnvVars, InitScript: req.InitScript,
 	}
 	switch strings.ToLower(req.WorkspaceType) {
@@ -254,16 +240,72 @@ func (h *Handler) create(c *gin.Context) {
 		apierror.Respond(c, apierror.BadRequest("workspace_type %q must be host or container", req.WorkspaceType))
 		return
 	}
-	ws := &v1alpha1.Workspace{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: slug(spec.DisplayName), Namespace: h.Namespace},
-		Spec:       spec,
-	}
-	if err := h.Client.Create(c.Request.Context(), ws); err != nil {
-		apierror.Respond(c, fromKube(err))
+	ws, err := h.createWorkspace(c.Request.Context(), spec, secretEnv)
+	if err != nil {
+		apierror.Respond(c, err)
 		return
 	}
-	h.Log.InfoContext(c.Request.Context(), "workspace created", "workspace", ws.Name, "id", ws.UID, "type", ws.Spec.Type)
-	c.JSON(http.StatusOK, toREST(ws))
+	h.Log.InfoContext(c.Request.Context(), "workspace created", "workspace", ws.Name, "id", ws.UID, "type", ws.Spec.Type, "owner", ws.Spec.Owner)
+	h.waitCached(c.Request.Context(), ws)
+	c.JSON(http.StatusOK, h.view(c.Request.Context(), ws, who))
+}
+
+// createWorkspace stores a new Workspace and, when it has secret
+// environment variables, its env Secret <name>-env (owned by it, so it
+// goes with it). The name is chosen here because the spec names the
+// Secret; a name taken (by a Workspace, or by a Secret someone made in
+// advance) is tried again with another.
+func (h *Handler) createWorkspace(ctx context.Context, spec v1alpha1.WorkspaceSpec, secretEnv map[string]string) (*v1alpha1.Workspace, error) {
+	key := v1alpha1.OwnerKey(spec.Owner)
+	for range 5 {
+		name := newName(spec.DisplayName)
+		ws := &v1alpha1.Workspace{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.Namespace, Labels: map[string]string{v1alpha1.LabelOwner: key}},
+			Spec:       spec,
+		}
+		if len(secretEnv) > 0 {
+			ws.Spec.EnvSecretRef = v1alpha1.EnvSecretName(name)
+		}
+		if err := h.Client.Create(ctx, ws); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				continue
+			}
+			return nil, fromKube(err)
+		}
+		if len(secretEnv) == 0 {
+			return ws, nil
+		}
+		err := h.createEnvSecret(ctx, ws, secretEnv)
+		if err == nil {
+			return ws, nil
+		}
+		if derr := h.Client.Delete(ctx, ws); client.IgnoreNotFound(derr) != nil {
+			h.Log.ErrorContext(ctx, "a workspace whose env secret failed could not be deleted", "workspace", name, "error", derr.Error())
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create the workspace's env secret: %w", err)
+		}
+		h.Log.WarnContext(ctx, "a Secret already had the name of a new workspace's env secret; trying another name", "secret", v1alpha1.EnvSecretName(name))
+	}
+	return nil, apierror.New(http.StatusConflict, apierror.CodeConflict, "no free name for the workspace; try again")
+}
+
+// createEnvSecret stores a workspace's secret environment variables in its
+// env Secret, controlled by the Workspace.
+func (h *Handler) createEnvSecret(ctx context.Context, ws *v1alpha1.Workspace, env map[string]string) error {
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: ws.Spec.EnvSecretRef, Namespace: ws.Namespace, Labels: map[string]string{
+			controller.LabelWorkspace: ws.Name, controller.LabelComponent: "workspace-env", v1alpha1.LabelOwner: v1alpha1.OwnerKey(ws.Spec.Owner)}},
+		Type: corev1.SecretTypeOpaque,
+		Data: make(map[string][]byte, len(env)),
+	}
+	for k, v := range env {
+		sec.Data[k] = []byte(v)
+	}
+	if err := controllerutil.SetControllerReference(ws, sec, h.Client.Scheme()); err != nil {
+		return err
+	}
+	return h.Client.Create(ctx, sec)
 }
 
 // fromKube turns the API server's refusals into 4xx answers.
@@ -291,6 +333,8 @@ type UpdateRequest struct {
 	Distro     *string            `json:"distro"`
 	EnvVars    *map[string]string `json:"env_vars"`
 	InitScript *string            `json:"init_script"`
+	// Owner cannot change; a body naming another is refused (400).
+	Owner *string `json:"owner"`
 }
 
 // modify applies f to the latest version of the workspace and stores it,
@@ -317,6 +361,10 @@ func (h *Handler) update(c *gin.Context) {
 	}
 	found, ok := h.find(c)
 	if !ok {
+		return
+	}
+	if req.Owner != nil && *req.Owner != found.Spec.Owner {
+		apierror.Respond(c, apierror.BadRequest("owner cannot change"))
 		return
 	}
 	if req.Template != nil && *req.Template != "" {
@@ -383,7 +431,7 @@ func (h *Handler) update(c *gin.Context) {
 		apierror.Respond(c, fromKube(err))
 		return
 	}
-	c.JSON(http.StatusOK, toREST(ws))
+	c.JSON(http.StatusOK, h.view(c.Request.Context(), ws, callerOf(c)))
 }
 
 func (h *Handler) delete(c *gin.Context) {
@@ -391,8 +439,8 @@ func (h *Handler) delete(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if ws.Name == DefaultName {
-		apierror.Respond(c, apierror.BadRequest("the default host workspace cannot be deleted"))
+	if ws.Name == DefaultName || v1alpha1.IsUserDefault(ws) {
+		apierror.Respond(c, apierror.BadRequest("a default host workspace cannot be deleted"))
 		return
 	}
 	if err := h.Client.Delete(c.Request.Context(), ws); err != nil && !apierrors.IsNotFound(err) {
@@ -400,7 +448,7 @@ func (h *Handler) delete(c *gin.Context) {
 		return
 	}
 	h.Log.InfoContext(c.Request.Context(), "workspace deleted", "workspace", ws.Name, "id", ws.UID)
-	c.JSON(http.StatusOK, gin.H{"id": restID(ws), "deleted": true})
+	c.JSON(http.StatusOK, gin.H{"id": h.restID(ws, callerOf(c)), "deleted": true})
 }
 
 // BuildRequest is the body of POST /api/workspaces/{id}/build.
@@ -454,7 +502,7 @@ func (h *Handler) build(c *gin.Context) {
 		apierror.Respond(c, fromKube(err))
 		return
 	}
-	out := toREST(ws)
+	out := h.view(c.Request.Context(), ws, callerOf(c))
 	if out.Status != string(v1alpha1.PhaseReady) || req.Rebuild {
 		out.Status, out.ErrorMessage = string(v1alpha1.PhaseBuilding), nil
 	}
@@ -522,7 +570,11 @@ func (h *Handler) exec(c *gin.Context) {
 	if !ok {
 		return
 	}
-	t := target{ws}
+	t, err := h.target(c.Request.Context(), ws)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
 	cwd, err := t.cwd(req.Cwd)
 	if err != nil {
 		apierror.Respond(c, err)
@@ -642,8 +694,8 @@ func (h *Handler) debug(c *gin.Context) {
 			"last_transition": cd.LastTransitionTime.UTC().Format(time.RFC3339)})
 	}
 	out := gin.H{
-		"id": restID(ws), "name": ws.Spec.DisplayName, "status": status(ws), "workspace_type": string(ws.Spec.Type),
-		"path": toREST(ws).Path, "distro": strPtr(string(ws.Spec.Distro)), "image": ws.Status.Image,
+		"id": h.restID(ws, callerOf(c)), "name": ws.Spec.DisplayName, "status": status(ws), "workspace_type": string(ws.Spec.Type),
+		"path": toREST(ws, "").Path, "owner": strPtr(ws.Spec.Owner), "distro": strPtr(string(ws.Spec.Distro)), "image": ws.Status.Image,
 		"resource": ws.Namespace + "/" + ws.Name, "pod_name": ws.Status.PodName, "conditions": conds,
 		"last_error": strPtr(ws.Status.LastError), "init_exit_code": ws.Status.InitExitCode, "stages": ws.Status.Stages,
 	}

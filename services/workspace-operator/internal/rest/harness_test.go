@@ -49,7 +49,8 @@ type restEnv struct {
 	kube   *rest.Config
 	url    string
 	token  string
-	http   *http.Client // validates responses against api/openapi.yaml
+	priv   ed25519.PrivateKey // signs the test's tokens (tokenFor)
+	http   *http.Client       // validates responses against api/openapi.yaml
 	client client.Client
 	ns     string
 	routes func() []string
@@ -85,12 +86,15 @@ func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manage
 	if err := IndexWorkspaces(context.Background(), mgr.GetFieldIndexer()); err != nil {
 		t.Fatal(err)
 	}
-	h.Register(srv.Engine, authn.NewAuthenticator(verifier, false, log).Require())
-	if err := mgr.Add(EnsureDefault{Client: mgr.GetClient(), Namespace: ns, Log: log}); err != nil {
-		t.Fatal(err)
-	}
+	h.Register(srv.Engine, authn.NewAuthenticator(verifier, false, log).Require(authn.RoleUser, authn.RoleAdmin, authn.RoleService))
 	if extra != nil {
 		extra(mgr, h)
+	}
+	// As in the operator: one default host workspace in single-user mode.
+	if !h.MultiUser {
+		if err := mgr.Add(EnsureDefault{Client: mgr.GetClient(), Namespace: ns, Log: log}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -105,24 +109,58 @@ func startREST(t testing.TB, cfg *rest.Config, ns string, extra func(ctrl.Manage
 		t.Fatal("cache did not sync")
 	}
 
-	now := time.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, authn.Claims{
-		RegisteredClaims: jwt.RegisteredClaims{Subject: "u1", Issuer: "sortie-auth", Audience: jwt.ClaimStrings{"sortie"},
-			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), ID: "t1"},
-		Username: "alice", Role: authn.RoleUser,
-	})
-	tok.Header["kid"] = "test"
-	signed, err := tok.SignedString(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cl, err := client.New(cfg, client.Options{Scheme: s})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &restEnv{t: t, kube: cfg, url: "http://" + ln.Addr().String(), token: signed,
+	e := &restEnv{t: t, kube: cfg, url: "http://" + ln.Addr().String(), priv: priv,
 		http:   openapitest.Load(t, api.OpenAPI).Client(t, &http.Client{Timeout: testwait.Scaled(2 * time.Minute)}),
 		client: cl, ns: ns, srv: srv}
+	// By default the test acts as single-user mode's one user, an admin.
+	e.token = e.tokenFor(singleUser)
+	return e
+}
+
+// Identities the tests act as (as).
+var (
+	// singleUser is the single-password mode's one user.
+	singleUser = authn.Identity{UserID: "default", Username: "default", Role: authn.RoleAdmin}
+	alice      = authn.Identity{UserID: "alice", Username: "alice", Role: authn.RoleUser}
+	bob        = authn.Identity{UserID: "bob", Username: "bob", Role: authn.RoleUser}
+	admin      = authn.Identity{UserID: "root", Username: "root", Role: authn.RoleAdmin}
+	// service is a service's own token: no user.
+	service = authn.Identity{UserID: "service:mission-control", Username: "mission-control", Role: authn.RoleService}
+	// forAlice is mission-control holding a token alice delegated.
+	forAlice = authn.Identity{UserID: "alice", Username: "alice", Role: authn.RoleUser, Actor: "mission-control"}
+	forBob   = authn.Identity{UserID: "bob", Username: "bob", Role: authn.RoleUser, Actor: "mission-control"}
+)
+
+// tokenFor signs a token for id as the auth service would.
+func (e *restEnv) tokenFor(id authn.Identity) string {
+	e.t.Helper()
+	now := time.Now()
+	claims := authn.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: id.UserID, Issuer: "sortie-auth", Audience: jwt.ClaimStrings{"sortie"},
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)), ID: rand.Text()},
+		Username: id.Username, Role: id.Role,
+	}
+	if id.Actor != "" {
+		claims.Actor = &authn.Actor{Subject: id.Actor}
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	tok.Header["kid"] = "test"
+	signed, err := tok.SignedString(e.priv)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return signed
+}
+
+// as is the same API called with id's token.
+func (e *restEnv) as(id authn.Identity) *restEnv {
+	c := *e
+	c.token = e.tokenFor(id)
+	return &c
 }
 
 type resp = apitest.Response

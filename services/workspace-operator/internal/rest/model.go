@@ -36,8 +36,15 @@ type Workspace struct {
 	Template      *string           `json:"template"`
 	Distro        *string           `json:"distro"`
 	EnvVars       map[string]string `json:"env_vars"`
-	InitScript    *string           `json:"init_script"`
-	CreatedAt     string            `json:"created_at"`
+	// SecretEnvVars are the names of the secret environment variables (a
+	// template's sealed values, kept in the workspace's env Secret); their
+	// values are never in an answer.
+	SecretEnvVars []string `json:"secret_env_vars"`
+	InitScript    *string  `json:"init_script"`
+	// Owner is the owner's user id; null for a workspace made with
+	// kubectl without one (it belongs to the admins).
+	Owner     *string `json:"owner"`
+	CreatedAt string  `json:"created_at"`
 }
 
 func strPtr(s string) *string {
@@ -45,14 +52,6 @@ func strPtr(s string) *string {
 		return nil
 	}
 	return &s
-}
-
-// restID maps a Workspace to its REST id.
-func restID(ws *v1alpha1.Workspace) string {
-	if ws.Name == DefaultName {
-		return DefaultID
-	}
-	return string(ws.UID)
 }
 
 // status is the REST status: the phase, with stopped shown as the seed's
@@ -71,9 +70,10 @@ func status(ws *v1alpha1.Workspace) string {
 	}
 }
 
-func toREST(ws *v1alpha1.Workspace) Workspace {
+// toREST is ws over REST under the id the caller knows it by.
+func toREST(ws *v1alpha1.Workspace, id string) Workspace {
 	out := Workspace{
-		ID:            restID(ws),
+		ID:            id,
 		Name:          ws.Spec.DisplayName,
 		WorkspaceType: string(ws.Spec.Type),
 		Path:          ws.Spec.Path,
@@ -83,7 +83,9 @@ func toREST(ws *v1alpha1.Workspace) Workspace {
 		Template:      strPtr(ws.Spec.Template),
 		Distro:        strPtr(string(ws.Spec.Distro)),
 		EnvVars:       ws.Spec.EnvVars,
+		SecretEnvVars: []string{},
 		InitScript:    strPtr(ws.Spec.InitScript),
+		Owner:         strPtr(ws.Spec.Owner),
 		CreatedAt:     ws.CreationTimestamp.UTC().Format(time.RFC3339),
 	}
 	if out.WorkspaceType == "" {
@@ -135,14 +137,19 @@ var (
 	slugSpace = regexp.MustCompile(`[^a-z0-9]+`)
 )
 
-// slug makes a DNS-label prefix from a display name for generateName.
+// slug makes a DNS-label prefix of a workspace name from a display name,
+// never the reserved prefix (v1alpha1.ReservedPrefix) nor that of a
+// default host workspace (host-).
 func slug(name string) string {
 	s := strings.Trim(slugSpace.ReplaceAllString(strings.ToLower(name), "-"), "-")
 	if len(s) > 40 {
 		s = strings.TrimRight(s[:40], "-")
 	}
-	if s == "" || s == DefaultName {
+	switch {
+	case s == "" || s == DefaultName:
 		s = "ws"
+	case strings.HasPrefix(s+"-", v1alpha1.ReservedPrefix) || strings.HasPrefix(s+"-", DefaultName+"-"):
+		s = "ws-" + s
 	}
 	return s + "-"
 }

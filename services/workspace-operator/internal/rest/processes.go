@@ -33,7 +33,7 @@ func (h *Handler) agentOf(c *gin.Context) (*agentapi.Client, target, bool) {
 		return nil, target{}, false
 	}
 	a, ok := h.agentFor(c, ws, true)
-	return a, target{ws}, ok
+	return a, target{ws: ws}, ok
 }
 
 // reply answers with the caller's view of a process.
@@ -60,8 +60,11 @@ func (h *Handler) startProcess(c *gin.Context) {
 	if !ok {
 		return
 	}
-	t := target{ws}
-	var err error
+	t, err := h.target(c.Request.Context(), ws)
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
 	if req.ID, err = t.newProcessID(req.ID); err != nil {
 		apierror.Respond(c, err)
 		return

@@ -43,36 +43,63 @@ type StatsResponse struct {
 	Unreachable []string         `json:"unreachable"`
 }
 
-// stats asks every ready container workspace's agent at once, each call
-// bounded, so one stuck agent cannot hold the answer.
+// stats asks the agents of the caller's ready workspaces (all of them for
+// an admin) at once, each call bounded, so one stuck agent cannot hold the
+// answer. Host workspaces share their runtime's cgroup and volume: each
+// runtime is counted once, under its default workspace's id (the caller's
+// own default is the nil UUID).
 func (h *Handler) stats(c *gin.Context) {
-	var wl v1alpha1.WorkspaceList
-	if err := h.Client.List(c.Request.Context(), &wl, client.InNamespace(h.Namespace)); err != nil {
-		apierror.Respond(c, fmt.Errorf("list workspaces: %w", err))
+	ctx := c.Request.Context()
+	who := callerOf(c)
+	items, err := h.visible(ctx, who, "")
+	if err != nil {
+		apierror.Respond(c, err)
 		return
 	}
 	out := StatsResponse{Source: "workspace-agents", TimestampMS: time.Now().UnixMilli(),
-		Workspaces: map[string]int{"total": len(wl.Items)}, PerSpace: []WorkspaceStats{}, Unreachable: []string{}}
+		Workspaces: map[string]int{"total": len(items)}, PerSpace: []WorkspaceStats{}, Unreachable: []string{}}
+	type probe struct {
+		ws       *v1alpha1.Workspace
+		id, name string
+	}
+	var probes []*probe
+	runtimes := map[string]*probe{}
+	for i := range items {
+		ws := &items[i]
+		out.Workspaces[status(ws)]++
+		if ws.Spec.Type == v1alpha1.TypeContainer {
+			if ws.Status.Phase == v1alpha1.PhaseReady {
+				probes = append(probes, &probe{ws: ws, id: h.restID(ws, who), name: ws.Spec.DisplayName})
+			}
+			continue
+		}
+		rt := controller.HostRuntimeOf(ws, h.MultiUser)
+		p := runtimes[rt]
+		if p == nil {
+			p = &probe{id: h.restID(ws, who), name: "host runtime (all host workspaces)"}
+			if h.MultiUser && ws.Spec.Owner != "" {
+				p.name = "host runtime of " + ws.Spec.Owner + " (all their host workspaces)"
+			}
+			runtimes[rt] = p
+			probes = append(probes, p)
+		}
+		if ws.Name == DefaultName || v1alpha1.IsUserDefault(ws) {
+			p.id = h.restID(ws, who)
+		}
+		if p.ws == nil && ws.Status.Phase == v1alpha1.PhaseReady {
+			p.ws = ws
+		}
+	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var limit int64
-	unlimited, hostSeen := false, false
-	for i := range wl.Items {
-		ws := &wl.Items[i]
-		out.Workspaces[status(ws)]++
-		if ws.Status.Phase != v1alpha1.PhaseReady {
-			continue
+	unlimited := false
+	for _, p := range probes {
+		if p.ws == nil {
+			continue // no ready workspace in this runtime
 		}
-		id, name := restID(ws), ws.Spec.DisplayName
-		if ws.Spec.Type != v1alpha1.TypeContainer {
-			// Host workspaces share the host runtime's cgroup and volume:
-			// it is counted once, under the default host workspace.
-			if hostSeen {
-				continue
-			}
-			hostSeen, id, name = true, DefaultID, "host runtime (all host workspaces)"
-		}
-		a, err := h.agentClient(c.Request.Context(), ws)
+		id, name := p.id, p.name
+		a, err := h.agentClient(ctx, p.ws)
 		if err != nil {
 			mu.Lock()
 			out.Unreachable = append(out.Unreachable, id)
@@ -80,7 +107,7 @@ func (h *Handler) stats(c *gin.Context) {
 			continue
 		}
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			st, err := a.Stats(ctx)
 			mu.Lock()
@@ -109,17 +136,19 @@ func (h *Handler) stats(c *gin.Context) {
 }
 
 // agentClient builds a client for a workspace's agent from its Pod's IP
-// and its token Secret.
+// and its token Secret. Both are named from the workspace itself (its own,
+// or its owner's host runtime), never taken from its status, so a host
+// workspace can only reach the runtime it lives in.
 func (h *Handler) agentClient(ctx context.Context, ws *v1alpha1.Workspace) (*agentapi.Client, error) {
 	if ws.Status.PodName == "" {
 		return nil, fmt.Errorf("workspace %s has no pod", ws.Name)
 	}
 	pod := &corev1.Pod{}
 	sec := &corev1.Secret{}
-	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Status.PodName}, pod); err != nil {
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: controller.AgentPodName(ws, h.MultiUser)}, pod); err != nil {
 		return nil, err
 	}
-	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: controller.AgentSecretName(ws)}, sec); err != nil {
+	if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: controller.AgentSecretName(ws, h.MultiUser)}, sec); err != nil {
 		return nil, err
 	}
 	if pod.Status.PodIP == "" {

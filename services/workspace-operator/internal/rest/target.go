@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"crypto/rand"
 	"path"
 	"regexp"
@@ -23,6 +24,14 @@ var processID = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`)
 
 type target struct {
 	ws *v1alpha1.Workspace
+	// secret is a host workspace's secret environment (its env Secret).
+	secret map[string]string
+}
+
+// target is ws with what its commands need from the handler.
+func (h *Handler) target(ctx context.Context, ws *v1alpha1.Workspace) (target, error) {
+	sec, err := h.secretEnv(ctx, ws)
+	return target{ws: ws, secret: sec}, err
 }
 
 func (t target) host() bool { return t.ws.Spec.Type != v1alpha1.TypeContainer }
@@ -48,12 +57,17 @@ func (t target) cwd(cwd string) (string, error) {
 	return p, nil
 }
 
-// env is the workspace's env vars under the request's own (which win).
+// env is a host workspace's secret env vars, under its env vars, under
+// the request's own (which win), as a container's Pod has them (envFrom
+// under env).
 func (t target) env(req map[string]string) map[string]string {
-	if !t.host() || len(t.ws.Spec.EnvVars) == 0 {
+	if !t.host() || len(t.ws.Spec.EnvVars)+len(t.secret) == 0 {
 		return req
 	}
-	out := make(map[string]string, len(t.ws.Spec.EnvVars)+len(req))
+	out := make(map[string]string, len(t.secret)+len(t.ws.Spec.EnvVars)+len(req))
+	for k, v := range t.secret {
+		out[k] = v
+	}
 	for k, v := range t.ws.Spec.EnvVars {
 		out[k] = v
 	}

@@ -35,18 +35,32 @@ func libraryError(err error, what string) error {
 // value the request gives wins. The init script is the template's
 // fragments (init-script/<name>) in order, then its own script or the
 // request's.
-func (h *Handler) applyTemplate(ctx context.Context, req *CreateRequest) error {
+//
+// The template's secret env vars (those its encrypted_keys name, and any
+// value still holding an <encrypted> tag) are taken out of the request and
+// returned: they go into the workspace's env Secret, never into its spec.
+// A request's own value for one of them wins and is an ordinary env var.
+func (h *Handler) applyTemplate(ctx context.Context, req *CreateRequest) (map[string]string, error) {
 	t, err := h.Library.Template(ctx, req.Template)
 	if err != nil {
-		return libraryError(err, fmt.Sprintf("workspace template %q", req.Template))
+		return nil, libraryError(err, fmt.Sprintf("workspace template %q", req.Template))
 	}
 	req.WorkspaceType = string(v1alpha1.TypeContainer)
 	env := map[string]string{}
+	secret := map[string]string{}
 	for k, v := range t.EnvVars {
-		env[k] = v
+		if !envName.MatchString(k) {
+			return nil, apierror.BadRequest("workspace template %q: %q is not a valid variable name", req.Template, k)
+		}
+		if slices.Contains(t.EncryptedKeys, k) || strings.Contains(v, "<encrypted") {
+			secret[k] = v
+		} else {
+			env[k] = v
+		}
 	}
 	for k, v := range req.EnvVars {
 		env[k] = v
+		delete(secret, k)
 	}
 	req.EnvVars = env
 	for _, s := range t.Skills {
@@ -63,7 +77,7 @@ func (h *Handler) applyTemplate(ctx context.Context, req *CreateRequest) error {
 	}
 	if len(t.InitScripts) == 0 {
 		req.InitScript = custom
-		return nil
+		return secret, nil
 	}
 	var b strings.Builder
 	b.WriteString("#!/usr/bin/env bash\n")
@@ -74,7 +88,7 @@ func (h *Handler) applyTemplate(ctx context.Context, req *CreateRequest) error {
 			fmt.Fprintf(&b, "\n# === %s === (skipped: not in the library)\n", name)
 			continue
 		case err != nil:
-			return libraryError(err, fmt.Sprintf("init script %q", name))
+			return nil, libraryError(err, fmt.Sprintf("init script %q", name))
 		}
 		fmt.Fprintf(&b, "\n# === %s ===\n%s\n", name, strings.TrimRight(stripShebang(text), "\n"))
 	}
@@ -82,7 +96,7 @@ func (h *Handler) applyTemplate(ctx context.Context, req *CreateRequest) error {
 		fmt.Fprintf(&b, "\n# === workspace ===\n%s\n", strings.TrimRight(stripShebang(custom), "\n"))
 	}
 	req.InitScript = b.String()
-	return nil
+	return secret, nil
 }
 
 func stripShebang(s string) string {
@@ -131,7 +145,7 @@ func (h *Handler) sync(c *gin.Context) {
 		cur := &v1alpha1.Workspace{}
 		if err := h.Client.Get(ctx, client.ObjectKeyFromObject(ws), cur); err == nil {
 			if cur.Status.Skills != nil && cur.Status.Skills.Request == token {
-				c.JSON(http.StatusOK, toREST(cur))
+				c.JSON(http.StatusOK, h.view(ctx, cur, callerOf(c)))
 				return
 			}
 			if st := cur.Status.Skills; st != nil && st.FailedRequest == token {
