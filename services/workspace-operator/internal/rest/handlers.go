@@ -258,7 +258,7 @@ func (h *Handler) create(c *gin.Context) {
 func (h *Handler) createWorkspace(ctx context.Context, spec v1alpha1.WorkspaceSpec, secretEnv map[string]string) (*v1alpha1.Workspace, error) {
 	key := v1alpha1.OwnerKey(spec.Owner)
 	for range 5 {
-		name := newName(spec.DisplayName)
+		name := nameFor(spec.DisplayName)
 		ws := &v1alpha1.Workspace{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: h.Namespace, Labels: map[string]string{v1alpha1.LabelOwner: key}},
 			Spec:       spec,

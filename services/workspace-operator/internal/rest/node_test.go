@@ -42,16 +42,26 @@ func prepareNode(t testing.TB) (*clustertest.Cluster, string) {
 // library (nil: none).
 func serveOnNode(t testing.TB, c *clustertest.Cluster, ns string, lib *library.Client) *restEnv {
 	t.Helper()
+	return serveOnNodeIn(t, c, ns, lib, false)
+}
+
+// serveOnNodeIn is serveOnNode in multi-user mode (multiUser) or not.
+func serveOnNodeIn(t testing.TB, c *clustertest.Cluster, ns string, lib *library.Client, multiUser bool) *restEnv {
+	t.Helper()
 	env := map[string]string{
 		"SORTIE_WORKSPACE_NAMESPACE": ns, "SORTIE_AUTH_DEV_MODE": "true", "SORTIE_WORKSPACE_STORAGE": "64Mi",
+		"SORTIE_HOST_STORAGE":  "64Mi",
 		"SORTIE_DISTRO_IMAGES": "debian-bookworm=" + clustertest.DebianImage + ",ubuntu-noble=" + clustertest.DebianImage,
+	}
+	if multiUser {
+		env["SORTIE_AUTH_MODE"] = "multi_user"
 	}
 	cfg, err := config.Load(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
 	}
 	return startREST(t, c.Config, ns, func(mgr ctrl.Manager, h *Handler) {
-		h.Library = lib
+		h.Library, h.MultiUser = lib, cfg.MultiUser()
 		r := &controller.WorkspaceReconciler{Client: mgr.GetClient(), Scheme: mgr.GetScheme(), Config: cfg,
 			Prober: controller.AgentProber{}, Recorder: mgr.GetEventRecorder("workspace-operator"), Skills: lib}
 		if err := r.SetupWithManager(mgr); err != nil {

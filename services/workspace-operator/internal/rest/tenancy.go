@@ -325,14 +325,19 @@ func (h *Handler) makeUserDefault(ctx context.Context, owner string) (*v1alpha1.
 		"every name of this user's default workspace is taken by other workspaces (made with kubectl); an admin must rename them")
 }
 
-// waitCached waits (briefly) until the cache holds ws, so that the
-// answer's id can be used at once: lookups read the cache only.
+// waitCached waits (briefly) until the cache holds ws (and its env
+// Secret), so that the answer's id can be used at once: lookups read the
+// cache only.
 func (h *Handler) waitCached(ctx context.Context, ws *v1alpha1.Workspace) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for {
 		var wl v1alpha1.WorkspaceList
-		if err := h.Client.List(ctx, &wl, client.InNamespace(ws.Namespace), client.MatchingFields{uidIndex: string(ws.UID)}); err == nil && len(wl.Items) > 0 {
+		err := h.Client.List(ctx, &wl, client.InNamespace(ws.Namespace), client.MatchingFields{uidIndex: string(ws.UID)})
+		if err == nil && len(wl.Items) > 0 && ws.Spec.EnvSecretRef != "" {
+			err = h.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Spec.EnvSecretRef}, &corev1.Secret{})
+		}
+		if err == nil && len(wl.Items) > 0 {
 			return
 		}
 		select {
@@ -343,6 +348,9 @@ func (h *Handler) waitCached(ctx context.Context, ws *v1alpha1.Workspace) {
 		}
 	}
 }
+
+// nameFor names a new workspace (newName; a test may take it over).
+var nameFor = newName
 
 // nameAlphabet is what the apiserver's generateName draws from.
 const nameAlphabet = "bcdfghjklmnpqrstvwxz2456789"

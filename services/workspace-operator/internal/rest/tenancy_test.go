@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -486,6 +487,76 @@ func TestNewNameIsNeverReserved(t *testing.T) {
 		n := newName(display)
 		if strings.HasPrefix(n, v1alpha1.ReservedPrefix) || strings.HasPrefix(n, "host-") || len(n) > 63 {
 			t.Errorf("newName(%q) = %q", display, n)
+		}
+	}
+}
+
+// TestTemplateSecretsStayOut: a template's sealed env vars go into the
+// workspace's own env Secret, never its spec or an answer; a Secret made
+// in advance under the name a new workspace's env Secret would have is
+// neither used nor touched: the workspace gets another name.
+func TestTemplateSecretsStayOut(t *testing.T) {
+	lib := fakeLibrary(t)
+	names := []string{"fixed-aaaaa", "fixed-bbbbb"}
+	var mu sync.Mutex
+	nameFor = func(string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		n := names[0]
+		if len(names) > 1 {
+			names = names[1:]
+		}
+		return n
+	}
+	t.Cleanup(func() { nameFor = newName })
+	e := startMultiUser(t, func(_ ctrl.Manager, h *Handler) { h.Library = lib })
+	ctx := context.Background()
+	planted := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "fixed-aaaaa-env", Namespace: e.ns},
+		StringData: map[string]string{"LD_PRELOAD": "/workspace/evil.so"}}
+	if err := e.client.Create(ctx, planted); err != nil {
+		t.Fatal(err)
+	}
+	r := e.as(alice).do("POST", "/api/workspaces", map[string]any{"name": "fixed", "template": "secrets"})
+	if r.Status != 200 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	if bytes.Contains(r.Body, []byte("tok-9f8e7d")) {
+		t.Errorf("the answer holds a secret value: %s", r.Body)
+	}
+	var ws Workspace
+	r.Decode(t, &ws)
+	if strings.Join(ws.SecretEnvVars, ",") != "API_TOKEN,OTHER_SECRET" || ws.EnvVars["PLAIN"] != "visible" || len(ws.EnvVars) != 1 {
+		t.Errorf("env %v, secret names %v", ws.EnvVars, ws.SecretEnvVars)
+	}
+	obj := &v1alpha1.Workspace{}
+	if err := e.client.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "fixed-bbbbb"}, obj); err != nil || string(obj.UID) != ws.ID {
+		t.Fatalf("the workspace is not fixed-bbbbb: %v (%s)", err, obj.UID)
+	}
+	if obj.Spec.EnvSecretRef != "fixed-bbbbb-env" || len(obj.Spec.EnvVars) != 1 {
+		t.Errorf("spec: envSecretRef %q, envVars %v", obj.Spec.EnvSecretRef, obj.Spec.EnvVars)
+	}
+	sec := &corev1.Secret{}
+	if err := e.client.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "fixed-bbbbb-env"}, sec); err != nil {
+		t.Fatal(err)
+	}
+	if c := metav1.GetControllerOf(sec); c == nil || c.UID != obj.UID || string(sec.Data["API_TOKEN"]) != "tok-9f8e7d" {
+		t.Errorf("env secret: controller %v, data keys %d", c, len(sec.Data))
+	}
+	if err := e.client.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "fixed-aaaaa"}, &v1alpha1.Workspace{}); err == nil {
+		// It was made and deleted at once; it may still be going.
+		got := &v1alpha1.Workspace{}
+		_ = e.client.Get(ctx, client.ObjectKey{Namespace: e.ns, Name: "fixed-aaaaa"}, got)
+		if got.DeletionTimestamp.IsZero() {
+			t.Error("the workspace whose env Secret name was taken was kept")
+		}
+	}
+	if err := e.client.Get(ctx, client.ObjectKeyFromObject(planted), planted); err != nil || metav1.GetControllerOf(planted) != nil {
+		t.Errorf("the planted Secret: %v, controller %v", err, metav1.GetControllerOf(planted))
+	}
+	// Every view of it names the secret variables and holds no value.
+	for _, p := range []string{"/api/workspaces", "/api/workspaces/" + ws.ID, "/api/workspaces/" + ws.ID + "/debug"} {
+		if b := e.as(alice).do("GET", p, nil).Body; bytes.Contains(b, []byte("tok-9f8e7d")) || bytes.Contains(b, []byte("kept-from-template")) {
+			t.Errorf("GET %s holds a secret value: %s", p, b)
 		}
 	}
 }
