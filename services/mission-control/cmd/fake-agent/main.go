@@ -21,6 +21,9 @@
 //	ignore-int   ignore SIGINT as well (with ignore-term: only SIGKILL)
 //	grandchild   start a `sleep` child that outlives the fake unless its
 //	             process group is killed
+//	dump-env P   write its environment (sorted NAME=value lines) to the
+//	             file P first, even when it then fails for want of a
+//	             credential (tests check what a CLI process receives)
 //
 // On SIGINT or SIGTERM the fake stops like the CLI would (Claude and Amp
 // print an aborted result; Codex and OpenCode print nothing) and exits 130
@@ -38,6 +41,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -111,6 +115,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	s := newScript(inv.prompt)
+	if s.dumpEnv != "" {
+		env := os.Environ()
+		sort.Strings(env)
+		if err := os.WriteFile(s.dumpEnv, []byte(strings.Join(env, "\n")+"\n"), 0o600); err != nil {
+			fmt.Fprintf(stderr, "dump-env: %v\n", err)
+			return 1
+		}
+	}
 	if s.crash || !d.authorised() {
 		fmt.Fprintln(stderr, "Error: authentication failed: no API key or login found")
 		return 1
@@ -131,13 +143,19 @@ type script struct {
 	ignoreInt                             bool
 	grandchild                            bool
 	mute                                  bool
+	dumpEnv                               string // file to write the environment to
 }
 
 func newScript(prompt string) script {
 	var s script
+	orig := strings.Fields(prompt)
 	words := strings.Fields(strings.ToLower(prompt))
 	for i, w := range words {
 		switch w {
+		case "dump-env":
+			if i+1 < len(orig) {
+				s.dumpEnv = orig[i+1]
+			}
 		case "sleep":
 			if i+1 < len(words) {
 				if n, err := strconv.ParseFloat(words[i+1], 64); err == nil {
