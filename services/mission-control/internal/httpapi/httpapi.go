@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,9 +32,11 @@ import (
 // DefaultWorkspace is the id of the default host workspace.
 const DefaultWorkspace = "00000000-0000-0000-0000-000000000000"
 
-// Workspaces looks workspaces up in the operator.
+// Workspaces is the workspace-operator: workspaces are looked up only as a
+// user (As: a delegated token for them), the health check with the
+// service's own token.
 type Workspaces interface {
-	Get(ctx context.Context, id string) (*workspaces.Workspace, error)
+	As(user string) *workspaces.User
 	Ping(ctx context.Context) error
 }
 
@@ -176,13 +179,9 @@ func (h *Handler) newMission(c *gin.Context, uid string, req createRequest) (*mi
 	if w := nonEmpty(req.WorkspaceID); w != nil {
 		m.WorkspaceID = *w
 	}
-	ws, err := h.Workspaces.Get(c.Request.Context(), m.WorkspaceID)
-	switch {
-	case errors.Is(err, workspaces.ErrNotFound):
-		return nil, apierror.BadRequest("unknown workspace %q", m.WorkspaceID)
-	case err != nil:
-		_ = c.Error(err)
-		return nil, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "cannot reach the workspace service; retry shortly")
+	ws, err := h.workspace(c, uid, m.WorkspaceID)
+	if err != nil {
+		return nil, err
 	}
 	m.WorkspaceName = ws.Name
 	// Claude Code takes the session id from us, so it is known before the
@@ -197,6 +196,30 @@ func (h *Handler) newMission(c *gin.Context, uid string, req createRequest) (*mi
 		return nil, err
 	}
 	return m, nil
+}
+
+// workspace looks up, as user uid (a delegated token for them: the
+// operator decides what they may see), the workspace a mission of theirs
+// is created in or messaged in. An unknown workspace and one the user
+// cannot see are both 404 not_found; another user's workspace that an
+// admin sees is 403 (a mission runs only in its owner's workspaces, so that
+// its processes, output, directory and credentials stay with its owner).
+func (h *Handler) workspace(c *gin.Context, uid, id string) (*workspaces.Workspace, error) {
+	ws, err := h.Workspaces.As(uid).Get(c.Request.Context(), id)
+	var ie *workspaces.IdentityError
+	switch {
+	case errors.Is(err, workspaces.ErrNotFound):
+		return nil, apierror.NotFound("workspace %s not found", id)
+	case errors.As(err, &ie):
+		_ = c.Error(err)
+		return nil, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "cannot act for you at the workspace service: the auth service gave no token on your behalf; retry shortly")
+	case err != nil:
+		_ = c.Error(err)
+		return nil, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "cannot reach the workspace service; retry shortly")
+	case !ws.UsableBy(uid):
+		return nil, apierror.Forbidden(fmt.Sprintf("workspace %s belongs to another user: a mission runs only in its owner's workspaces", id))
+	}
+	return ws, nil
 }
 
 func (h *Handler) listMissions(c *gin.Context) {
@@ -426,6 +449,11 @@ func (h *Handler) message(c *gin.Context) {
 			apierror.Respond(c, err)
 			return
 		}
+	} else if _, err := h.workspace(c, uid, m.WorkspaceID); err != nil {
+		// Nothing is stored for a message to a workspace the user
+		// cannot (or can no longer) see.
+		apierror.Respond(c, err)
+		return
 	}
 	if m.Title == nil {
 		if t := missions.TitleFrom(req.Content); t != "" {
@@ -516,6 +544,12 @@ func (h *Handler) resumeMission(c *gin.Context) {
 		return
 	}
 	uid := user(c)
+	if !req.SkipMessage {
+		if _, err := h.workspace(c, uid, m.WorkspaceID); err != nil {
+			apierror.Respond(c, err)
+			return
+		}
+	}
 	if _, err := h.Missions.SetStatus(c.Request.Context(), m.ID, missions.Active, ""); err != nil {
 		apierror.Respond(c, err)
 		return

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 )
 
 func (h *Handler) listProviders(c *gin.Context) {
-	list, err := h.Providers.List(c.Request.Context(), c.Query("include_all") == "true")
+	list, err := h.Providers.List(c.Request.Context(), user(c), c.Query("include_all") == "true")
 	if err != nil {
 		apierror.Respond(c, err)
 		return
@@ -31,12 +32,36 @@ type providerAuthRequest struct {
 	State  string  `json:"state"`
 }
 
+// scope is whose credentials a call acts on: the caller's own, or with
+// ?shared=true the shared ones, which only administrators may change (403).
+func scope(c *gin.Context) (providers.Scope, bool) {
+	shared := false
+	if v := c.Query("shared"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			apierror.Respond(c, apierror.BadRequest("shared must be true or false, not %q", v))
+			return providers.Scope{}, false
+		}
+		shared = b
+	}
+	if !shared {
+		return providers.UserScope(user(c)), true
+	}
+	id, _ := authn.FromContext(c.Request.Context())
+	if !id.IsAdmin() {
+		apierror.Respond(c, apierror.Forbidden("only an administrator may change shared provider credentials; without shared=true you set your own"))
+		return providers.Scope{}, false
+	}
+	return providers.SharedScope(), true
+}
+
 func (h *Handler) setProviderAuth(c *gin.Context) {
 	var req providerAuthRequest
 	if !decodeOptional(c, &req) {
 		return
 	}
-	if !authnAdmin(c) {
+	sc, ok := scope(c)
+	if !ok {
 		return
 	}
 	id := c.Param("id")
@@ -49,56 +74,46 @@ func (h *Handler) setProviderAuth(c *gin.Context) {
 	case key != nil && code != nil:
 		apierror.Respond(c, apierror.BadRequest("send api_key or code, not both"))
 	case key != nil:
-		if err := h.Providers.SetKey(c.Request.Context(), id, *key); err != nil {
+		if err := h.Providers.SetKey(c.Request.Context(), sc, id, *key); err != nil {
 			providerError(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"success": true, "message": "API key saved"})
+		c.JSON(http.StatusOK, gin.H{"success": true, "scope": sc.Name(), "message": "API key saved"})
 	case code != nil:
-		exp, err := h.Providers.FinishOAuth(c.Request.Context(), id, *code, strings.TrimSpace(req.State))
+		exp, err := h.Providers.FinishOAuth(c.Request.Context(), user(c), sc, id, *code, strings.TrimSpace(req.State))
 		if err != nil {
 			providerError(c, err)
 			return
 		}
-		resp := gin.H{"success": true, "message": "Signed in; the token is used for the next runs"}
+		resp := gin.H{"success": true, "scope": sc.Name(), "message": "Signed in; the token is used for the next runs"}
 		if exp != nil {
 			resp["expires_at"] = exp.UTC().Format(time.RFC3339)
 		}
 		c.JSON(http.StatusOK, resp)
 	default:
-		start, err := h.Providers.StartOAuth(c.Request.Context(), id)
+		start, err := h.Providers.StartOAuth(c.Request.Context(), user(c), sc, id)
 		if err != nil {
 			providerError(c, err)
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{
-			"success": true, "method": "code", "auth_url": start.URL, "state": start.State,
+			"success": true, "scope": sc.Name(), "method": "code", "auth_url": start.URL, "state": start.State,
 			"expires_in": int(start.ExpiresIn.Seconds()),
-			"message":    "Open auth_url, sign in, then POST the code shown (or the whole redirect URL) as {\"code\",\"state\"} to this endpoint",
+			"message":    "Open auth_url, sign in, then POST the code shown (or the whole redirect URL) as {\"code\",\"state\"} to this endpoint, with the same shared parameter",
 		})
 	}
 }
 
 func (h *Handler) deleteProviderAuth(c *gin.Context) {
-	if !authnAdmin(c) {
+	sc, ok := scope(c)
+	if !ok {
 		return
 	}
-	if err := h.Providers.DeleteKey(c.Request.Context(), c.Param("id")); err != nil {
+	if err := h.Providers.DeleteKey(c.Request.Context(), sc, c.Param("id")); err != nil {
 		providerError(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"ok": true})
-}
-
-// authnAdmin admits admins only: provider credentials are shared by every
-// user.
-func authnAdmin(c *gin.Context) bool {
-	id, _ := authn.FromContext(c.Request.Context())
-	if !id.IsAdmin() {
-		apierror.Respond(c, apierror.Forbidden("only an administrator may change provider credentials"))
-		return false
-	}
-	return true
 }
 
 func providerError(c *gin.Context, err error) {

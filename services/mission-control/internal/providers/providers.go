@@ -1,20 +1,22 @@
 // Package providers knows the AI providers the agent CLIs use and where
-// their credentials come from: the service's configuration, or a
-// credential an administrator stored through the API (an API key, or
-// OAuth 2 tokens obtained with the authorization code flow and PKCE).
+// their credentials come from: a user's own credential stored through the
+// API, a shared (organisation) one an administrator stored, or the
+// service's configuration. A stored credential is an API key or OAuth 2
+// tokens obtained with the authorization code flow and PKCE.
 //
 // Stored credentials are encrypted with AES-256-GCM before they reach
-// Redis; OAuth access tokens are refreshed before a run when they expire.
+// Redis, bound to their provider and owner; OAuth access tokens are
+// refreshed before a run when they expire.
 package providers
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -22,7 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Provider is one entry of GET /api/providers.
+// Provider is one entry of GET /api/providers, as the caller sees it.
 type Provider struct {
 	ID          string   `json:"id"`
 	Name        string   `json:"name"`
@@ -30,19 +32,38 @@ type Provider struct {
 	Description string   `json:"description"`
 	EnvVar      string   `json:"env_var"`
 	Backends    []string `json:"backends"`
-	Configured  bool     `json:"configured"`
-	// Source is where the credential comes from: config, api, or none.
-	Source string  `json:"source"`
+	// Configured is true when the caller's runs have a credential for it.
+	Configured bool `json:"configured"`
+	// Source is where that credential comes from: api (stored through the
+	// API; Scope says whose), config, or none.
+	Source string `json:"source"`
+	// Scope is, for source api, whose stored credential applies: user (the
+	// caller's own) or shared (the organisation's, set by an admin).
+	Scope  string  `json:"scope,omitempty"`
 	Models []Model `json:"models"`
 	// AuthMethods are the ways to set a credential: api_key, oauth.
 	AuthMethods []string `json:"auth_methods"`
-	// AuthType is the kind of the stored credential (api_key, oauth).
+	// AuthType is the kind of the stored credential that applies (api_key,
+	// oauth).
 	AuthType string `json:"auth_type,omitempty"`
-	// ExpiresAt is when a stored OAuth access token expires; it is
+	// ExpiresAt is when that stored OAuth access token expires; it is
 	// refreshed before a run after that.
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	// Error says why a stored credential cannot be used.
+	// Error says why a stored credential (the caller's own, else the
+	// shared one) cannot be used.
 	Error string `json:"error,omitempty"`
+	// Own and Shared describe the caller's own stored credential and the
+	// shared one, when there is one; never a secret.
+	Own    *Stored `json:"own,omitempty"`
+	Shared *Stored `json:"shared,omitempty"`
+}
+
+// Stored describes a stored credential without its secret.
+type Stored struct {
+	AuthType  string     `json:"auth_type,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	Error     string     `json:"error,omitempty"`
 }
 
 // Model is a model a provider offers.
@@ -76,19 +97,79 @@ var (
 	// client configured.
 	ErrNoOAuth = errors.New("this provider takes an API key only")
 	// ErrBadState is returned for an OAuth state that is unknown, expired,
-	// used, or belongs to another provider.
+	// used, or belongs to another provider, user or scope.
 	ErrBadState = errors.New("unknown or expired OAuth state: start the sign-in again")
 	// ErrTokenEndpoint wraps a token endpoint that cannot be reached.
 	ErrTokenEndpoint = errTokenEndpoint
 )
 
-// Redis keys.
+// Redis keys. The shared credentials keep the keys of the versions that
+// had only those, so an install's stored credentials keep working.
 const (
-	credsKey       = "mc:providers:creds"
+	credsKey       = "mc:providers:creds" // shared: provider → sealed
 	pendingPrefix  = "mc:providers:oauth:"
 	refreshPrefix  = "mc:providers:refresh:"
 	legacyKeysHash = "mc:providers:keys"
 )
+
+// userCredsKey is a user's own credentials: provider → sealed.
+func userCredsKey(user string) string { return "mc:u:{" + user + "}:providers" }
+
+// Scope is whose credentials an operation acts on: one user's own, or the
+// shared (organisation) ones. The zero Scope is no one's and refused, so a
+// missing user id never falls through to the shared credentials.
+type Scope struct {
+	user   string
+	shared bool
+}
+
+// UserScope is the own credentials of user.
+func UserScope(user string) Scope { return Scope{user: user} }
+
+// SharedScope is the shared credentials every user's runs fall back to.
+func SharedScope() Scope { return Scope{shared: true} }
+
+// ErrNoScope is an operation on the credentials of no one.
+var ErrNoScope = errors.New("credential operation without a user")
+
+func (sc Scope) check() error {
+	if !sc.shared && sc.user == "" {
+		return ErrNoScope
+	}
+	return nil
+}
+
+// Name is "shared" or "user".
+func (sc Scope) Name() string {
+	if sc.shared {
+		return "shared"
+	}
+	return "user"
+}
+
+func (sc Scope) hash() string {
+	if sc.shared {
+		return credsKey
+	}
+	return userCredsKey(sc.user)
+}
+
+// aad binds a sealed credential to its provider and owner: a value copied
+// to another provider's field, or into another user's hash, does not
+// decrypt. Shared credentials keep the earlier versions' binding.
+func (sc Scope) aad(id string) string {
+	if sc.shared {
+		return credAAD(id)
+	}
+	return credAAD(id) + "/user/" + sc.user
+}
+
+func (sc Scope) lockKey(id string) string {
+	if sc.shared {
+		return refreshPrefix + id
+	}
+	return "mc:u:{" + sc.user + "}:providers:refresh:" + id
+}
 
 // PendingTTL is how long a started OAuth sign-in waits for its code.
 const PendingTTL = 10 * time.Minute
@@ -126,9 +207,9 @@ type Store struct {
 	hc         *http.Client
 	log        *slog.Logger
 	now        func() time.Time
-	// refreshing serializes this process's refreshes; a Redis lock
-	// serializes the replicas'.
-	refreshing sync.Mutex
+	// refreshing serializes this process's refreshes of one credential
+	// (by lock key); a Redis lock serializes the replicas'.
+	refreshing sync.Map
 }
 
 // NewStore returns a Store.
@@ -200,7 +281,10 @@ func (c *credential) expired(now time.Time) bool {
 
 func credAAD(id string) string { return "sortie/mission-control/provider/" + id }
 
-func (s *Store) put(ctx context.Context, id string, c *credential) error {
+func (s *Store) put(ctx context.Context, sc Scope, id string, c *credential) error {
+	if err := sc.check(); err != nil {
+		return err
+	}
 	if s.sealer == nil {
 		return ErrNoKey
 	}
@@ -209,26 +293,29 @@ func (s *Store) put(ctx context.Context, id string, c *credential) error {
 	if err != nil {
 		return fmt.Errorf("store credential: %w", err)
 	}
-	v, err := s.sealer.seal(b, credAAD(id))
+	v, err := s.sealer.seal(b, sc.aad(id))
 	if err != nil {
 		return err
 	}
-	if err := s.rdb.HSet(ctx, credsKey, id, v).Err(); err != nil {
+	if err := s.rdb.HSet(ctx, sc.hash(), id, v).Err(); err != nil {
 		return fmt.Errorf("store credential: %w", err)
 	}
 	return nil
 }
 
-// stored reads and decrypts every stored credential; a value that does
-// not decrypt is reported in bad.
-func (s *Store) stored(ctx context.Context) (good map[string]*credential, bad map[string]error, err error) {
-	raw, err := s.rdb.HGetAll(ctx, credsKey).Result()
+// stored reads and decrypts every stored credential of a scope; a value
+// that does not decrypt is reported in bad.
+func (s *Store) stored(ctx context.Context, sc Scope) (good map[string]*credential, bad map[string]error, err error) {
+	if err := sc.check(); err != nil {
+		return nil, nil, err
+	}
+	raw, err := s.rdb.HGetAll(ctx, sc.hash()).Result()
 	if err != nil {
 		return nil, nil, fmt.Errorf("read credentials: %w", err)
 	}
 	good, bad = map[string]*credential{}, map[string]error{}
 	for id, v := range raw {
-		c, err := s.decode(id, v)
+		c, err := s.decode(sc, id, v)
 		if err != nil {
 			bad[id] = err
 			continue
@@ -238,11 +325,11 @@ func (s *Store) stored(ctx context.Context) (good map[string]*credential, bad ma
 	return good, bad, nil
 }
 
-func (s *Store) decode(id, v string) (*credential, error) {
+func (s *Store) decode(sc Scope, id, v string) (*credential, error) {
 	if s.sealer == nil {
 		return nil, ErrNoKey
 	}
-	b, err := s.sealer.open(v, credAAD(id))
+	b, err := s.sealer.open(v, sc.aad(id))
 	if err != nil {
 		return nil, err
 	}
@@ -253,81 +340,119 @@ func (s *Store) decode(id, v string) (*credential, error) {
 	return &c, nil
 }
 
-func (s *Store) get(ctx context.Context, id string) (*credential, error) {
-	v, err := s.rdb.HGet(ctx, credsKey, id).Result()
+// get reads one stored credential; nil when there is none.
+func (s *Store) get(ctx context.Context, sc Scope, id string) (*credential, error) {
+	if err := sc.check(); err != nil {
+		return nil, err
+	}
+	v, err := s.rdb.HGet(ctx, sc.hash(), id).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read credential: %w", err)
 	}
-	return s.decode(id, v)
+	return s.decode(sc, id, v)
 }
 
-// Secrets returns every credential by env var, stored ones winning over
-// configured ones. Expired OAuth tokens are refreshed first; a credential
-// that cannot be used (refresh refused, undecryptable) is left out, so a
-// configured one applies. It is called before every run.
-func (s *Store) Secrets(ctx context.Context) map[string]string {
-	out := maps.Clone(s.configured)
-	stored, bad, err := s.stored(ctx)
+// usable returns the secret of a scope's stored credential for provider
+// id, refreshing an expired OAuth token first; "" when there is none or it
+// cannot be used (undecryptable, refresh refused), which is logged.
+func (s *Store) usable(ctx context.Context, sc Scope, id string) string {
+	c, err := s.get(ctx, sc, id)
 	if err != nil {
-		s.log.Warn("cannot read stored provider credentials", "error", err.Error())
-		return out
+		s.log.Warn("ignoring a stored provider credential", "provider", id, "scope", sc.Name(), "error", err.Error())
+		return ""
 	}
-	for id, err := range bad {
-		s.log.Warn("ignoring a stored provider credential", "provider", id, "error", err.Error())
+	if c == nil {
+		return ""
 	}
-	for id, c := range stored {
-		k, ok := find(id)
-		if !ok {
-			continue
+	if c.expired(s.now()) {
+		fresh, err := s.refresh(ctx, sc, id)
+		if err != nil {
+			s.log.Warn("cannot refresh the provider's OAuth token", "provider", id, "scope", sc.Name(), "error", err.Error())
+			return ""
 		}
-		if c.expired(s.now()) {
-			fresh, err := s.refresh(ctx, id)
-			if err != nil {
-				s.log.Warn("cannot refresh the provider's OAuth token", "provider", id, "error", err.Error())
-				continue
-			}
-			c = fresh
-		}
-		if v := c.secret(); v != "" {
-			out[k.env] = v
-		}
+		c = fresh
 	}
-	return out
+	return c.secret()
 }
 
-// List returns the catalogue with what is configured; all includes the
-// providers without credentials.
-func (s *Store) List(ctx context.Context, all bool) ([]Provider, error) {
-	stored, bad, err := s.stored(ctx)
+// Credential returns the secret (API key or OAuth access token) a run of
+// user uses for provider id: the user's own stored credential, else the
+// shared one, else the configured one; "" when there is none. Expired
+// OAuth tokens are refreshed first; a credential that cannot be used
+// (refresh refused, undecryptable) is skipped, so the next one applies.
+// It is called before every run, for the one provider the run needs.
+func (s *Store) Credential(ctx context.Context, user, id string) string {
+	k, ok := find(id)
+	if !ok || user == "" {
+		return ""
+	}
+	if v := s.usable(ctx, UserScope(user), id); v != "" {
+		return v
+	}
+	if v := s.usable(ctx, SharedScope(), id); v != "" {
+		return v
+	}
+	return s.configured[k.env]
+}
+
+func describe(c *credential, err error) *Stored {
+	switch {
+	case err != nil:
+		return &Stored{Error: err.Error()}
+	case c == nil:
+		return nil
+	}
+	d := &Stored{AuthType: c.Type}
+	if !c.UpdatedAt.IsZero() {
+		t := c.UpdatedAt
+		d.UpdatedAt = &t
+	}
+	if c.Type == "oauth" && !c.ExpiresAt.IsZero() {
+		t := c.ExpiresAt
+		d.ExpiresAt = &t
+	}
+	return d
+}
+
+// List returns the catalogue as user sees it: which credential their runs
+// use, their own and the shared one; all includes the providers without
+// any credential.
+func (s *Store) List(ctx context.Context, user string, all bool) ([]Provider, error) {
+	own, ownBad, err := s.stored(ctx, UserScope(user))
+	if err != nil {
+		return nil, fmt.Errorf("list providers: %w", err)
+	}
+	shared, sharedBad, err := s.stored(ctx, SharedScope())
 	if err != nil {
 		return nil, fmt.Errorf("list providers: %w", err)
 	}
 	out := []Provider{}
 	for _, k := range catalogue {
 		p := Provider{ID: k.id, Name: k.name, Billing: "pay-per-token", Description: "API key in " + k.env,
-			EnvVar: k.env, Backends: k.backends, Source: "none", Models: k.models, AuthMethods: []string{"api_key"}}
+			EnvVar: k.env, Backends: k.backends, Source: "none", Models: k.models, AuthMethods: []string{"api_key"},
+			Own: describe(own[k.id], ownBad[k.id]), Shared: describe(shared[k.id], sharedBad[k.id])}
 		if s.oauth[k.id].Enabled() {
 			p.AuthMethods = append(p.AuthMethods, "oauth")
 			p.Description += ", or OAuth sign-in"
 		}
-		switch c, e := stored[k.id], bad[k.id]; {
-		case c != nil:
-			p.Configured, p.Source, p.AuthType = true, "api", c.Type
-			if c.Type == "oauth" {
-				p.Billing = "subscription"
-				if !c.ExpiresAt.IsZero() {
-					t := c.ExpiresAt
-					p.ExpiresAt = &t
-				}
-			}
-		case e != nil:
-			p.Source, p.Error = "api", e.Error()
-			p.Configured = s.configured[k.env] != ""
+		switch {
+		case own[k.id] != nil:
+			p.Configured, p.Source, p.Scope = true, "api", "user"
+			p.applies(own[k.id])
+		case shared[k.id] != nil:
+			p.Configured, p.Source, p.Scope = true, "api", "shared"
+			p.applies(shared[k.id])
 		case s.configured[k.env] != "":
 			p.Configured, p.Source = true, "config"
+		}
+		if e := cmp.Or(ownBad[k.id], sharedBad[k.id]); e != nil {
+			p.Error = e.Error()
+			if !p.Configured {
+				p.Source = "api"
+			}
 		}
 		if p.Configured || p.Error != "" || all {
 			out = append(out, p)
@@ -336,20 +461,36 @@ func (s *Store) List(ctx context.Context, all bool) ([]Provider, error) {
 	return out, nil
 }
 
-// SetKey stores an API key for provider id.
-func (s *Store) SetKey(ctx context.Context, id, apiKey string) error {
-	if _, ok := find(id); !ok {
-		return ErrUnknown
+// applies records the stored credential c as the one that applies.
+func (p *Provider) applies(c *credential) {
+	p.AuthType = c.Type
+	if c.Type == "oauth" {
+		p.Billing = "subscription"
+		if !c.ExpiresAt.IsZero() {
+			t := c.ExpiresAt
+			p.ExpiresAt = &t
+		}
 	}
-	return s.put(ctx, id, &credential{Type: "api_key", APIKey: apiKey})
 }
 
-// DeleteKey removes a stored credential; configured keys stay.
-func (s *Store) DeleteKey(ctx context.Context, id string) error {
+// SetKey stores an API key for provider id in scope sc.
+func (s *Store) SetKey(ctx context.Context, sc Scope, id, apiKey string) error {
 	if _, ok := find(id); !ok {
 		return ErrUnknown
 	}
-	if err := s.rdb.HDel(ctx, credsKey, id).Err(); err != nil {
+	return s.put(ctx, sc, id, &credential{Type: "api_key", APIKey: apiKey})
+}
+
+// DeleteKey removes a stored credential of scope sc; the other scope's and
+// configured keys stay.
+func (s *Store) DeleteKey(ctx context.Context, sc Scope, id string) error {
+	if _, ok := find(id); !ok {
+		return ErrUnknown
+	}
+	if err := sc.check(); err != nil {
+		return err
+	}
+	if err := s.rdb.HDel(ctx, sc.hash(), id).Err(); err != nil {
 		return fmt.Errorf("delete credential: %w", err)
 	}
 	return nil
@@ -363,20 +504,30 @@ type OAuthStart struct {
 }
 
 // pending is a started sign-in waiting for its code, stored encrypted
-// under its state for PendingTTL.
+// under its state for PendingTTL: only the user who started it can finish
+// it, into the scope it was started for.
 type pending struct {
 	Provider string `json:"provider"`
 	Verifier string `json:"verifier"`
+	User     string `json:"user"`
+	Shared   bool   `json:"shared,omitempty"`
 }
 
 func pendingAAD(state string) string { return "sortie/mission-control/oauth-pending/" + state }
 
 // StartOAuth begins an authorization code sign-in with PKCE for provider
-// id and returns the URL the user opens.
-func (s *Store) StartOAuth(ctx context.Context, id string) (*OAuthStart, error) {
+// id, started by user, whose tokens go into scope sc, and returns the URL
+// the user opens.
+func (s *Store) StartOAuth(ctx context.Context, user string, sc Scope, id string) (*OAuthStart, error) {
 	cl, err := s.client(id)
 	if err != nil {
 		return nil, err
+	}
+	if err := sc.check(); err != nil {
+		return nil, err
+	}
+	if user == "" {
+		return nil, ErrNoScope
 	}
 	if s.sealer == nil {
 		return nil, ErrNoKey
@@ -393,7 +544,7 @@ func (s *Store) StartOAuth(ctx context.Context, id string) (*OAuthStart, error) 
 	if err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(pending{Provider: id, Verifier: verifier})
+	b, err := json.Marshal(pending{Provider: id, Verifier: verifier, User: user, Shared: sc.shared})
 	if err != nil {
 		return nil, fmt.Errorf("start sign-in: %w", err)
 	}
@@ -418,10 +569,11 @@ func (s *Store) client(id string) (OAuthClient, error) {
 	return cl, nil
 }
 
-// FinishOAuth exchanges the code of a started sign-in for tokens and
-// stores them. input is the code, "code#state" or the redirect URL; state
-// may be empty when input carries it. A state is used once.
-func (s *Store) FinishOAuth(ctx context.Context, id, input, state string) (*time.Time, error) {
+// FinishOAuth exchanges the code of a sign-in user started for scope sc
+// for tokens and stores them there. input is the code, "code#state" or the
+// redirect URL; state may be empty when input carries it. A state is used
+// once, and is refused for another provider, user or scope.
+func (s *Store) FinishOAuth(ctx context.Context, user string, sc Scope, id, input, state string) (*time.Time, error) {
 	cl, err := s.client(id)
 	if err != nil {
 		return nil, err
@@ -448,7 +600,7 @@ func (s *Store) FinishOAuth(ctx context.Context, id, input, state string) (*time
 		return nil, ErrBadState
 	}
 	var p pending
-	if err := json.Unmarshal(b, &p); err != nil || p.Provider != id {
+	if err := json.Unmarshal(b, &p); err != nil || p.Provider != id || p.User == "" || p.User != user || p.Shared != sc.shared {
 		return nil, ErrBadState
 	}
 	tr, err := cl.exchange(ctx, s.hc, code, state, p.Verifier)
@@ -456,7 +608,7 @@ func (s *Store) FinishOAuth(ctx context.Context, id, input, state string) (*time
 		return nil, err
 	}
 	c := &credential{Type: "oauth", AccessToken: tr.AccessToken, RefreshToken: tr.RefreshToken, ExpiresAt: expiry(s.now(), tr.ExpiresIn)}
-	if err := s.put(ctx, id, c); err != nil {
+	if err := s.put(ctx, sc, id, c); err != nil {
 		return nil, err
 	}
 	if c.ExpiresAt.IsZero() {
@@ -471,21 +623,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 
-// refresh renews provider id's OAuth tokens with its refresh token unless
-// they are still fresh, and returns the credential. Replicas take a Redis
-// lock first so a rotating refresh token is used once.
-func (s *Store) refresh(ctx context.Context, id string) (*credential, error) {
+// refresh renews the OAuth tokens of provider id in scope sc with its
+// refresh token unless they are still fresh, and returns the credential.
+// Replicas take a Redis lock first so a rotating refresh token is used once.
+func (s *Store) refresh(ctx context.Context, sc Scope, id string) (*credential, error) {
 	cl, err := s.client(id)
 	if err != nil {
 		return nil, err
 	}
-	s.refreshing.Lock()
-	defer s.refreshing.Unlock()
+	lock := sc.lockKey(id)
+	mu, _ := s.refreshing.LoadOrStore(lock, &sync.Mutex{})
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	token, err := randomToken(16)
 	if err != nil {
 		return nil, err
 	}
-	lock := refreshPrefix + id
 	deadline := s.now().Add(15 * time.Second)
 	for {
 		ok, err := s.rdb.SetNX(ctx, lock, token, 30*time.Second).Result()
@@ -507,7 +660,7 @@ func (s *Store) refresh(ctx context.Context, id string) (*credential, error) {
 	defer releaseScript.Run(context.WithoutCancel(ctx), s.rdb, []string{lock}, token)
 
 	// Another replica may have refreshed while this one waited.
-	c, err := s.get(ctx, id)
+	c, err := s.get(ctx, sc, id)
 	if err != nil {
 		return nil, err
 	}
@@ -528,16 +681,18 @@ func (s *Store) refresh(ctx context.Context, id string) (*credential, error) {
 	if tr.RefreshToken != "" { // rotated
 		c.RefreshToken = tr.RefreshToken
 	}
-	if err := s.put(ctx, id, c); err != nil {
+	if err := s.put(ctx, sc, id, c); err != nil {
 		return nil, err
 	}
-	s.log.Info("refreshed the provider's OAuth token", "provider", id, "expires_at", c.ExpiresAt)
+	s.log.Info("refreshed the provider's OAuth token", "provider", id, "scope", sc.Name(), "expires_at", c.ExpiresAt)
 	return c, nil
 }
 
-// Migrate encrypts API keys an earlier version stored in plain text and
-// deletes the plain-text hash. Without a key it leaves them alone (and
-// they are not used).
+// Migrate encrypts API keys an earlier version stored in plain text, as
+// shared credentials (what every stored credential was then), and deletes
+// the plain-text hash. Without a key it leaves them alone (and they are
+// not used). Credentials the versions before per-user credentials sealed
+// are the shared ones as they are: nothing to move.
 func (s *Store) Migrate(ctx context.Context) error {
 	old, err := s.rdb.HGetAll(ctx, legacyKeysHash).Result()
 	if err != nil {
@@ -553,7 +708,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if exists, err := s.rdb.HExists(ctx, credsKey, id).Result(); err != nil || exists {
 			continue
 		}
-		if err := s.SetKey(ctx, id, v); err != nil {
+		if err := s.SetKey(ctx, SharedScope(), id, v); err != nil {
 			return fmt.Errorf("migrate credentials: %w", err)
 		}
 	}

@@ -122,14 +122,14 @@ func TestParseKey(t *testing.T) {
 // authorize URL, the stored ciphertext and the injected secret.
 func TestOAuthSignIn(t *testing.T) {
 	tests := []struct {
-		provider, env, wantType string
-		send                    func(u *url.URL) (code, state string)
+		provider, wantType string
+		send               func(u *url.URL) (code, state string)
 	}{
-		{"openai", "OPENAI_API_KEY", "application/x-www-form-urlencoded", func(u *url.URL) (string, string) {
+		{"openai", "application/x-www-form-urlencoded", func(u *url.URL) (string, string) {
 			return u.Query().Get("code"), u.Query().Get("state")
 		}},
-		{"openai", "OPENAI_API_KEY", "application/x-www-form-urlencoded", func(u *url.URL) (string, string) { return u.String(), "" }},
-		{"anthropic", "ANTHROPIC_API_KEY", "application/json", func(u *url.URL) (string, string) {
+		{"openai", "application/x-www-form-urlencoded", func(u *url.URL) (string, string) { return u.String(), "" }},
+		{"anthropic", "application/json", func(u *url.URL) (string, string) {
 			return u.Query().Get("code") + "#" + u.Query().Get("state"), ""
 		}},
 	}
@@ -138,7 +138,7 @@ func TestOAuthSignIn(t *testing.T) {
 			f := newFixture(t, testKey)
 			s := f.store(t)
 			ctx := context.Background()
-			start, err := s.StartOAuth(ctx, tc.provider)
+			start, err := s.StartOAuth(ctx, "alice", UserScope("alice"), tc.provider)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +155,7 @@ func TestOAuthSignIn(t *testing.T) {
 				t.Errorf("code_challenge %q", q.Get("code_challenge"))
 			}
 			code, state := tc.send(oauthtest.SignIn(t, start.URL))
-			exp, err := s.FinishOAuth(ctx, tc.provider, code, state)
+			exp, err := s.FinishOAuth(ctx, "alice", UserScope("alice"), tc.provider, code, state)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,19 +165,26 @@ func TestOAuthSignIn(t *testing.T) {
 			if got := f.oauth[tc.provider].ContentTypes(); len(got) != 1 || got[0] != tc.wantType {
 				t.Errorf("token requests %v, want one %s", got, tc.wantType)
 			}
-			secrets := s.Secrets(ctx)
-			token := secrets[tc.env]
+			token := s.Credential(ctx, "alice", tc.provider)
 			if !strings.HasPrefix(token, f.oauth[tc.provider].TokenPrefix+"at-") {
-				t.Fatalf("secret %s = %q", tc.env, token)
+				t.Fatalf("secret of %s = %q", tc.provider, token)
+			}
+			if got := s.Credential(ctx, "bob", tc.provider); got != "" {
+				t.Errorf("bob's run gets alice's token %q", got)
 			}
 			if d := dump(t, f.rs.Client); strings.Contains(d, token) || strings.Contains(d, "rt-") || !strings.Contains(d, "v1:") {
 				t.Errorf("plaintext token in Redis:\n%s", d)
 			}
-			list, _ := s.List(ctx, false)
-			if p := byID(list, tc.provider); p == nil || p.Source != "api" || p.AuthType != "oauth" || p.ExpiresAt == nil {
+			list, _ := s.List(ctx, "alice", false)
+			if p := byID(list, tc.provider); p == nil || p.Source != "api" || p.Scope != "user" || p.AuthType != "oauth" || p.ExpiresAt == nil ||
+				p.Own == nil || p.Own.AuthType != "oauth" || p.Shared != nil {
 				t.Errorf("listed %+v", p)
 			}
-			if _, err := s.FinishOAuth(ctx, tc.provider, code, state); !errors.Is(err, ErrBadState) {
+			list, _ = s.List(ctx, "bob", false)
+			if p := byID(list, tc.provider); p != nil {
+				t.Errorf("bob sees alice's credential: %+v", p)
+			}
+			if _, err := s.FinishOAuth(ctx, "alice", UserScope("alice"), tc.provider, code, state); !errors.Is(err, ErrBadState) {
 				t.Errorf("second use of the state: %v", err)
 			}
 		})
@@ -193,15 +200,15 @@ func byID(list []Provider, id string) *Provider {
 	return nil
 }
 
-// signIn runs a whole sign-in.
-func signIn(t *testing.T, s *Store, provider string) {
+// signIn runs a whole sign-in of user into scope sc.
+func signIn(t *testing.T, s *Store, user string, sc Scope, provider string) {
 	t.Helper()
 	ctx := context.Background()
-	start, err := s.StartOAuth(ctx, provider)
+	start, err := s.StartOAuth(ctx, user, sc, provider)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.FinishOAuth(ctx, provider, oauthtest.SignIn(t, start.URL).String(), ""); err != nil {
+	if _, err := s.FinishOAuth(ctx, user, sc, provider, oauthtest.SignIn(t, start.URL).String(), ""); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -213,8 +220,8 @@ func TestRefreshBeforeRunWhenExpired(t *testing.T) {
 	f := newFixture(t, testKey)
 	a, b := f.store(t), f.store(t)
 	ctx := context.Background()
-	signIn(t, a, "anthropic")
-	first := a.Secrets(ctx)["ANTHROPIC_API_KEY"]
+	signIn(t, a, "alice", UserScope("alice"), "anthropic")
+	first := a.Credential(ctx, "alice", "anthropic")
 	srv := f.oauth["anthropic"]
 	if srv.Refreshes() != 0 {
 		t.Fatalf("refreshed a fresh token")
@@ -225,7 +232,7 @@ func TestRefreshBeforeRunWhenExpired(t *testing.T) {
 		got := make([]string, 6)
 		for i := range got {
 			s := []*Store{a, b}[i%2]
-			wg.Go(func() { got[i] = s.Secrets(ctx)["ANTHROPIC_API_KEY"] })
+			wg.Go(func() { got[i] = s.Credential(ctx, "alice", "anthropic") })
 		}
 		wg.Wait()
 		if srv.Refreshes() != round {
@@ -245,14 +252,14 @@ func TestRefreshBeforeRunWhenExpired(t *testing.T) {
 	// apply) instead of passing a dead token.
 	srv.Revoke()
 	f.clock.add(2 * time.Hour)
-	if got, ok := a.Secrets(ctx)["ANTHROPIC_API_KEY"]; ok {
+	if got := a.Credential(ctx, "alice", "anthropic"); got != "" {
 		t.Errorf("revoked refresh token: secret %q passed", got)
 	}
 	// A token that expires within the skew is refreshed at once.
 	o := f.oauth["openai"]
 	o.SetExpiresIn(30)
-	signIn(t, a, "openai")
-	if _, ok := a.Secrets(ctx)["OPENAI_API_KEY"]; !ok || o.Refreshes() != 1 {
+	signIn(t, a, "admin", SharedScope(), "openai")
+	if got := a.Credential(ctx, "carol", "openai"); got == "" || o.Refreshes() != 1 {
 		t.Errorf("short-lived token: %d refreshes", o.Refreshes())
 	}
 }
@@ -270,23 +277,41 @@ func TestBadOAuthInput(t *testing.T) {
 		return st
 	}()
 	ctx := context.Background()
-	startOpenAI, _ := s.StartOAuth(ctx, "openai")
-	startAnthropic, _ := s.StartOAuth(ctx, "anthropic")
+	alice := UserScope("alice")
+	startOpenAI, _ := s.StartOAuth(ctx, "alice", alice, "openai")
+	startAnthropic, _ := s.StartOAuth(ctx, "alice", alice, "anthropic")
+	startBob, _ := s.StartOAuth(ctx, "bob", UserScope("bob"), "openai")
+	startShared, _ := s.StartOAuth(ctx, "alice", SharedScope(), "openai")
 	tests := []struct {
 		name string
 		do   func() error
 		want error
 	}{
-		{"unknown provider", func() error { _, err := s.StartOAuth(ctx, "nope"); return err }, ErrUnknown},
-		{"oauth on amp", func() error { _, err := s.StartOAuth(ctx, "amp"); return err }, ErrNoOAuth},
-		{"unknown state", func() error { _, err := s.FinishOAuth(ctx, "openai", "code-1", "forged"); return err }, ErrBadState},
-		{"no state", func() error { _, err := s.FinishOAuth(ctx, "openai", "code-1", ""); return err }, ErrBadState},
+		{"unknown provider", func() error { _, err := s.StartOAuth(ctx, "alice", alice, "nope"); return err }, ErrUnknown},
+		{"oauth on amp", func() error { _, err := s.StartOAuth(ctx, "alice", alice, "amp"); return err }, ErrNoOAuth},
+		{"unknown state", func() error { _, err := s.FinishOAuth(ctx, "alice", alice, "openai", "code-1", "forged"); return err }, ErrBadState},
+		{"no state", func() error { _, err := s.FinishOAuth(ctx, "alice", alice, "openai", "code-1", ""); return err }, ErrBadState},
 		{"state of another provider", func() error {
-			_, err := s.FinishOAuth(ctx, "openai", "code-1", startAnthropic.State)
+			_, err := s.FinishOAuth(ctx, "alice", alice, "openai", "code-1", startAnthropic.State)
 			return err
 		}, ErrBadState},
-		{"no key: api key", func() error { return noKey.SetKey(ctx, "openai", "sk") }, ErrNoKey},
-		{"no key: oauth", func() error { _, err := noKey.StartOAuth(ctx, "openai"); return err }, ErrNoKey},
+		{"state of another user", func() error {
+			_, err := s.FinishOAuth(ctx, "alice", alice, "openai", "code-1", startBob.State)
+			return err
+		}, ErrBadState},
+		{"state of another user, into their scope", func() error {
+			_, err := s.FinishOAuth(ctx, "alice", UserScope("bob"), "openai", "code-1", startBob.State)
+			return err
+		}, ErrBadState},
+		{"state of the shared scope", func() error {
+			_, err := s.FinishOAuth(ctx, "alice", alice, "openai", "code-1", startShared.State)
+			return err
+		}, ErrBadState},
+		{"no user", func() error { return s.SetKey(ctx, UserScope(""), "openai", "sk") }, ErrNoScope},
+		{"no user: start", func() error { _, err := s.StartOAuth(ctx, "", SharedScope(), "openai"); return err }, ErrNoScope},
+		{"no user: delete", func() error { return s.DeleteKey(ctx, Scope{}, "openai") }, ErrNoScope},
+		{"no key: api key", func() error { return noKey.SetKey(ctx, alice, "openai", "sk") }, ErrNoKey},
+		{"no key: oauth", func() error { _, err := noKey.StartOAuth(ctx, "alice", alice, "openai"); return err }, ErrNoKey},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -296,20 +321,20 @@ func TestBadOAuthInput(t *testing.T) {
 		})
 	}
 	t.Run("wrong code", func(t *testing.T) {
-		_, err := s.FinishOAuth(ctx, "openai", "not-a-code", startOpenAI.State)
+		_, err := s.FinishOAuth(ctx, "alice", alice, "openai", "not-a-code", startOpenAI.State)
 		var oe *OAuthError
 		if !errors.As(err, &oe) || oe.Code != "invalid_grant" {
 			t.Errorf("got %v, want invalid_grant", err)
 		}
 	})
 	t.Run("token endpoint down", func(t *testing.T) {
-		st, _ := s.StartOAuth(ctx, "openai")
+		st, _ := s.StartOAuth(ctx, "alice", alice, "openai")
 		o := f.opts
 		cl := o.OAuth["openai"]
 		cl.TokenURL = "http://127.0.0.1:1/token"
 		o.OAuth = map[string]OAuthClient{"openai": cl}
 		down, _ := NewStore(f.rs.Client, o)
-		if _, err := down.FinishOAuth(ctx, "openai", "code", st.State); !errors.Is(err, ErrTokenEndpoint) {
+		if _, err := down.FinishOAuth(ctx, "alice", alice, "openai", "code", st.State); !errors.Is(err, ErrTokenEndpoint) {
 			t.Errorf("got %v", err)
 		}
 	})
@@ -322,10 +347,10 @@ func TestKeysAtRest(t *testing.T) {
 	f := newFixture(t, testKey)
 	s := f.store(t)
 	ctx := context.Background()
-	if err := s.SetKey(ctx, "amp", "amp-stored-secret"); err != nil {
+	if err := s.SetKey(ctx, SharedScope(), "amp", "amp-stored-secret"); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Secrets(ctx)["AMP_API_KEY"]; got != "amp-stored-secret" {
+	if got := s.Credential(ctx, "alice", "amp"); got != "amp-stored-secret" {
 		t.Errorf("secret %q", got)
 	}
 	if d := dump(t, f.rs.Client); strings.Contains(d, "amp-stored-secret") {
@@ -334,7 +359,7 @@ func TestKeysAtRest(t *testing.T) {
 	// A ciphertext moved to another provider does not decrypt.
 	v := f.rs.Client.HGet(ctx, credsKey, "amp").Val()
 	f.rs.Client.HSet(ctx, credsKey, "openai", v)
-	if got := s.Secrets(ctx)["OPENAI_API_KEY"]; got != "" {
+	if got := s.Credential(ctx, "alice", "openai"); got != "" {
 		t.Errorf("swapped ciphertext decrypted: %q", got)
 	}
 	f.rs.Client.HDel(ctx, credsKey, "openai")
@@ -345,11 +370,11 @@ func TestKeysAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := other.Secrets(ctx)["AMP_API_KEY"]; got != "amp-configured" {
+	if got := other.Credential(ctx, "alice", "amp"); got != "amp-configured" {
 		t.Errorf("with the wrong key: %q, want the configured key", got)
 	}
-	list, _ := other.List(ctx, false)
-	if p := byID(list, "amp"); p == nil || p.Error == "" || !p.Configured {
+	list, _ := other.List(ctx, "alice", false)
+	if p := byID(list, "amp"); p == nil || p.Error == "" || !p.Configured || p.Source != "config" || p.Shared == nil || p.Shared.Error == "" {
 		t.Errorf("listed %+v", p)
 	}
 
@@ -357,10 +382,89 @@ func TestKeysAtRest(t *testing.T) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Secrets(ctx)["OPENAI_API_KEY"]; got != "sk-legacy-plain" {
+	if got := s.Credential(ctx, "default", "openai"); got != "sk-legacy-plain" {
 		t.Errorf("migrated key %q", got)
 	}
 	if d := dump(t, f.rs.Client); strings.Contains(d, "sk-legacy-plain") {
 		t.Errorf("plaintext key left in Redis:\n%s", d)
+	}
+}
+
+// TestCredentialsPerUser: a run uses the owner's own credential, else the
+// shared one, else the configured one; a user's sealed credential moved
+// into another user's hash (or the shared one) does not decrypt; and a
+// credential an earlier version stored (shared, sealed without a user)
+// keeps working for every user, the single user of an upgraded install too.
+func TestCredentialsPerUser(t *testing.T) {
+	f := newFixture(t, testKey)
+	s := f.store(t)
+	ctx := context.Background()
+	if err := s.SetKey(ctx, SharedScope(), "amp", "amp-shared-secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetKey(ctx, UserScope("alice"), "amp", "amp-alice-secret"); err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]string{"alice": "amp-alice-secret", "bob": "amp-shared-secret", "": ""} {
+		if got := s.Credential(ctx, user, "amp"); got != want {
+			t.Errorf("run of %q gets %q, want %q", user, got, want)
+		}
+	}
+	if d := dump(t, f.rs.Client); strings.Contains(d, "amp-alice-secret") || strings.Contains(d, "amp-shared-secret") {
+		t.Errorf("plaintext key in Redis:\n%s", d)
+	}
+	list, _ := s.List(ctx, "alice", false)
+	if p := byID(list, "amp"); p == nil || p.Scope != "user" || p.Own == nil || p.Shared == nil || p.Own.AuthType != "api_key" || p.Own.UpdatedAt == nil {
+		t.Errorf("alice's list: %+v", p)
+	}
+	list, _ = s.List(ctx, "bob", false)
+	if p := byID(list, "amp"); p == nil || p.Scope != "shared" || p.Own != nil || p.Shared == nil {
+		t.Errorf("bob's list: %+v", p)
+	}
+
+	// alice's ciphertext copied into bob's hash or the shared one.
+	v := f.rs.Client.HGet(ctx, userCredsKey("alice"), "amp").Val()
+	f.rs.Client.HSet(ctx, userCredsKey("bob"), "amp", v)
+	if got := s.Credential(ctx, "bob", "amp"); got != "amp-shared-secret" {
+		t.Errorf("alice's ciphertext in bob's hash: bob's run gets %q", got)
+	}
+	list, _ = s.List(ctx, "bob", false)
+	if p := byID(list, "amp"); p == nil || p.Own == nil || p.Own.Error == "" || p.Scope != "shared" {
+		t.Errorf("bob's list with a foreign ciphertext: %+v", p)
+	}
+	f.rs.Client.HSet(ctx, credsKey, "amp", v)
+	if got := s.Credential(ctx, "bob", "amp"); got != "amp-configured" {
+		t.Errorf("alice's ciphertext as the shared one: bob's run gets %q", got)
+	}
+
+	// Deleting one scope's credential leaves the other.
+	f.rs.Client.HDel(ctx, userCredsKey("bob"), "amp")
+	if err := s.SetKey(ctx, SharedScope(), "amp", "amp-shared-secret"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteKey(ctx, UserScope("alice"), "amp"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Credential(ctx, "alice", "amp"); got != "amp-shared-secret" {
+		t.Errorf("after deleting her own: %q", got)
+	}
+	if err := s.DeleteKey(ctx, SharedScope(), "amp"); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Credential(ctx, "alice", "amp"); got != "amp-configured" {
+		t.Errorf("after deleting the shared one: %q", got)
+	}
+
+	// An earlier version's stored credential: the shared hash, sealed
+	// bound to the provider only.
+	old, err := s.sealer.seal([]byte(`{"type":"api_key","api_key":"sk-before-tenancy"}`), "sortie/mission-control/provider/openai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.rs.Client.HSet(ctx, "mc:providers:creds", "openai", old)
+	for _, user := range []string{"default", "alice"} {
+		if got := s.Credential(ctx, user, "openai"); got != "sk-before-tenancy" {
+			t.Errorf("earlier version's key for %s: %q", user, got)
+		}
 	}
 }

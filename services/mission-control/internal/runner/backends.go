@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"strings"
 
 	"sortie.dev/services/mission-control/internal/backend"
 	"sortie.dev/services/mission-control/internal/backend/amp"
@@ -44,30 +45,70 @@ func build(name string, r backend.Request, o backend.ParserOptions) (backend.Com
 	return cmd, p, err
 }
 
-// credentialsFor maps the configured provider secrets to the variables a
-// backend's CLI reads.
-func credentialsFor(name string, secrets map[string]string) map[string]string {
-	out := map[string]string{}
+// opencodeProviders are the providers whose credentials OpenCode can be
+// given, in the order tried when the mission names no model.
+var opencodeProviders = []string{"anthropic", "openai"}
+
+// providerFor is the one provider whose credential a CLI backend's turn
+// gets: Claude Code anthropic, Codex openai, Amp amp. OpenCode gets the
+// provider its model names ("anthropic/…", "openai/…"; another provider
+// gets none: the workspace's own OpenCode config applies), or, without a
+// model, the first of anthropic and openai the owner has a credential for
+// (has reports that), which OpenCode then picks its default model from.
+// Never more than one: OpenCode is not handed every key.
+func providerFor(name, model string, has func(provider string) bool) string {
 	switch name {
 	case claudecode.Name:
-		if k := secrets["ANTHROPIC_API_KEY"]; k != "" {
-			out = claudecode.CredentialEnv(k)
-		}
+		return "anthropic"
 	case codex.Name:
-		if k := secrets["OPENAI_API_KEY"]; k != "" {
-			out = codex.CredentialEnv(k)
-			out["OPENAI_API_KEY"] = k
-		}
+		return "openai"
 	case amp.Name:
-		if k := secrets["AMP_API_KEY"]; k != "" {
-			out = amp.CredentialEnv(k)
-		}
+		return "amp"
 	case opencode.Name:
-		for _, k := range []string{"ANTHROPIC_API_KEY", "OPENAI_API_KEY"} {
-			if v := secrets[k]; v != "" {
-				out[k] = v
+		if model != "" {
+			p, _, ok := strings.Cut(model, "/")
+			if ok {
+				for _, known := range opencodeProviders {
+					if p == known {
+						return p
+					}
+				}
+			}
+			return ""
+		}
+		for _, p := range opencodeProviders {
+			if has(p) {
+				return p
 			}
 		}
 	}
-	return out
+	return ""
+}
+
+// providerEnv is the variable of a provider's secret for OpenCode.
+var providerEnv = map[string]string{"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY"}
+
+// credentialEnv is the environment a backend's CLI reads the secret of
+// provider from; nothing for an empty secret.
+func credentialEnv(name, provider, secret string) map[string]string {
+	if secret == "" {
+		return nil
+	}
+	switch name {
+	case claudecode.Name:
+		return claudecode.CredentialEnv(secret)
+	case codex.Name:
+		// The same secret under both names: exec reads CODEX_API_KEY, tools
+		// and older builds OPENAI_API_KEY.
+		env := codex.CredentialEnv(secret)
+		env["OPENAI_API_KEY"] = secret
+		return env
+	case amp.Name:
+		return amp.CredentialEnv(secret)
+	case opencode.Name:
+		if v := providerEnv[provider]; v != "" {
+			return map[string]string{v: secret}
+		}
+	}
+	return nil
 }

@@ -45,10 +45,10 @@ func (t *turn) executeLoop(ctx context.Context, ws *workspaces.Workspace, req ba
 	}
 	cfg := t.r.opts.OpenAI
 	if cfg.APIKey == "" {
-		cfg.APIKey = t.r.opts.Secrets(ctx)["OPENAI_API_KEY"]
+		cfg.APIKey = t.credential(ctx, "openai")
 	}
 	cfg.Startup, cfg.Idle = t.r.opts.StartupTimeout, t.r.opts.IdleTimeout
-	run, err := openai.NewRun(cfg, execIn{w: t.r.workspaces, id: ws.ID}, openai.Turn{Request: req, History: hist},
+	run, err := openai.NewRun(cfg, execIn{w: t.ops, id: ws.ID}, openai.Turn{Request: req, History: hist},
 		backend.ParserOptions{RunID: t.run.TurnID[:8]})
 	if err != nil {
 		return t.fail(ctx, fmt.Sprintf("Cannot run the %s backend: %v", openai.Name, err), "bad_request", missions.Failed)
@@ -180,7 +180,7 @@ func (t *turn) turnEvents(ctx context.Context) ([]event.Event, error) {
 
 // execIn runs the built-in backend's tools through the operator's exec API.
 type execIn struct {
-	w  Workspaces
+	w  *workspaces.User
 	id string
 }
 

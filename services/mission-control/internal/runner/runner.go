@@ -19,7 +19,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"log/slog"
 	"path"
 	"regexp"
@@ -51,16 +50,11 @@ type Events interface {
 	Replay(ctx context.Context, missionID string, kinds []event.Kind, limit, offset int) ([]event.Event, error)
 }
 
-// Workspaces is the workspace-operator.
+// Workspaces is the workspace-operator. The runner reaches it only through
+// As(mission owner): every call of a turn carries a delegated token for the
+// mission's owner, never mission-control's own service token.
 type Workspaces interface {
-	Get(ctx context.Context, id string) (*workspaces.Workspace, error)
-	Exec(ctx context.Context, id, command, stdin string) (*workspaces.ExecResult, error)
-	ExecWith(ctx context.Context, id string, req workspaces.ExecRequest) (*workspaces.ExecResult, error)
-	Start(ctx context.Context, id string, req workspaces.StartRequest) (*workspaces.Process, error)
-	Process(ctx context.Context, id, pid string) (*workspaces.Process, error)
-	Signal(ctx context.Context, id, pid, sig string) error
-	Delete(ctx context.Context, id, pid string) error
-	Follow(ctx context.Context, id, pid string, offset int64) iter.Seq2[workspaces.OutputEvent, error]
+	As(user string) *workspaces.User
 }
 
 // Options configure a Runner.
@@ -72,8 +66,10 @@ type Options struct {
 	CancelGrace time.Duration
 	// CLIs maps a backend to its executable in the workspace.
 	CLIs map[string]string
-	// Secrets returns the provider credentials (ANTHROPIC_API_KEY, ...).
-	Secrets func(ctx context.Context) map[string]string
+	// Credential returns the secret (API key or OAuth access token) of
+	// provider (anthropic, openai, amp) that a run of user uses: the
+	// user's own, else a shared one; "" when there is none.
+	Credential func(ctx context.Context, user, provider string) string
 	// StartupTimeout and IdleTimeout are the watchdogs of every backend: a
 	// CLI that prints nothing within StartupTimeout of its start, or
 	// nothing for IdleTimeout after that, is stopped like a cancel and the
@@ -81,8 +77,8 @@ type Options struct {
 	// model call's stream. Zero disables either.
 	StartupTimeout time.Duration
 	IdleTimeout    time.Duration
-	// OpenAI configures the built-in backend; its APIKey, when empty, comes
-	// from Secrets (OPENAI_API_KEY) at each turn.
+	// OpenAI configures the built-in backend; its APIKey, when empty, is
+	// the mission owner's openai credential (Credential) at each turn.
 	OpenAI openai.Config
 	// Agents reads a library agent's markdown (nil: no library); found is
 	// false when the library has none of that name.
@@ -110,8 +106,8 @@ func New(m Missions, e Events, c *control.Store, w Workspaces, opts Options) *Ru
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	if opts.Secrets == nil {
-		opts.Secrets = func(context.Context) map[string]string { return nil }
+	if opts.Credential == nil {
+		opts.Credential = func(context.Context, string, string) string { return "" }
 	}
 	return &Runner{missions: m, events: e, control: c, workspaces: w, opts: opts, log: opts.Log, driving: map[string]bool{}}
 }
@@ -300,7 +296,7 @@ func (r *Runner) drive(base context.Context, id string) {
 	}
 	ctx, stop := context.WithCancel(base)
 	defer stop()
-	t := &turn{r: r, run: run, m: m, skip: run.Emitted, log: log.With("turn_id", run.TurnID),
+	t := &turn{r: r, run: run, m: m, ops: r.workspaces.As(m.UserID), skip: run.Emitted, log: log.With("turn_id", run.TurnID),
 		done: make(chan struct{}), fence: events.Fence{LeaseKey: control.LeaseKey(id), Owner: r.opts.Owner, RunKey: control.RunKey(id)}}
 	leaseLost := make(chan struct{})
 	go t.keepLease(ctx, stop, leaseLost)
@@ -349,14 +345,19 @@ type turn struct {
 	log   *slog.Logger
 	fence events.Fence
 	skip  int64
-	ws    *workspaces.Workspace
-	pid   string
-	done  chan struct{}
+	// ops is the operator as the mission's owner: every call of the turn
+	// goes through it.
+	ops  *workspaces.User
+	ws   *workspaces.Workspace
+	pid  string
+	done chan struct{}
 
 	cancelOnce sync.Once
 	// stopLoop cancels the built-in backend's loop (its "process").
 	mu       sync.Mutex
 	stopLoop context.CancelFunc
+
+	creds map[string]string // provider → secret, for this turn
 }
 
 func (t *turn) setStopLoop(f context.CancelFunc) {
@@ -429,7 +430,7 @@ func (t *turn) escalate(ctx context.Context) {
 				return
 			}
 		}
-		if err := t.r.workspaces.Signal(ctx, t.ws.ID, t.pid, sig); err != nil {
+		if err := t.ops.Signal(ctx, t.ws.ID, t.pid, sig); err != nil {
 			t.log.Debug("signal", "signal", sig, "error", err.Error())
 		}
 		t.log.Info("cancel: signalled the agent", "signal", sig)
@@ -486,12 +487,17 @@ func (t *turn) execute(ctx context.Context) error {
 		t.log.Warn("cannot publish status", "error", err.Error())
 	}
 
-	ws, err := t.r.workspaces.Get(ctx, t.m.WorkspaceID)
-	if errors.Is(err, workspaces.ErrNotFound) {
-		return t.fail(ctx, fmt.Sprintf("The mission's workspace %s no longer exists; missions never run in another workspace. Create a new mission in an existing workspace.", t.m.WorkspaceID), "workspace_gone", missions.Failed)
-	}
-	if err != nil {
+	ws, err := t.ops.Get(ctx, t.m.WorkspaceID)
+	var ie *workspaces.IdentityError
+	switch {
+	case errors.Is(err, workspaces.ErrNotFound):
+		return t.fail(ctx, fmt.Sprintf("The mission's workspace %s no longer exists (or is no longer yours); missions never run in another workspace. Create a new mission in one of your workspaces.", t.m.WorkspaceID), "workspace_gone", missions.Failed)
+	case errors.As(err, &ie) && ie.Refused:
+		return t.fail(ctx, "The mission cannot act for its owner: the auth service refused a token for them ("+ie.Err.Error()+").", "identity_refused", missions.Failed)
+	case err != nil:
 		return fmt.Errorf("look up workspace: %w", err)
+	case !ws.UsableBy(t.m.UserID):
+		return t.fail(ctx, fmt.Sprintf("The mission's workspace %s belongs to another user; a mission runs only in its owner's workspaces.", ws.Name), "workspace_forbidden", missions.Failed)
 	}
 	if ws.Status != "ready" {
 		return t.fail(ctx, fmt.Sprintf("The mission's workspace %s is not ready (status %s).", ws.Name, ws.Status), "workspace_not_ready", missions.Failed)
@@ -500,21 +506,28 @@ func (t *turn) execute(ctx context.Context) error {
 
 	dir := path.Join(ws.Path, "missions", t.m.ID)
 	req := backend.Request{
-		Executable:  t.r.opts.CLIs[t.m.Backend],
-		Prompt:      msg.Content,
-		Model:       deref(t.m.ModelOverride),
-		Effort:      backend.Effort(deref(t.m.ModelEffort)),
-		Agent:       deref(t.m.Agent),
-		WorkDir:     dir,
-		Home:        dir + "/.home",
-		Credentials: credentialsFor(t.m.Backend, t.r.opts.Secrets(ctx)),
+		Executable: t.r.opts.CLIs[t.m.Backend],
+		Prompt:     msg.Content,
+		Model:      deref(t.m.ModelOverride),
+		Effort:     backend.Effort(deref(t.m.ModelEffort)),
+		Agent:      deref(t.m.Agent),
+		WorkDir:    dir,
+		Home:       dir + "/.home",
 	}
 	if msg.Agent != nil && *msg.Agent != "" {
 		req.Agent = *msg.Agent
 	}
 	if t.m.Backend == openai.Name {
-		req.Credentials = nil // the endpoint's key stays in mission-control
+		// The endpoint's key stays in mission-control (executeLoop).
 		return t.executeLoop(ctx, ws, req)
+	}
+	// Only the one credential this backend (and model) needs, only in the
+	// process's environment; a takeover starts nothing, so needs none.
+	if !t.run.Started {
+		has := func(p string) bool { return t.credential(ctx, p) != "" }
+		if p := providerFor(t.m.Backend, req.Model, has); p != "" {
+			req.Credentials = credentialEnv(t.m.Backend, p, t.credential(ctx, p))
+		}
 	}
 	if t.m.SessionStarted && t.m.SessionID != "" {
 		req.Resume = t.m.SessionID
@@ -531,7 +544,7 @@ func (t *turn) execute(ctx context.Context) error {
 		if ok, err := t.prepareDir(ctx, req); !ok || err != nil {
 			return err
 		}
-		_, err = t.r.workspaces.Start(ctx, ws.ID, workspaces.StartRequest{ID: t.pid, Argv: cmd.Argv, Cwd: cmd.Dir, Env: cmd.Env, Stdin: cmd.Stdin})
+		_, err = t.ops.Start(ctx, ws.ID, workspaces.StartRequest{ID: t.pid, Argv: cmd.Argv, Cwd: cmd.Dir, Env: cmd.Env, Stdin: cmd.Stdin})
 		if err != nil && !errors.Is(err, workspaces.ErrConflict) {
 			var we *workspaces.Error
 			if errors.As(err, &we) && we.Status < 500 {
@@ -542,7 +555,7 @@ func (t *turn) execute(ctx context.Context) error {
 		if err := t.r.control.MarkStarted(ctx, t.m.ID); err != nil {
 			return err
 		}
-	} else if _, err := t.r.workspaces.Process(ctx, ws.ID, t.pid); errors.Is(err, workspaces.ErrNotFound) {
+	} else if _, err := t.ops.Process(ctx, ws.ID, t.pid); errors.Is(err, workspaces.ErrNotFound) {
 		return t.fail(ctx, "The agent process of this turn is gone (its workspace restarted?). Resume the mission to continue.", "process_lost", missions.Interrupted)
 	} else if err != nil {
 		return fmt.Errorf("look up agent process: %w", err)
@@ -558,7 +571,7 @@ func (t *turn) execute(ctx context.Context) error {
 	if err := t.conclude(ctx, p, exit); err != nil {
 		return err
 	}
-	if err := t.r.workspaces.Delete(context.WithoutCancel(ctx), ws.ID, t.pid); err != nil {
+	if err := t.ops.Delete(context.WithoutCancel(ctx), ws.ID, t.pid); err != nil {
 		t.log.Debug("cannot delete the finished process", "error", err.Error())
 	}
 	return nil
@@ -596,7 +609,7 @@ func (t *turn) prepareDir(ctx context.Context, req backend.Request) (bool, error
 			fmt.Fprintf(&script, "mkdir -p .claude/agents .opencode/agent\ncat > .claude/agents/%[1]s.md\ncp .claude/agents/%[1]s.md .opencode/agent/%[1]s.md\n", req.Agent)
 		}
 	}
-	res, err := t.r.workspaces.Exec(ctx, t.ws.ID, script.String(), stdin)
+	res, err := t.ops.Exec(ctx, t.ws.ID, script.String(), stdin)
 	if err != nil {
 		return false, fmt.Errorf("prepare mission directory: %w", err)
 	}
@@ -685,7 +698,7 @@ func (t *turn) follow(ctx context.Context, p parser) (backend.Exit, error) {
 	}
 	wd := backend.NewWatchdog(t.r.opts.StartupTimeout, t.r.opts.IdleTimeout, func(err error) { t.watchdogFired(ctx, err) })
 	defer wd.Stop()
-	for ev, err := range t.r.workspaces.Follow(ctx, t.ws.ID, t.pid, 0) {
+	for ev, err := range t.ops.Follow(ctx, t.ws.ID, t.pid, 0) {
 		if err != nil {
 			return backend.Exit{}, err
 		}
@@ -774,6 +787,21 @@ func (t *turn) fail(ctx context.Context, msg, code string, status missions.Statu
 	}
 	t.log.Warn("turn failed", "reason", code, "message", msg)
 	return t.emit(ctx, event.Event{Kind: event.KindMissionStatusChanged, Status: string(status), Summary: msg}, -1)
+}
+
+// credential is the secret of provider the mission's owner runs with,
+// looked up once per turn (an OAuth refresh happens at most once). Only
+// the drive's goroutine calls it.
+func (t *turn) credential(ctx context.Context, provider string) string {
+	if v, ok := t.creds[provider]; ok {
+		return v
+	}
+	v := t.r.opts.Credential(ctx, t.m.UserID, provider)
+	if t.creds == nil {
+		t.creds = map[string]string{}
+	}
+	t.creds[provider] = v
+	return v
 }
 
 func deref(s *string) string {

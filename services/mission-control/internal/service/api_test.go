@@ -131,7 +131,7 @@ func TestBadInput(t *testing.T) {
 		code               string
 	}{
 		{"unknown backend", "POST", "/api/control/missions", map[string]any{"backend": "gpt-engineer"}, 400, "bad_request"},
-		{"unknown workspace", "POST", "/api/control/missions", map[string]any{"workspace_id": "nope"}, 400, "bad_request"},
+		{"unknown workspace", "POST", "/api/control/missions", map[string]any{"workspace_id": "nope"}, 404, "not_found"},
 		{"bad effort", "POST", "/api/control/missions", map[string]any{"model_effort": "extreme"}, 400, "bad_request"},
 		{"malformed JSON", "POST", "/api/control/missions", "{", 400, "invalid_json"},
 		{"wrong type", "POST", "/api/control/missions", map[string]any{"title": 3}, 400, "invalid_json"},
@@ -283,8 +283,8 @@ func TestOtherUsersMissionsAre404(t *testing.T) {
 	if len(list) != 0 {
 		t.Errorf("bob sees %d missions", len(list))
 	}
-	if r := alice.do("POST", "/api/providers/openai/auth", map[string]any{"api_key": "k"}); r.Status != 403 {
-		t.Errorf("a user sets a provider key: %d", r.Status)
+	if r := alice.do("POST", "/api/providers/openai/auth?shared=true", map[string]any{"api_key": "k"}); r.Status != 403 {
+		t.Errorf("a user sets a shared provider key: %d", r.Status)
 	}
 	var h struct {
 		AuthRequired bool   `json:"auth_required"`

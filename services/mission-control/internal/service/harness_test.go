@@ -52,7 +52,7 @@ func fakeOperator(t testing.TB) string {
 	ws := func(id string) map[string]any {
 		return map[string]any{"id": id, "name": "ws-" + id[:4], "workspace_type": "host", "path": "/workspaces", "status": "ready"}
 	}
-	mux.HandleFunc("GET /api/workspaces", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("[]")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"status":"ready"}`)) })
 	mux.HandleFunc("GET /api/workspaces/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		if id != "00000000-0000-0000-0000-000000000000" && id != "ws-ok" {

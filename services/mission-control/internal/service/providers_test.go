@@ -27,7 +27,7 @@ import (
 func recordingOperator(t testing.TB) (string, chan map[string]string) {
 	starts := make(chan map[string]string, 10)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/workspaces", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("[]")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"status":"ready"}`)) })
 	mux.HandleFunc("GET /api/workspaces/{id}", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{"id": r.PathValue("id"), "name": "host", "workspace_type": "host", "path": "/workspaces", "status": "ready"})
 	})

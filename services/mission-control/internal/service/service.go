@@ -59,14 +59,21 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 	if err != nil {
 		return nil, err
 	}
-	var tokens workspaces.TokenSource
+	// tokens gives the service's own token (health, the library) and, for
+	// every call about a mission's workspace, delegated tokens for the
+	// mission's owner (workspaces.Client.As).
+	var tokens *authn.ServiceTokenSource
 	var verifier *authn.Verifier
 	if !cfg.AuthDevMode {
 		tokens = authn.NewServiceTokenSource(strings.TrimSuffix(cfg.AuthURL, "/")+"/api/auth/token", cfg.ClientID, cfg.ClientSecret, nil)
 		verifier = authn.NewVerifier(authn.NewJWKS(cfg.JWKSURL, authn.JWKSOptions{}),
 			authn.VerifierOptions{Issuer: cfg.Issuer, Audience: cfg.Audience, Revocations: authn.RedisRevocations{Client: rdb}})
 	}
-	ws := workspaces.New(cfg.WorkspacesURL, tokens)
+	var wsTokens workspaces.TokenSource
+	if tokens != nil {
+		wsTokens = tokens
+	}
+	ws := workspaces.New(cfg.WorkspacesURL, wsTokens)
 	ms := missions.NewStore(rdb)
 	es := events.NewStore(rdb, cfg.ToolOutputLimit, cfg.StreamMaxLen)
 	cs := control.NewStore(rdb)
@@ -97,7 +104,7 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 	run := runner.New(ms, es, cs, ws, runner.Options{
 		Agents: agents,
 		Owner:  owner, MaxRunning: cfg.MaxRunningPerUser, LeaseTTL: cfg.LeaseTTL, CancelGrace: cfg.CancelGrace,
-		CLIs: cfg.CLIs, Secrets: ps.Secrets, Log: log,
+		CLIs: cfg.CLIs, Credential: ps.Credential, Log: log,
 		StartupTimeout: cfg.Agents.StartupTimeout, IdleTimeout: cfg.Agents.IdleTimeout,
 		OpenAI: openai.Config{BaseURL: cfg.Agents.OpenAIBaseURL, Model: cfg.Agents.OpenAIModel,
 			MaxSteps: cfg.Agents.OpenAIMaxSteps, ShellTimeout: cfg.Agents.OpenAIShellTimeout, MaxRetries: 2},

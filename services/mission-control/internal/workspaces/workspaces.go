@@ -1,6 +1,12 @@
 // Package workspaces is mission-control's client of the workspace-operator's
 // REST API: workspace lookup, synchronous exec, and the detached-process API
 // turns run through.
+//
+// Every call about a workspace is made for a user: Client has no such
+// method, only As(user) has, and its calls carry a delegated token for that
+// user (sub and role of the user, act = mission-control), so the operator
+// authorises the user and never mission-control's own service token. Only
+// Ping, the health check, uses the service token.
 package workspaces
 
 import (
@@ -17,6 +23,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"sortie.dev/services/kit/authn"
 )
 
 // ErrNotFound is returned when the workspace or process does not exist.
@@ -25,13 +33,35 @@ var ErrNotFound = errors.New("not found")
 // ErrConflict is returned for a 409 (e.g. a process id already in use).
 var ErrConflict = errors.New("conflict")
 
-// TokenSource supplies the bearer token for the operator; nil sends none
-// (dev mode).
+// TokenSource supplies the bearer tokens for the operator: the service's
+// own (health checks) and delegated ones for a user (everything else).
+// nil sends none (dev mode). authn.ServiceTokenSource is one.
 type TokenSource interface {
 	Token(ctx context.Context) (string, error)
+	TokenFor(ctx context.Context, userID string) (string, error)
 }
 
-// Client calls the workspace-operator.
+// ErrNoUser is returned by a view made for no user: no call about a
+// workspace goes out without a user, not even in dev mode.
+var ErrNoUser = errors.New("workspace call without a user")
+
+// IdentityError is auth refusing (or failing) to issue a token for the
+// user a call is made for. Refused is true when auth answered 4xx: the
+// user no longer exists, or mission-control may not act for users.
+type IdentityError struct {
+	User    string
+	Refused bool
+	Err     error
+}
+
+func (e *IdentityError) Error() string {
+	return fmt.Sprintf("token for user %s: %v", e.User, e.Err)
+}
+
+func (e *IdentityError) Unwrap() error { return e.Err }
+
+// Client calls the workspace-operator. Calls about workspaces go through
+// As.
 type Client struct {
 	base   string
 	tokens TokenSource
@@ -51,13 +81,25 @@ func New(base string, tokens TokenSource) *Client {
 
 // Workspace is the part of the operator's workspace object missions use.
 type Workspace struct {
-	ID            string            `json:"id"`
-	Name          string            `json:"name"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Owner is the user the workspace belongs to; empty for workspaces
+	// made without one (kubectl), which belong to the admins.
+	Owner         string            `json:"owner,omitempty"`
 	WorkspaceType string            `json:"workspace_type"`
 	Path          string            `json:"path"`
 	Status        string            `json:"status"`
 	ErrorMessage  *string           `json:"error_message"`
 	EnvVars       map[string]string `json:"env_vars"`
+}
+
+// UsableBy reports whether a mission of user may run in ws: the workspace
+// is the user's, or has no owner (made with kubectl: the admins', which the
+// operator shows to admins only). An admin sees every workspace, but a
+// mission in another user's workspace would put its processes, output,
+// mission directory and the admin's credentials where that user reads them.
+func (ws *Workspace) UsableBy(user string) bool {
+	return ws.Owner == "" || ws.Owner == user
 }
 
 // ExecResult is the answer of a synchronous exec.
@@ -140,7 +182,50 @@ func (e *Error) Unwrap() error {
 	return nil
 }
 
-func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, body, out any) (*http.Response, error) {
+// User is the operator as seen by one user: every call carries a delegated
+// token for that user.
+type User struct {
+	c    *Client
+	user string
+}
+
+// As returns the view of the operator of user (a mission's owner).
+func (c *Client) As(user string) *User { return &User{c: c, user: user} }
+
+// ID is the user the view acts for.
+func (u *User) ID() string { return u.user }
+
+// token returns the bearer token of a call: the delegated token of user,
+// or (user empty, for health checks only) the service's own.
+func (c *Client) token(ctx context.Context, user string) (string, error) {
+	if c.tokens == nil {
+		return "", nil
+	}
+	if user == "" {
+		tok, err := c.tokens.Token(ctx)
+		if err != nil {
+			return "", fmt.Errorf("service token: %w", err)
+		}
+		return tok, nil
+	}
+	tok, err := c.tokens.TokenFor(ctx, user)
+	if err != nil {
+		var te *authn.TokenError
+		refused := errors.As(err, &te) && te.Status >= 400 && te.Status < 500
+		return "", &IdentityError{User: user, Refused: refused, Err: err}
+	}
+	return tok, nil
+}
+
+func (u *User) do(ctx context.Context, hc *http.Client, method, path string, body, out any) (*http.Response, error) {
+	if u.user == "" {
+		return nil, ErrNoUser
+	}
+	return u.c.do(ctx, hc, u.user, method, path, body, out)
+}
+
+// do makes one call for user ("" only for Ping: the service token).
+func (c *Client) do(ctx context.Context, hc *http.Client, user, method, path string, body, out any) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -156,11 +241,11 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, b
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.tokens != nil {
-		tok, err := c.tokens.Token(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("service token: %w", err)
-		}
+	tok, err := c.token(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := hc.Do(req)
@@ -188,81 +273,89 @@ func (c *Client) do(ctx context.Context, hc *http.Client, method, path string, b
 
 func wsPath(id string) string { return "/api/workspaces/" + url.PathEscape(id) }
 
-// Get returns a workspace; ErrNotFound when it does not exist.
-func (c *Client) Get(ctx context.Context, id string) (*Workspace, error) {
+// Get returns a workspace; ErrNotFound when it does not exist or the user
+// cannot see it (the operator does not tell the two apart).
+func (u *User) Get(ctx context.Context, id string) (*Workspace, error) {
 	var ws Workspace
-	if _, err := c.do(ctx, c.http, http.MethodGet, wsPath(id), nil, &ws); err != nil {
+	if _, err := u.do(ctx, u.c.http, http.MethodGet, wsPath(id), nil, &ws); err != nil {
 		return nil, err
 	}
 	return &ws, nil
 }
 
-// Ping checks that the operator answers, for /api/health.
+// Ping checks that the operator is ready (its /readyz), for /api/health,
+// with the service's own token: it reads nobody's workspace.
 func (c *Client) Ping(ctx context.Context) error {
-	_, err := c.do(ctx, c.http, http.MethodGet, "/api/workspaces", nil, &json.RawMessage{})
+	_, err := c.do(ctx, c.http, "", http.MethodGet, "/readyz", nil, &json.RawMessage{})
 	return err
 }
 
 // Exec runs a shell command synchronously.
-func (c *Client) Exec(ctx context.Context, id, command, stdin string) (*ExecResult, error) {
-	return c.ExecWith(ctx, id, ExecRequest{Command: command, Stdin: stdin})
+func (u *User) Exec(ctx context.Context, id, command, stdin string) (*ExecResult, error) {
+	return u.ExecWith(ctx, id, ExecRequest{Command: command, Stdin: stdin})
 }
 
 // ExecWith runs a shell command synchronously with a working directory,
 // environment and time limit. The call waits for the command a little
 // longer than its time limit.
-func (c *Client) ExecWith(ctx context.Context, id string, req ExecRequest) (*ExecResult, error) {
+func (u *User) ExecWith(ctx context.Context, id string, req ExecRequest) (*ExecResult, error) {
 	if req.TimeoutSecs <= 0 {
 		req.TimeoutSecs = 120
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutSecs)*time.Second+30*time.Second)
 	defer cancel()
 	var out ExecResult
-	if _, err := c.do(ctx, c.stream, http.MethodPost, wsPath(id)+"/exec", req, &out); err != nil {
+	if _, err := u.do(ctx, u.c.stream, http.MethodPost, wsPath(id)+"/exec", req, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
 // Start starts a detached process; ErrConflict when its id is taken.
-func (c *Client) Start(ctx context.Context, id string, req StartRequest) (*Process, error) {
+func (u *User) Start(ctx context.Context, id string, req StartRequest) (*Process, error) {
 	var p Process
-	if _, err := c.do(ctx, c.http, http.MethodPost, wsPath(id)+"/processes", req, &p); err != nil {
+	if _, err := u.do(ctx, u.c.http, http.MethodPost, wsPath(id)+"/processes", req, &p); err != nil {
 		return nil, err
 	}
 	return &p, nil
 }
 
 // Process returns a process; ErrNotFound when the agent does not know it.
-func (c *Client) Process(ctx context.Context, id, pid string) (*Process, error) {
+func (u *User) Process(ctx context.Context, id, pid string) (*Process, error) {
 	var p Process
-	if _, err := c.do(ctx, c.http, http.MethodGet, wsPath(id)+"/processes/"+url.PathEscape(pid), nil, &p); err != nil {
+	if _, err := u.do(ctx, u.c.http, http.MethodGet, wsPath(id)+"/processes/"+url.PathEscape(pid), nil, &p); err != nil {
 		return nil, err
 	}
 	return &p, nil
 }
 
 // Signal sends sig (INT, TERM, KILL) to the process group.
-func (c *Client) Signal(ctx context.Context, id, pid, sig string) error {
-	_, err := c.do(ctx, c.http, http.MethodPost, wsPath(id)+"/processes/"+url.PathEscape(pid)+"/signal", map[string]string{"signal": sig}, nil)
+func (u *User) Signal(ctx context.Context, id, pid, sig string) error {
+	resp, err := u.do(ctx, u.c.http, http.MethodPost, wsPath(id)+"/processes/"+url.PathEscape(pid)+"/signal", map[string]string{"signal": sig}, nil)
+	if err == nil {
+		resp.Body.Close()
+	}
 	return err
 }
 
 // Delete forgets an exited process and its output.
-func (c *Client) Delete(ctx context.Context, id, pid string) error {
-	_, err := c.do(ctx, c.http, http.MethodDelete, wsPath(id)+"/processes/"+url.PathEscape(pid), nil, nil)
+func (u *User) Delete(ctx context.Context, id, pid string) error {
+	resp, err := u.do(ctx, u.c.http, http.MethodDelete, wsPath(id)+"/processes/"+url.PathEscape(pid), nil, nil)
+	if err == nil {
+		resp.Body.Close()
+	}
 	return err
 }
 
 // Follow streams a process's output from offset until it exits (the last
 // event has EOF set) or ctx ends. A stream that breaks is resumed from the
 // last offset seen, so a restart of the operator costs nothing.
-func (c *Client) Follow(ctx context.Context, id, pid string, offset int64) iter.Seq2[OutputEvent, error] {
+func (u *User) Follow(ctx context.Context, id, pid string, offset int64) iter.Seq2[OutputEvent, error] {
 	return func(yield func(OutputEvent, error) bool) {
 		failures := 0
 		for {
 			path := wsPath(id) + "/processes/" + url.PathEscape(pid) + "/output?follow=true&offset=" + strconv.FormatInt(offset, 10)
-			resp, err := c.do(ctx, c.stream, http.MethodGet, path, nil, nil)
+			resp, err := u.do(ctx, u.c.stream, http.MethodGet, path, nil, nil)
 			if err == nil {
 				sc := bufio.NewScanner(resp.Body)
 				sc.Buffer(make([]byte, 0, 256<<10), 8<<20)
