@@ -67,11 +67,21 @@ func (s *syncBuf) String() string {
 
 // operator runs the real workspace-operator for one test namespace.
 type operator struct {
-	url string
-	out *syncBuf
+	url     string
+	out     *syncBuf
+	cluster *clustertest.Cluster
+	ns      string
+	token   string // the test's own calls' bearer token (auth on)
 }
 
 func startOperator(t *testing.T) *operator {
+	t.Helper()
+	return startOperatorWith(t, map[string]string{"SORTIE_AUTH_DEV_MODE": "true"}, "")
+}
+
+// startOperatorWith runs the operator with settings (SORTIE_AUTH_*) and
+// calls it, in the test's own requests, with token.
+func startOperatorWith(t *testing.T, settings map[string]string, token string) *operator {
 	t.Helper()
 	c := clustertest.Require(t)
 	c.RequireImages(t)
@@ -86,7 +96,7 @@ func startOperator(t *testing.T) *operator {
 	ns := c.Namespace(t)
 
 	addr := freeAddr(t)
-	env := append(os.Environ(), "KUBECONFIG="+c.Kubeconfig, "SORTIE_WORKSPACE_NAMESPACE="+ns, "SORTIE_AUTH_DEV_MODE=true",
+	env := append(os.Environ(), "KUBECONFIG="+c.Kubeconfig, "SORTIE_WORKSPACE_NAMESPACE="+ns,
 		"SORTIE_LEADER_ELECTION=false", "SORTIE_LISTEN_ADDR="+addr, "SORTIE_METRICS_ADDR=0", "SORTIE_PROBE_ADDR=0",
 		"SORTIE_WORKSPACE_STORAGE=64Mi", "SORTIE_HOST_STORAGE=256Mi")
 	// hack/cluster.sh writes the operator's settings for the local node
@@ -101,6 +111,9 @@ func startOperator(t *testing.T) *operator {
 				env = append(env, strings.TrimSpace(l))
 			}
 		}
+	}
+	for k, v := range settings {
+		env = append(env, k+"="+v)
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = env
@@ -123,11 +136,11 @@ func startOperator(t *testing.T) *operator {
 			t.Logf("workspace-operator output:\n%s", tail(out.String(), 4000))
 		}
 	})
-	op := &operator{url: "http://" + addr, out: out}
+	op := &operator{url: "http://" + addr, out: out, cluster: c, ns: ns, token: token}
 	start := time.Now()
 	if err := testwait.Until(t.Context(), 3*time.Minute, func() (bool, string) {
 		var ws struct{ Status string }
-		r, err := http.Get(op.url + "/api/workspaces/" + defaultWS)
+		r, err := op.request("GET", "/api/workspaces/"+defaultWS, nil)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -148,11 +161,30 @@ func tail(s string, n int) string {
 	return s
 }
 
+// request calls the operator as the test (op.token).
+func (op *operator) request(method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, op.url+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if op.token != "" {
+		req.Header.Set("Authorization", "Bearer "+op.token)
+	}
+	return http.DefaultClient.Do(req)
+}
+
 // exec runs a shell command in a workspace through the operator.
 func (op *operator) exec(t testing.TB, ws, command, stdin string) (string, int) {
 	t.Helper()
-	b, _ := json.Marshal(map[string]any{"command": command, "stdin": stdin, "timeout_secs": 60})
-	r, err := http.Post(op.url+"/api/workspaces/"+ws+"/exec", "application/json", bytes.NewReader(b))
+	r, err := op.request("POST", "/api/workspaces/"+ws+"/exec", map[string]any{"command": command, "stdin": stdin, "timeout_secs": 60})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +530,7 @@ func TestOnNode(t *testing.T) {
 		checkTurns(t, evs, 2)
 	})
 
-	t.Run("a mission whose workspace is gone fails", func(t *testing.T) {
+	t.Run("a message to a mission whose workspace is gone is 404", func(t *testing.T) {
 		b, _ := json.Marshal(map[string]any{"name": "doomed"})
 		r, err := http.Post(op.url+"/api/workspaces", "application/json", bytes.NewReader(b))
 		if err != nil {
@@ -530,12 +562,20 @@ func TestOnNode(t *testing.T) {
 			r.Body.Close()
 			return r.StatusCode, r.StatusCode == 404
 		})
-		e.send(t, m.ID, "hello")
-		got := e.waitStatus(t, m.ID, "failed", "completed")
-		evs := e.events(t, m.ID)
-		if got.Status != "failed" || !strings.Contains(evs[len(evs)-2].Content, "no longer exists") {
-			t.Errorf("status %s, events %v", got.Status, kinds(evs))
+		// As for a workspace the user cannot see: 404, and nothing stored.
+		resp := e.do("POST", "/api/control/message", map[string]any{"content": "hello", "mission_id": m.ID})
+		var body struct{ Code string }
+		resp.Decode(t, &body)
+		if resp.Status != 404 || body.Code != "not_found" {
+			t.Errorf("message: %d %s, want 404 not_found", resp.Status, resp.Body)
 		}
+		if evs := e.events(t, m.ID); len(evs) != 0 {
+			t.Errorf("the refused message stored %v", kinds(evs))
+		}
+	})
+
+	t.Run("a CLI gets only its backend's key, only in its environment", func(t *testing.T) {
+		testCredentialsOnNode(t, e, op)
 	})
 
 	t.Run("built-in backend runs its tools in the workspace", func(t *testing.T) {
@@ -719,5 +759,82 @@ func testKillMidTurn(t *testing.T, e *env, op *operator) {
 			t.Errorf("event id %s twice on the stream", ev.id)
 		}
 		seen[ev.id] = true
+	}
+}
+
+// testCredentialsOnNode runs CLIs that write their environment to a file
+// in the workspace's /tmp (off the volume), through the real operator and
+// workspace-agent: each holds its backend's one key (OpenCode without a
+// model: one, not all), and no key is in the Workspace objects, the Pods,
+// the operator's answers or a file on the volume.
+func testCredentialsOnNode(t *testing.T, e *env, op *operator) {
+	keys := map[string]string{"anthropic": "sk-ant-api03-test", "openai": "sk-test", "amp": "amp-test"} // testConfig's
+	for _, tc := range []struct {
+		backend string
+		want    map[string]string
+	}{
+		{"claudecode", map[string]string{"ANTHROPIC_API_KEY": "anthropic"}},
+		{"opencode", map[string]string{"ANTHROPIC_API_KEY": "anthropic"}},
+		{"codex", map[string]string{"CODEX_API_KEY": "openai", "OPENAI_API_KEY": "openai"}},
+		{"amp", map[string]string{"AMP_API_KEY": "amp"}},
+	} {
+		m := e.create(t, map[string]any{"backend": tc.backend})
+		dump := "/tmp/env-" + m.ID
+		e.send(t, m.ID, "dump-env "+dump+" then list")
+		if got := e.waitStatus(t, m.ID, "completed", "failed"); got.Status != "completed" {
+			t.Fatalf("%s: %s; %v", tc.backend, got.Status, kinds(e.events(t, m.ID)))
+		}
+		out, code := op.exec(t, defaultWS, "cat "+dump+" && rm -f "+dump, "")
+		if code != 0 {
+			t.Fatalf("%s: no environment dump: %s", tc.backend, out)
+		}
+		vars := map[string]string{}
+		for _, l := range strings.Split(out, "\n") {
+			if k, v, ok := strings.Cut(l, "="); ok {
+				vars[k] = v
+			}
+		}
+		for name, provider := range tc.want {
+			if vars[name] != keys[provider] {
+				t.Errorf("%s: %s = %q, want the %s key", tc.backend, name, vars[name], provider)
+			}
+		}
+		for provider, key := range keys {
+			used := false
+			for _, p := range tc.want {
+				used = used || p == provider
+			}
+			if !used && strings.Contains(out, key) {
+				t.Errorf("%s: the %s key is in the CLI's environment", tc.backend, provider)
+			}
+		}
+	}
+	// Nowhere else: the Workspace objects and Pods of the namespace, the
+	// operator's answers, the volume.
+	ctx := context.Background()
+	var seen strings.Builder
+	for _, path := range []string{"/api/v1/namespaces/" + op.ns + "/pods", "/apis/sortie.dev/v1alpha1/namespaces/" + op.ns + "/workspaces"} {
+		raw, err := op.cluster.Clientset.CoreV1().RESTClient().Get().AbsPath(path).DoRaw(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		seen.Write(raw)
+	}
+	for _, path := range []string{"/api/workspaces", "/api/workspaces/" + defaultWS, "/api/workspaces/" + defaultWS + "/processes"} {
+		r, err := http.Get(op.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		seen.Write(b)
+	}
+	for provider, key := range keys {
+		if strings.Contains(seen.String(), key) {
+			t.Errorf("the %s key is in a Pod, a Workspace or an operator answer", provider)
+		}
+		if out, _ := op.exec(t, defaultWS, "grep -rlF -- "+key+" /workspaces 2>/dev/null | grep -v '^/workspaces/.sortie/bin/' || true", ""); strings.TrimSpace(out) != "" {
+			t.Errorf("the %s key is in files on the volume: %s", provider, out)
+		}
 	}
 }
