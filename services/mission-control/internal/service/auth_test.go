@@ -1,9 +1,11 @@
 package service
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,7 +17,20 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/kit/redistest"
 )
+
+// testUsers are the users the stand-in auth knows, and the principals a
+// mission-control with authentication on finds published (start).
+var testUsers = map[string]authn.Role{"alice": authn.RoleUser, "bob": authn.RoleUser, "carol": authn.RoleUser, "root": authn.RoleAdmin}
+
+// publishPrincipals stands in for auth publishing its users and clients.
+func publishPrincipals(t testing.TB, rs *redistest.Server, users map[string]authn.Role) {
+	t.Helper()
+	if err := authn.PublishPrincipals(context.Background(), rs.Client, authn.PrincipalSet{Users: users, Clients: []string{"mission-control"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // issuer is a stand-in auth service: it publishes one signing key and
 // hands out service tokens and, as docs/tenancy.md says, delegated tokens
@@ -32,8 +47,7 @@ type issuer struct {
 
 func newIssuer(t testing.TB) *issuer {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	is := &issuer{priv: priv, delegated: map[string]int{},
-		roles: map[string]authn.Role{"alice": authn.RoleUser, "bob": authn.RoleUser, "carol": authn.RoleUser, "root": authn.RoleAdmin}}
+	is := &issuer{priv: priv, delegated: map[string]int{}, roles: maps.Clone(testUsers)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/auth/jwks", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(authn.JWKSDocument{Keys: []authn.JWK{authn.PublicKeyJWK("k1", pub)}})

@@ -107,6 +107,9 @@ func start(t testing.TB, o options) *env {
 		o.workspaces = fakeOperator(t)
 	}
 	cfg := testConfig(t, o)
+	if !cfg.AuthDevMode {
+		publishPrincipals(t, o.redis, testUsers)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("MC_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -67,7 +67,10 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 	if !cfg.AuthDevMode {
 		tokens = authn.NewServiceTokenSource(strings.TrimSuffix(cfg.AuthURL, "/")+"/api/auth/token", cfg.ClientID, cfg.ClientSecret, nil)
 		verifier = authn.NewVerifier(authn.NewJWKS(cfg.JWKSURL, authn.JWKSOptions{}),
-			authn.VerifierOptions{Issuer: cfg.Issuer, Audience: cfg.Audience, Revocations: authn.RedisRevocations{Client: rdb}})
+			authn.VerifierOptions{Issuer: cfg.Issuer, Audience: cfg.Audience, Revocations: authn.RedisRevocations{Client: rdb},
+				// A removed, disabled or demoted user (and a removed client)
+				// is refused within 15 s of auth publishing it.
+				Principals: authn.NewRedisPrincipals(rdb, authn.RedisPrincipalsOptions{})})
 	}
 	var wsTokens workspaces.TokenSource
 	if tokens != nil {

@@ -440,3 +440,28 @@ func TestCredentialsPerUser(t *testing.T) {
 		t.Errorf("answers never name a scope")
 	}
 }
+
+// TestRemovedAndDemotedUsersAreRefused: mission-control checks that a
+// token's user is still one, with the token's role, in the principals auth
+// publishes: a removed user and a demoted admin are 401 (they log in
+// again); the others go on.
+func TestRemovedAndDemotedUsersAreRefused(t *testing.T) {
+	is := newIssuer(t)
+	rs := redistest.Start(t)
+	e := start(t, options{redis: rs, env: is.authEnv(t)})
+	publishPrincipals(t, rs, map[string]authn.Role{"alice": authn.RoleUser, "root": authn.RoleUser})
+	for _, tc := range []struct {
+		name   string
+		token  string
+		status int
+	}{
+		{"alice", is.sign(t, "alice", authn.RoleUser), 200},
+		{"removed bob", is.sign(t, "bob", authn.RoleUser), 401},
+		{"demoted root", is.sign(t, "root", authn.RoleAdmin), 401},
+		{"root as the user he is now", is.sign(t, "root", authn.RoleUser), 200},
+	} {
+		if r := e.as(tc.token).do("GET", "/api/control/missions", nil); r.Status != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.Status, r.Body, tc.status)
+		}
+	}
+}
