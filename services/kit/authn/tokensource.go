@@ -99,6 +99,16 @@ func (s *ServiceTokenSource) TokenFor(ctx context.Context, userID string) (strin
 	return t.token, nil
 }
 
+// Forget drops the cached delegated token of userID, so the next TokenFor
+// asks auth again. A callee that refuses a delegated token (401) may have
+// seen the user's role change since it was issued: the new token carries
+// the current role.
+func (s *ServiceTokenSource) Forget(userID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.users, userID)
+}
+
 // fetch asks auth for a token: the client's own, or (subject set) one on
 // behalf of that user. The caller holds s.mu.
 func (s *ServiceTokenSource) fetch(ctx context.Context, subject string) (cachedToken, error) {

@@ -111,9 +111,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 				return nil, err
 			}
 			vopts.Revocations = authn.RedisRevocations{Client: rdb}
+			// A removed, disabled or demoted user (and a removed client) is
+			// refused within 15 s of auth publishing it.
+			vopts.Principals = authn.NewRedisPrincipals(rdb, authn.RedisPrincipalsOptions{})
 			srv.AddReadinessCheck("redis", redisconn.Check(rdb))
 		} else {
-			log.Warn("SORTIE_REDIS_URL is not set: tokens revoked by logout are accepted until they expire")
+			log.Warn("SORTIE_REDIS_URL is not set: tokens revoked by logout, and those of removed or demoted users, are accepted until they expire")
 		}
 		verifier = authn.NewVerifier(keys, vopts)
 	}

@@ -224,33 +224,33 @@ func (u *User) do(ctx context.Context, hc *http.Client, method, path string, bod
 	return u.c.do(ctx, hc, u.user, method, path, body, out)
 }
 
-// do makes one call for user ("" only for Ping: the service token).
+// forgetter is a TokenSource that can drop a user's cached token.
+type forgetter interface{ Forget(userID string) }
+
+// do makes one call for user ("" only for Ping: the service token). A
+// delegated token the operator refuses (401) is dropped and the call made
+// once more with a fresh one: the user's role may have changed since it
+// was issued, and auth issues the new token with the current role (or
+// refuses it, for a user who is gone).
 func (c *Client) do(ctx context.Context, hc *http.Client, user, method, path string, body, out any) (*http.Response, error) {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
-		rd = bytes.NewReader(b)
+		payload = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	resp, err := c.send(ctx, hc, user, method, path, payload)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized && user != "" {
+		if f, ok := c.tokens.(forgetter); ok {
+			resp.Body.Close()
+			f.Forget(user)
+			resp, err = c.send(ctx, hc, user, method, path, payload)
+		}
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	tok, err := c.token(ctx, user)
 	if err != nil {
 		return nil, err
-	}
-	if tok != "" {
-		req.Header.Set("Authorization", "Bearer "+tok)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -267,6 +267,33 @@ func (c *Client) do(ctx context.Context, hc *http.Client, user, method, path str
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return nil, fmt.Errorf("decode %s %s: %w", method, path, err)
+	}
+	return resp, nil
+}
+
+// send makes one request with the current token of user.
+func (c *Client) send(ctx context.Context, hc *http.Client, user, method, path string, payload []byte) (*http.Response, error) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	tok, err := c.token(ctx, user)
+	if err != nil {
+		return nil, err
+	}
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	return resp, nil
 }

@@ -116,9 +116,12 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 			}
 			defer rdb.Close()
 			opts.Revocations = authn.RedisRevocations{Client: rdb}
+			// A removed, disabled or demoted user (and a removed client) is
+			// refused within 15 s of auth publishing it.
+			opts.Principals = authn.NewRedisPrincipals(rdb, authn.RedisPrincipalsOptions{})
 			srv.AddReadinessCheck("redis", redisconn.Check(rdb))
 		} else {
-			log.Warn("SORTIE_REDIS_URL is not set: tokens revoked by logout are accepted until they expire")
+			log.Warn("SORTIE_REDIS_URL is not set: tokens revoked by logout, and those of removed or demoted users, are accepted until they expire")
 		}
 		verifier = authn.NewVerifier(authn.NewJWKS(cfg.JWKSURL, authn.JWKSOptions{}), opts)
 	}
