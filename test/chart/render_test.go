@@ -180,6 +180,13 @@ func TestRenderDetails(t *testing.T) {
 			if env["SORTIE_REDIS_URL"] != "rediss://redis.example.com:6380/2" || env["SORTIE_AUTH_USERS_FILE"] == "" {
 				t.Errorf("auth env: %v", env)
 			}
+			// With several users, the operator gives each a default
+			// workspace and a host runtime of their own.
+			for _, d := range []string{"sortie-workspace-operator", "sortie-mission-control"} {
+				if mode := containerEnv(t, r, d)["SORTIE_AUTH_MODE"]; mode != "multi_user" {
+					t.Errorf("%s: SORTIE_AUTH_MODE %q, want multi_user", d, mode)
+				}
+			}
 		}},
 		"operator Role: the generated rules, in the workspace namespace": {set: "separate workspace namespace", check: func(t *testing.T, r *Rendered) {
 			role := convert[rbacv1.Role](t, r.Find("Role")["sortie-workspace-operator"])
