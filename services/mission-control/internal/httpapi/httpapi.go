@@ -338,12 +338,44 @@ func (h *Handler) loadMission(c *gin.Context) {
 	c.JSON(http.StatusOK, m)
 }
 
+// finishingWait bounds how long a request waits for the driver of a turn
+// that has ended to drop its run.
+const finishingWait = 5 * time.Second
+
+// settledRun is the mission's run, if it still has one. A turn's last
+// status is stored a moment before its driver drops the run, so a client
+// that saw the mission stop being active must not be told it is running:
+// for a mission that is no longer active, a run still there is waited out
+// (briefly; a driver that stays is reported as running).
+func (h *Handler) settledRun(ctx context.Context, m *missions.Mission) (*control.Run, error) {
+	run, err := h.Control.Run(ctx, m.ID)
+	if err != nil || run == nil || m.Status == missions.Active {
+		return run, err
+	}
+	deadline := time.NewTimer(finishingWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			return run, nil
+		case <-tick.C:
+		}
+		if run, err = h.Control.Run(ctx, m.ID); err != nil || run == nil {
+			return run, err
+		}
+	}
+}
+
 func (h *Handler) deleteMission(c *gin.Context) {
 	m, ok := h.mission(c)
 	if !ok {
 		return
 	}
-	run, err := h.Control.Run(c.Request.Context(), m.ID)
+	run, err := h.settledRun(c.Request.Context(), m)
 	if err != nil {
 		apierror.Respond(c, err)
 		return

@@ -14,6 +14,7 @@ import (
 	"sortie.dev/services/kit/server"
 	"sortie.dev/services/kit/testwait"
 	"sortie.dev/services/mission-control/internal/config"
+	"sortie.dev/services/mission-control/internal/control"
 )
 
 func TestRoutesMatchSpec(t *testing.T) {
@@ -327,5 +328,39 @@ func TestHealthAndProviders(t *testing.T) {
 	}
 	if r := e.do("DELETE", "/api/providers/openai/auth", nil); r.Status != 200 {
 		t.Errorf("delete key: %d", r.Status)
+	}
+}
+
+// A turn's last status is stored a moment before its driver drops the
+// run: a client that saw the mission stop being active and deletes it must
+// not be told it is still running.
+func TestDeleteWaitsOutAFinishingRun(t *testing.T) {
+	e := start(t, options{})
+	var m mission
+	e.do("POST", "/api/control/missions", nil).Decode(t, &m)
+	ctx := t.Context()
+	// Another replica drives a run of the mission; its turn has ended (the
+	// mission is not active) and it is about to drop the run.
+	const other = "another-replica"
+	if _, err := e.svc.Control.Enqueue(ctx, "dev", control.Message{ID: "m1", Content: "hi", MissionID: m.ID}, 10); err != nil {
+		t.Fatal(err)
+	}
+	run, err := e.svc.Control.TryStart(ctx, "dev", m.ID, other, 10, time.Minute, "turn-1", "asst-1")
+	if err != nil || run == nil {
+		t.Fatalf("start a run for another replica: %v %v", run, err)
+	}
+	finished := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond) // the driver's last steps, not a wait for a condition
+		finished <- e.svc.Control.Finish(context.Background(), "dev", m.ID, other)
+	}()
+	if r := e.do("DELETE", "/api/control/missions/"+m.ID, nil); r.Status != 200 {
+		t.Fatalf("delete of a mission whose run is finishing: %d %s, want 200 once the run is gone", r.Status, r.Body)
+	}
+	if err := <-finished; err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do("GET", "/api/control/missions/"+m.ID, nil); r.Status != 404 {
+		t.Errorf("the mission after delete: %d", r.Status)
 	}
 }
