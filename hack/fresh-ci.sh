@@ -41,13 +41,15 @@ for i in $(seq "$runs"); do
   work=$(mktemp -d "$base/run-XXXX")
   log "run $i of $runs in $work"
   git clone -q --no-hardlinks "$root" "$work/sortie"
-  mkdir -p "$work"/{gocache,gomodcache,gopath,tmp}
+  mkdir -p "$work"/{gocache,gomodcache,gopath}
   start=$SECONDS
   status=0
-  # Empty caches and a clean environment: only what a CI machine has.
+  # Empty caches and a clean environment: only what a CI machine has. TMPDIR
+  # stays /tmp, as on CI: the e2e nginx's workers (user nobody) must reach
+  # their temporary folders, which a folder under the 0700 run folder is not.
   env -i PATH="/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
     HOME="$HOME" TERM=dumb LANG=C.UTF-8 \
-    GOCACHE="$work/gocache" GOMODCACHE="$work/gomodcache" GOPATH="$work/gopath" TMPDIR="$work/tmp" \
+    GOCACHE="$work/gocache" GOMODCACHE="$work/gomodcache" GOPATH="$work/gopath" \
     GOFLAGS=-buildvcs=false ${SORTIE_TEST_SCALE:+SORTIE_TEST_SCALE=$SORTIE_TEST_SCALE} \
     "$work/sortie/.ci/run" >"$work/ci.log" 2>&1 || status=$?
   took=$((SECONDS - start))

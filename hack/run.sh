@@ -126,14 +126,38 @@ if [ ! -s "$state/auth/admin-password" ]; then
   head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$state/auth/admin-password"
   chmod 600 "$state/auth/admin-password"
 fi
-log "starting redis on 127.0.0.1:$redis_port (append-only file in $state/redis)"
-start redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$state/redis" \
-  --appendonly yes --appendfsync always --save "" --daemonize no
+# Redis on loopback with a password (a shared machine's other users can
+# reach loopback ports), given in its config file and to the services as a
+# file: never on a command line, where ps shows it. maxmemory with
+# noeviction: at the limit Redis refuses writes (the services answer 503)
+# rather than silently dropping missions.
+if [ ! -s "$state/redis/password" ]; then
+  head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$state/redis/password"
+fi
+chmod 600 "$state/redis/password"
+redis_conf="$state/redis/redis.conf"
+(umask 077 && cat >"$redis_conf" <<CONF
+port $redis_port
+bind 127.0.0.1
+protected-mode yes
+dir $state/redis
+appendonly yes
+appendfsync always
+save ""
+daemonize no
+maxmemory ${SORTIE_REDIS_MAXMEMORY:-256mb}
+maxmemory-policy noeviction
+requirepass $(cat "$state/redis/password")
+CONF
+)
+log "starting redis on 127.0.0.1:$redis_port (password in $state/redis/password, append-only file in $state/redis)"
+start redis redis-server "$redis_conf"
 for _ in $(seq 50); do
-  redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+  REDISCLI_AUTH=$(cat "$state/redis/password") redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
   sleep 0.1
 done
 redis_url="redis://127.0.0.1:$redis_port/0"
+redis_password=(SORTIE_REDIS_PASSWORD_FILE="$state/redis/password")
 auth_url="http://127.0.0.1:${ports[auth]}"
 jwks="$auth_url/api/auth/jwks"
 
@@ -174,7 +198,7 @@ fi
 # --- Services ---------------------------------------------------------------
 log "starting auth on 127.0.0.1:${ports[auth]}"
 start auth env \
-  SORTIE_LISTEN_ADDR="127.0.0.1:${ports[auth]}" SORTIE_REDIS_URL="$redis_url" \
+  SORTIE_LISTEN_ADDR="127.0.0.1:${ports[auth]}" SORTIE_REDIS_URL="$redis_url" "${redis_password[@]}" \
   "${login_setting[@]}" SORTIE_AUTH_KEYS_DIR="$state/auth/keys" \
   SORTIE_AUTH_CLIENTS_FILE="$state/auth/clients.json" \
   SORTIE_AUTH_GENERATE_KEY=true "$root/bin/auth"
@@ -185,7 +209,7 @@ if [ -x "$root/bin/library" ]; then
   library_url="http://127.0.0.1:${ports[library]}"
   log "starting the library on 127.0.0.1:${ports[library]} (repository in $state/library)"
   start library env \
-    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[library]}" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" \
+    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[library]}" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" "${redis_password[@]}" \
     SORTIE_LIBRARY_DATA_DIR="$state/library" SORTIE_LIBRARY_KUBECONFIG="$kubeconfig" \
     SORTIE_LIBRARY_CONFIGMAP_NAMESPACE="$namespace" SORTIE_LIBRARY_ENCRYPTION_KEY_FILE="$state/library/encryption.key" \
     "$root/bin/library"
@@ -195,7 +219,7 @@ log "starting the workspace-operator on 127.0.0.1:${ports[workspace-operator]} (
 start workspace-operator env $(grep -v '^#' "$operator_env" 2>/dev/null | xargs) \
   KUBECONFIG="$kubeconfig" SORTIE_LISTEN_ADDR="127.0.0.1:${ports[workspace-operator]}" \
   SORTIE_METRICS_ADDR="127.0.0.1:${ports[operator-metrics]}" SORTIE_PROBE_ADDR="127.0.0.1:${ports[operator-probes]}" \
-  SORTIE_WORKSPACE_NAMESPACE="$namespace" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" SORTIE_AUTH_MODE="$auth_mode" \
+  SORTIE_WORKSPACE_NAMESPACE="$namespace" SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_REDIS_URL="$redis_url" "${redis_password[@]}" SORTIE_AUTH_MODE="$auth_mode" \
   SORTIE_LIBRARY_URL="$library_url" SORTIE_AUTH_URL="$auth_url" \
   SORTIE_SERVICE_CLIENT_ID=workspace-operator SORTIE_SERVICE_CLIENT_SECRET_FILE="$state/auth/clients/workspace-operator" \
   "$root/bin/workspace-operator"
@@ -208,7 +232,7 @@ done
 if [ -x "$root/bin/mission-control" ]; then
   log "starting mission-control on 127.0.0.1:${ports[mission-control]}"
   start mission-control env \
-    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[mission-control]}" SORTIE_REDIS_URL="$redis_url" SORTIE_AUTH_MODE="$auth_mode" \
+    SORTIE_LISTEN_ADDR="127.0.0.1:${ports[mission-control]}" SORTIE_REDIS_URL="$redis_url" "${redis_password[@]}" SORTIE_AUTH_MODE="$auth_mode" \
     SORTIE_AUTH_JWKS_URL="$jwks" SORTIE_WORKSPACES_URL="http://127.0.0.1:${ports[workspace-operator]}" \
     SORTIE_AUTH_URL="$auth_url" SORTIE_SERVICE_CLIENT_ID=mission-control SORTIE_LIBRARY_URL="$library_url" \
     SORTIE_MC_CREDENTIALS_KEY_FILE="$state/mission-control/credentials.key" \
@@ -218,7 +242,10 @@ if [ -x "$root/bin/mission-control" ]; then
 fi
 
 log "starting the gateway on :$port"
-start gateway "$root/bin/gateway" -listen ":$port" "${upstreams[@]}"
+# Loopback unless told otherwise: SORTIE_LISTEN=0.0.0.0 (or an address)
+# puts the platform on the network.
+listen_host=${SORTIE_LISTEN:-127.0.0.1}
+start gateway "$root/bin/gateway" -listen "$listen_host:$port" "${upstreams[@]}"
 wait_ready gateway "http://127.0.0.1:$port/healthz"
 
 cat <<MSG

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -32,7 +33,7 @@ type answer struct {
 func (a answer) decode(t *testing.T, v any) {
 	t.Helper()
 	if err := json.Unmarshal(a.body, v); err != nil {
-		t.Fatalf("answer %d is not the JSON expected: %v: %s", a.status, err, a.body)
+		t.Fatalf("answer %d is not the JSON expected: %v: %s", a.status, err, clip(a.body))
 	}
 }
 
@@ -114,4 +115,13 @@ func (u *user) do(method, path string, body any) answer {
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	return answer{status: resp.StatusCode, header: resp.Header, body: data}
+}
+
+// clip keeps a failure message readable when an answer is megabytes long.
+func clip(b []byte) string {
+	const max = 600
+	if len(b) <= max {
+		return string(b)
+	}
+	return fmt.Sprintf("%s…(%d bytes more)…%s", b[:max/2], len(b)-max, b[len(b)-max/2:])
 }
