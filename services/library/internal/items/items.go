@@ -243,6 +243,9 @@ func sealContent(fsys fs.FS, p, content string, v View) (string, error) {
 // sealString is sealContent for one string whose stored version is
 // previous.
 func sealString(content, previous string, v View) (string, error) {
+	if err := secrets.CheckTags(content); err != nil {
+		return "", invalid(CodeInvalidContent, err.Error())
+	}
 	content, err := v.restoreText(content, previous)
 	if err != nil {
 		return "", err

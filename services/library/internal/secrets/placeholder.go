@@ -100,6 +100,28 @@ func replaceTokens(text string, f func(token) string) string {
 	return b.String()
 }
 
+// ErrStrayCloseTag means a text has a </encrypted> that closes nothing
+// after one of its secrets. Masked, that secret's placeholder would pair
+// with the stray tag into a new value, and saving the masked text back
+// would replace the stored secret with the text in between.
+var ErrStrayCloseTag = errors.New("the text has a </encrypted> that closes nothing after an <encrypted> value; remove it, or write it inside a secret value")
+
+// CheckTags reports ErrStrayCloseTag for a text whose masked form would
+// not read back as the same secrets.
+func CheckTags(text string) error {
+	toks := scan(text)
+	for i, t := range toks {
+		next := len(text)
+		if i+1 < len(toks) {
+			next = toks[i+1].start
+		}
+		if strings.Contains(text[t.end:next], closeTag) {
+			return ErrStrayCloseTag
+		}
+	}
+	return nil
+}
+
 // MaskText shows every secret of text, sealed or not, as the Placeholder.
 func MaskText(text string) string {
 	if !strings.Contains(text, tagStart) {

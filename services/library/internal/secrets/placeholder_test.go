@@ -136,3 +136,19 @@ func TestPlaceholderIsNotAValue(t *testing.T) {
 		t.Errorf("got %q", out)
 	}
 }
+
+func TestCheckTags(t *testing.T) {
+	for text, ok := range map[string]bool{
+		"":                                       true,
+		"a </encrypted> b":                       true, // no secret: nothing to mask
+		"x</encrypted> <encrypted>v</encrypted>": true, // before the secret: its mask cannot pair with it
+		"<encrypted>v</encrypted> <encrypted>w</encrypted>": true,
+		"<encrypted>v</encrypted>abc</encrypted>":           false, // masked: <encrypted>abc</encrypted>
+		"<encrypted></encrypted></encrypted>":               false,
+		"<encrypted> then text</encrypted>":                 true, // a plain value, closed once
+	} {
+		if err := CheckTags(text); (err == nil) != ok {
+			t.Errorf("CheckTags(%q) = %v, want ok=%v", text, err, ok)
+		}
+	}
+}

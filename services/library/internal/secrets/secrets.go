@@ -168,6 +168,10 @@ func (s *Sealer) SealText(text, previous string) (string, error) {
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
+		// The same value twice in one text seals once: otherwise the next
+		// save of the unchanged text would pick one ciphertext for both
+		// and rewrite the file.
+		known[t.value] = sealed
 		return sealed
 	})
 	return out, firstErr
