@@ -3,6 +3,7 @@ package items
 import (
 	"encoding/json"
 	"errors"
+	"path"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -97,6 +98,31 @@ func FuzzPrepareAndRead(f *testing.F) {
 		}
 		if _, err := List(fsys, k, view); err != nil {
 			t.Fatalf("list after a save: %v", err)
+		}
+	})
+}
+
+// FuzzValidNames: a name or skill file path that passes validation stays
+// inside its folder, whatever the caller sent.
+func FuzzValidNames(f *testing.F) {
+	for _, s := range []string{"deploy", "a/b.md", "../x", "a/../../b", "/abs.md", `a\..\b`, "a/./b", ".git/HEAD", "%2e%2e/x", "a\x00b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if ValidName(p) == nil && (strings.ContainsAny(p, "/\\\x00") || strings.HasPrefix(p, ".")) {
+			t.Fatalf("ValidName accepted %q", p)
+		}
+		if ValidFilePath(p) != nil {
+			return
+		}
+		clean := path.Clean("/skills/x/" + strings.TrimPrefix(p, "/"))
+		if !strings.HasPrefix(clean, "/skills/x/") {
+			t.Fatalf("ValidFilePath accepted %q, which leaves its folder: %s", p, clean)
+		}
+		for _, seg := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
+			if seg == "" || seg == "." || seg == ".." || strings.HasPrefix(seg, ".") || strings.ContainsAny(seg, "\\\x00") {
+				t.Fatalf("ValidFilePath accepted %q with the segment %q", p, seg)
+			}
 		}
 	})
 }
