@@ -37,8 +37,9 @@ type Options struct {
 	MaxBodyBytes int64    // request body limit [1 MiB]
 	CORSOrigins  []string // allowed browser origins; empty disables CORS, "*" allows any
 	// TrustedProxies are the CIDRs or addresses whose X-Forwarded-For is
-	// believed when working out a client's address (the ingress). Empty
-	// means the TCP peer is the client.
+	// believed when working out a client's address (the ingress): the
+	// client is the rightmost address of the chain that is not one of
+	// them. Empty means the TCP peer is the client.
 	TrustedProxies []string
 }
 
@@ -99,6 +100,11 @@ func New(opts Options) (*Server, error) {
 	if err := engine.SetTrustedProxies(opts.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("trusted proxies: %w", err)
 	}
+	// Only X-Forwarded-For, read from the right past the trusted proxies:
+	// the ingress and the gateway append the peer they saw to it, but pass
+	// a client's own X-Real-IP through untouched, so believing that header
+	// would let a client choose its address (and its login throttle).
+	engine.RemoteIPHeaders = []string{"X-Forwarded-For"}
 	cors, err := newCORS(opts.CORSOrigins)
 	if err != nil {
 		return nil, err

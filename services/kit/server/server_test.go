@@ -360,3 +360,68 @@ func TestShutdownDrainsThenClosesStreams(t *testing.T) {
 		t.Errorf("shutdown took %v; the open stream held it", took)
 	}
 }
+
+// A client's address is the TCP peer unless the peer is a trusted proxy;
+// then it is the rightmost untrusted address of X-Forwarded-For. Nothing a
+// client sends itself chooses it.
+func TestClientAddress(t *testing.T) {
+	tests := map[string]struct {
+		trusted []string
+		from    string // local address the client dials from
+		headers map[string]string
+		want    string
+	}{
+		"no proxy trusted: the peer": {
+			from: "127.0.0.31", headers: map[string]string{"X-Forwarded-For": "1.2.3.4"}, want: "127.0.0.31",
+		},
+		"untrusted peer's X-Forwarded-For is ignored": {
+			trusted: []string{"127.0.0.1"}, from: "127.0.0.32", headers: map[string]string{"X-Forwarded-For": "1.2.3.4"}, want: "127.0.0.32",
+		},
+		"trusted proxy's X-Forwarded-For": {
+			trusted: []string{"127.0.0.1"}, from: "127.0.0.1", headers: map[string]string{"X-Forwarded-For": "203.0.113.9"}, want: "203.0.113.9",
+		},
+		"a client's forged entry left of the proxy's": {
+			trusted: []string{"127.0.0.1"}, from: "127.0.0.1", headers: map[string]string{"X-Forwarded-For": "1.2.3.4, 203.0.113.9"}, want: "203.0.113.9",
+		},
+		"a chain of trusted proxies": {
+			trusted: []string{"127.0.0.1", "10.0.0.0/8"}, from: "127.0.0.1", headers: map[string]string{"X-Forwarded-For": "1.2.3.4, 203.0.113.9, 10.1.2.3"}, want: "203.0.113.9",
+		},
+		"IPv6 client behind the proxy": {
+			trusted: []string{"127.0.0.1"}, from: "127.0.0.1", headers: map[string]string{"X-Forwarded-For": "2001:db8::7"}, want: "2001:db8::7",
+		},
+		"X-Real-IP is never believed": {
+			trusted: []string{"127.0.0.1"}, from: "127.0.0.1", headers: map[string]string{"X-Real-IP": "1.2.3.4"}, want: "127.0.0.1",
+		},
+		"garbage X-Forwarded-For from a trusted proxy": {
+			trusted: []string{"127.0.0.1"}, from: "127.0.0.1", headers: map[string]string{"X-Forwarded-For": "not-an-ip"}, want: "127.0.0.1",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := start(t, Options{TrustedProxies: tc.trusted}, func(s *Server) {
+				s.Engine.GET("/ip", func(c *gin.Context) { c.String(200, c.ClientIP()) })
+			})
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(tc.from)}}
+			client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: testwait.Scaled(5 * time.Second)}
+			req, _ := http.NewRequest("GET", r.url+"/ip", nil)
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			got, _ := io.ReadAll(resp.Body)
+			if string(got) != tc.want {
+				t.Errorf("client address = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewRefusesBadTrustedProxies(t *testing.T) {
+	if _, err := New(Options{TrustedProxies: []string{"ingress-nginx"}}); err == nil {
+		t.Error("New accepted a trusted proxy that is not an address")
+	}
+}
