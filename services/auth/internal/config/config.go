@@ -6,6 +6,7 @@ package config
 import (
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -46,8 +47,9 @@ type Config struct {
 	TokenTTL        time.Duration
 	ServiceTokenTTL time.Duration
 
-	LoginMaxFailures      int
-	LoginMaxFailuresPerIP int
+	LoginMaxFailures      int // per username from one address
+	LoginMaxFailuresPerIP int // per address, any username (and client credentials)
+	LoginUserCeiling      int // per username from all addresses; 0: none
 	LoginWindow           time.Duration
 
 	redisPasswordFile string
@@ -77,8 +79,9 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.Duration(&c.TokenTTL, "token-ttl", "SORTIE_AUTH_TOKEN_TTL", 30*24*time.Hour, "lifetime of a login token")
 	b.Duration(&c.ServiceTokenTTL, "service-token-ttl", "SORTIE_AUTH_SERVICE_TOKEN_TTL", 5*time.Minute, "lifetime of a service token")
 
-	b.Int(&c.LoginMaxFailures, "login-max-failures", "SORTIE_AUTH_LOGIN_MAX_FAILURES", 5, "failed logins per username before it is locked for the window")
-	b.Int(&c.LoginMaxFailuresPerIP, "login-max-failures-per-ip", "SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP", 50, "failed logins per client address before it is locked for the window")
+	b.Int(&c.LoginMaxFailures, "login-max-failures", "SORTIE_AUTH_LOGIN_MAX_FAILURES", 5, "failed logins per username from one client address before that address is locked out of it for the window")
+	b.Int(&c.LoginMaxFailuresPerIP, "login-max-failures-per-ip", "SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP", 50, "failed logins and client credentials per client address (IPv6: per /64) before it is locked for the window")
+	b.Int(&c.LoginUserCeiling, "login-user-ceiling", "SORTIE_AUTH_LOGIN_USER_CEILING", 100, "failed logins per username from all addresses before only addresses it logged in from may try, for the window (0: no ceiling)")
 	b.Duration(&c.LoginWindow, "login-window", "SORTIE_AUTH_LOGIN_WINDOW", 15*time.Minute, "how long failed logins are counted and a lock lasts")
 
 	if err := b.Parse(args); err != nil {
@@ -154,11 +157,30 @@ func (c *Config) Validate() error {
 	p.Check(c.ServiceTokenTTL >= 30*time.Second && c.ServiceTokenTTL <= 24*time.Hour, "SORTIE_AUTH_SERVICE_TOKEN_TTL must be between 30s and 24h")
 	p.Check(c.LoginMaxFailures >= 1, "SORTIE_AUTH_LOGIN_MAX_FAILURES must be at least 1")
 	p.Check(c.LoginMaxFailuresPerIP >= c.LoginMaxFailures, "SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP must be at least SORTIE_AUTH_LOGIN_MAX_FAILURES")
+	p.Check(c.LoginUserCeiling == 0 || c.LoginUserCeiling >= c.LoginMaxFailures, "SORTIE_AUTH_LOGIN_USER_CEILING must be 0 (no ceiling) or at least SORTIE_AUTH_LOGIN_MAX_FAILURES")
 	p.Check(c.LoginWindow >= time.Second, "SORTIE_AUTH_LOGIN_WINDOW must be at least 1s")
+	c.validateProxies(&p)
 	p.Check(c.ReloadEvery >= time.Second && c.ReloadEvery <= 30*time.Second,
 		"SORTIE_AUTH_RELOAD_EVERY must be between 1s and 30s: losing access reaches every service within it plus 15s")
 	c.validateDelegating(&p)
 	return p.Err()
+}
+
+// validateProxies refuses a trusted proxy that is not an address or a
+// CIDR. Trusting too much is the dangerous mistake, so a typo must stop the
+// start rather than be skipped: every client behind a proxy would look
+// like the proxy's address, or anyone could choose their own.
+func (c *Config) validateProxies(p *config.Problems) {
+	for _, proxy := range c.TrustedProxies {
+		proxy = strings.TrimSpace(proxy)
+		if _, err := netip.ParsePrefix(proxy); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(proxy); err == nil {
+			continue
+		}
+		p.Addf("SORTIE_TRUSTED_PROXIES: %q is not an IP address or CIDR (e.g. 127.0.0.1 or 10.0.0.0/8)", proxy)
+	}
 }
 
 // validateDelegating checks that every delegating client is a client of the

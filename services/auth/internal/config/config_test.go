@@ -72,6 +72,21 @@ func TestLoadRefusesUnsafeConfigurations(t *testing.T) {
 			env:  map[string]string{"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys, "SORTIE_AUTH_RELOAD_EVERY": "1m"},
 			want: []string{"SORTIE_AUTH_RELOAD_EVERY"},
 		},
+		"login limits that make no sense": {
+			env: map[string]string{
+				"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys,
+				"SORTIE_AUTH_LOGIN_MAX_FAILURES": "10", "SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP": "5",
+				"SORTIE_AUTH_LOGIN_USER_CEILING": "3", "SORTIE_AUTH_LOGIN_WINDOW": "10ms",
+			},
+			want: []string{"SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP must be at least", "SORTIE_AUTH_LOGIN_USER_CEILING must be 0", "SORTIE_AUTH_LOGIN_WINDOW"},
+		},
+		"trusted proxies that are not addresses": {
+			env: map[string]string{
+				"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys,
+				"SORTIE_TRUSTED_PROXIES": "10.0.0.0/8, ingress-nginx ,10.0.0.0/33,*",
+			},
+			want: []string{`"ingress-nginx" is not an IP address or CIDR`, `"10.0.0.0/33"`, `"*"`},
+		},
 		"unparsable duration": {
 			env:  map[string]string{"SORTIE_AUTH_DEV_MODE": "true", "SORTIE_AUTH_TOKEN_TTL": "a month"},
 			want: []string{"SORTIE_AUTH_TOKEN_TTL"},
@@ -140,6 +155,24 @@ func TestLoadModes(t *testing.T) {
 				}
 				if !slices.Equal(c.DelegatingClients, []string{"mission-control"}) {
 					t.Errorf("delegating clients = %v, want mission-control by default", c.DelegatingClients)
+				}
+				if c.LoginMaxFailuresPerIP != 50 || c.LoginUserCeiling != 100 || c.LoginWindow != 15*time.Minute {
+					t.Errorf("login limits = %d per address, %d per user, %v", c.LoginMaxFailuresPerIP, c.LoginUserCeiling, c.LoginWindow)
+				}
+				if len(c.TrustedProxies) != 0 {
+					t.Errorf("trusted proxies = %v, want none by default (the socket's address is the client's)", c.TrustedProxies)
+				}
+			},
+		},
+		"trusted proxies and no ceiling": {
+			env: map[string]string{
+				"SORTIE_AUTH_PASSWORD": "long-enough-pw", "SORTIE_AUTH_KEYS_DIR": keys,
+				"SORTIE_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8,fd00::/8,::1", "SORTIE_AUTH_LOGIN_USER_CEILING": "0",
+			},
+			wantMode: ModeSingleTenant,
+			check: func(t *testing.T, c *Config) {
+				if !slices.Equal(c.TrustedProxies, []string{"127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1"}) || c.LoginUserCeiling != 0 {
+					t.Errorf("trusted proxies = %v, ceiling %d", c.TrustedProxies, c.LoginUserCeiling)
 				}
 			},
 		},

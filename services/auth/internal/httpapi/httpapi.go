@@ -103,10 +103,17 @@ type LoginResponse struct {
 	User      UserJSON `json:"user"`
 }
 
+// decodeLogin reads a login body: JSON only.
+func decodeLogin(r *http.Request) (LoginRequest, error) {
+	var req LoginRequest
+	err := apierror.DecodeJSON(r, &req)
+	return req, err
+}
+
 func (h *Handler) login(c *gin.Context) {
 	ctx := c.Request.Context()
-	var req LoginRequest
-	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
+	req, err := decodeLogin(c.Request)
+	if err != nil {
 		apierror.Respond(c, err)
 		return
 	}
@@ -127,25 +134,23 @@ func (h *Handler) login(c *gin.Context) {
 	if store.SingleTenant() {
 		throttleName = users.SingleTenantUser
 	}
+	// The try is counted before the password is checked, so concurrent
+	// tries cannot get more guesses than the limit (and bcrypt work with
+	// them).
 	ip := c.ClientIP()
-	wait, err := h.Throttle.Check(ctx, throttleName, ip)
+	d, err := h.Throttle.Try(ctx, throttleName, ip)
 	if err != nil {
 		h.unavailable(c, "login", err)
 		return
 	}
-	if wait > 0 {
+	if !d.Allowed {
 		h.logins.WithLabelValues("throttled").Inc()
-		secs := int((wait + time.Second - 1) / time.Second)
-		c.Header("Retry-After", strconv.Itoa(secs))
-		apierror.Respond(c, apierror.Newf(http.StatusTooManyRequests, apierror.CodeRateLimited,
-			"too many failed logins; try again in %d seconds", secs))
+		h.Log.InfoContext(ctx, "login throttled", "username", req.Username, "client_ip", ip, "limit", d.Limit)
+		tooManyTries(c, d.Wait, "too many failed logins; try again in %d seconds")
 		return
 	}
 	u, err := store.Authenticate(req.Username, req.Password)
 	if err != nil {
-		if ferr := h.Throttle.Fail(ctx, throttleName, ip); ferr != nil {
-			h.Log.ErrorContext(ctx, "could not record a failed login", "error", ferr.Error())
-		}
 		h.logins.WithLabelValues("failure").Inc()
 		// The username is the caller's claim, not a secret; passwords are never logged.
 		h.Log.InfoContext(ctx, "login failed", "username", req.Username, "client_ip", ip)
@@ -156,10 +161,18 @@ func (h *Handler) login(c *gin.Context) {
 		apierror.Respond(c, apierror.New(http.StatusUnauthorized, CodeInvalidCredentials, msg))
 		return
 	}
-	if err := h.Throttle.Succeed(ctx, throttleName); err != nil {
+	if err := h.Throttle.Succeed(ctx, throttleName, ip); err != nil {
 		h.Log.ErrorContext(ctx, "could not reset the login throttle", "error", err.Error())
 	}
 	h.issueLogin(c, u)
+}
+
+// tooManyTries answers 429 with Retry-After in whole seconds, rounded up
+// so a client that waits that long is not refused again.
+func tooManyTries(c *gin.Context, wait time.Duration, format string) {
+	secs := max(1, int((wait+time.Second-1)/time.Second))
+	c.Header("Retry-After", strconv.Itoa(secs))
+	apierror.Respond(c, apierror.Newf(http.StatusTooManyRequests, apierror.CodeRateLimited, format, secs))
 }
 
 func (h *Handler) issueLogin(c *gin.Context, u *users.User) {
@@ -286,47 +299,60 @@ type TokenRequest struct {
 	Subject      string `json:"subject" form:"subject"`
 }
 
-func (h *Handler) serviceToken(c *gin.Context) {
+// decodeTokenRequest reads client credentials from a form or JSON body,
+// or HTTP Basic when the body names no client.
+func decodeTokenRequest(r *http.Request) (TokenRequest, error) {
 	var req TokenRequest
-	if strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") {
-		if err := c.Request.ParseForm(); err != nil {
-			apierror.Respond(c, apierror.BadRequest("form body could not be read"))
-			return
+	mt := r.Header.Get("Content-Type")
+	if strings.HasPrefix(mt, "application/x-www-form-urlencoded") {
+		if err := r.ParseForm(); err != nil {
+			return req, apierror.BadRequest("form body could not be read")
 		}
-		f := c.Request.PostForm
+		f := r.PostForm
 		req = TokenRequest{GrantType: f.Get("grant_type"), ClientID: f.Get("client_id"), ClientSecret: f.Get("client_secret"), Subject: f.Get("subject")}
-	} else if err := apierror.DecodeJSON(c.Request, &req); err != nil {
-		apierror.Respond(c, err)
-		return
+	} else if err := apierror.DecodeJSON(r, &req); err != nil {
+		return req, err
 	}
-	if id, secret, ok := c.Request.BasicAuth(); ok && req.ClientID == "" {
+	if id, secret, ok := r.BasicAuth(); ok && req.ClientID == "" {
 		req.ClientID, req.ClientSecret = id, secret
 	}
 	if req.GrantType != "" && req.GrantType != "client_credentials" {
-		apierror.Respond(c, apierror.Newf(http.StatusBadRequest, CodeUnsupportedGrantType, "grant_type %q is not supported; use client_credentials", req.GrantType))
-		return
+		return req, apierror.Newf(http.StatusBadRequest, CodeUnsupportedGrantType, "grant_type %q is not supported; use client_credentials", req.GrantType)
 	}
 	if req.ClientID == "" || req.ClientSecret == "" {
-		apierror.Respond(c, apierror.BadRequest("client_id and client_secret are required"))
+		return req, apierror.BadRequest("client_id and client_secret are required")
+	}
+	return req, nil
+}
+
+// serviceToken checks the secret first, always: a client's secret is long
+// and random (clients.MinSecretLength, generated by the chart and make
+// run), so guessing it online is hopeless with or without a throttle, and
+// checking it is one SHA-256, not bcrypt. A right secret is therefore never
+// refused, whatever the address has done: refusing it would let anyone who
+// shares the service's address (a node, a NAT, the gateway) lock the
+// service out. A wrong one counts against the caller's address only, never
+// the client it names; past the address's limit it answers 429.
+func (h *Handler) serviceToken(c *gin.Context) {
+	req, err := decodeTokenRequest(c.Request)
+	if err != nil {
+		apierror.Respond(c, err)
 		return
 	}
 	ctx := c.Request.Context()
-	ip := c.ClientIP()
-	throttleName := "client:" + req.ClientID
-	wait, err := h.Throttle.Check(ctx, throttleName, ip)
-	if err != nil {
-		h.unavailable(c, "token", err)
-		return
-	}
-	if wait > 0 {
-		c.Header("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		apierror.Respond(c, apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimited, "too many failed attempts"))
-		return
-	}
 	if err := h.Clients().Authenticate(req.ClientID, req.ClientSecret); err != nil {
-		_ = h.Throttle.Fail(ctx, throttleName, ip)
+		ip := c.ClientIP()
+		d, err := h.Throttle.CountFailure(ctx, ip)
+		if err != nil {
+			h.unavailable(c, "token", err)
+			return
+		}
 		h.serviceTokens.WithLabelValues("failure").Inc()
-		h.Log.InfoContext(ctx, "service token refused", "client_id", req.ClientID, "client_ip", ip)
+		h.Log.InfoContext(ctx, "service token refused", "client_id", req.ClientID, "client_ip", ip, "throttled", !d.Allowed)
+		if !d.Allowed {
+			tooManyTries(c, d.Wait, "too many failed attempts from this address; try again in %d seconds")
+			return
+		}
 		c.Header("WWW-Authenticate", `Basic realm="sortie"`)
 		apierror.Respond(c, apierror.New(http.StatusUnauthorized, CodeInvalidClient, "invalid client credentials"))
 		return

@@ -101,9 +101,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Opti
 		Users:             s.users.Load,
 		Clients:           s.clients.Load,
 		DelegatingClients: cfg.DelegatingClients,
-		Throttle:          throttle.New(s.redis, throttle.Limits{PerUser: cfg.LoginMaxFailures, PerIP: cfg.LoginMaxFailuresPerIP, Window: cfg.LoginWindow}),
-		Redis:             s.redis,
-		Tokens:            &tokens.Issuer{Signer: s.ring, Issuer: cfg.Issuer, Audience: cfg.Audience, Now: s.now},
+		Throttle: throttle.New(s.redis, throttle.Limits{
+			PerUser: cfg.LoginMaxFailures, PerIP: cfg.LoginMaxFailuresPerIP, UserCeiling: cfg.LoginUserCeiling,
+			Window: cfg.LoginWindow,
+			// An address stays known to the ceiling as long as a login
+			// from it stays valid.
+			KnownFor: cfg.TokenTTL,
+		}),
+		Redis:  s.redis,
+		Tokens: &tokens.Issuer{Signer: s.ring, Issuer: cfg.Issuer, Audience: cfg.Audience, Now: s.now},
 		Verifier: authn.NewVerifier(s.ring, authn.VerifierOptions{
 			Issuer: cfg.Issuer, Audience: cfg.Audience,
 			Revocations: authn.RedisRevocations{Client: s.redis},
