@@ -51,25 +51,49 @@ func (k JWK) Ed25519() (ed25519.PublicKey, error) {
 // JWKSOptions configure a JWKS client.
 type JWKSOptions struct {
 	HTTPClient *http.Client // [a client with a 5s timeout]
-	// MaxAge is how long a fetched set is used before it is fetched again
-	// [5m]; rotation publishes new keys well before they sign.
+	// MaxAge is how long a fetched set is used before it is refreshed
+	// [5m]; rotation publishes new keys well before they sign. An aged set
+	// keeps being used while the refresh runs, and for as long as auth
+	// cannot be reached.
 	MaxAge time.Duration
-	// MinRefetch limits refetches caused by unknown kids [10s], so a flood
-	// of forged tokens cannot turn into a flood of requests to auth.
+	// MinRefetch is the least time between two fetches [10s], whatever
+	// asks for them (unknown kids, an aged set): a flood of forged kids
+	// cannot turn into a flood of requests to auth, nor can an auth that
+	// is down be asked again on every request. Before any set was fetched
+	// the wait is at most 1s, so a service that starts before auth is not
+	// shut out for long.
 	MinRefetch time.Duration
 	Now        func() time.Time
 }
 
+// fetchTimeout bounds one fetch, whatever the HTTP client allows: the
+// fetch runs on its own, not on the context of whoever started it.
+const fetchTimeout = 10 * time.Second
+
+// maxJWKSBytes bounds the JWKS document read from auth.
+const maxJWKSBytes = 1 << 20
+
 // JWKS fetches and caches the auth service's public keys. It implements
-// KeySet: an unknown kid triggers one refetch (rotation), rate limited.
+// KeySet. Fetches are single-flight (everyone who needs one waits for the
+// same one), at most one per MinRefetch, and never throw away the last
+// good set: while auth is down, tokens signed by known keys still verify.
 type JWKS struct {
 	url  string
 	opts JWKSOptions
 
 	mu        sync.Mutex
-	keys      map[string]ed25519.PublicKey
-	fetchedAt time.Time
-	triedAt   time.Time
+	keys      map[string]ed25519.PublicKey // the last good set
+	fetchedAt time.Time                    // when keys were fetched
+	triedAt   time.Time                    // when the last fetch began
+	lastErr   error                        // how the last fetch failed, nil when it did not
+	inflight  *jwksFetch                   // the fetch running now, if any
+}
+
+// jwksFetch is one fetch that callers wait for together.
+type jwksFetch struct {
+	done    chan struct{} // closed when the fetch has ended
+	err     error         // set before done is closed
+	waiters int           // callers waiting for it (under JWKS.mu)
 }
 
 // NewJWKS returns a client for the JWKS document at url.
@@ -89,31 +113,84 @@ func NewJWKS(url string, opts JWKSOptions) *JWKS {
 	return &JWKS{url: url, opts: opts}
 }
 
-// PublicKey implements KeySet.
+// PublicKey implements KeySet. A known kid is answered at once, from an
+// aged set too (which starts a refresh in the background); an unknown kid
+// waits for a fetch, when one may run, and is otherwise unknown.
 func (j *JWKS) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	now := j.opts.Now()
-	stale := j.keys == nil || now.Sub(j.fetchedAt) > j.opts.MaxAge
-	if key, ok := j.keys[kid]; ok && !stale {
+	if key, ok := j.keys[kid]; ok {
+		if now.Sub(j.fetchedAt) > j.opts.MaxAge {
+			j.refreshLocked(now)
+		}
+		j.mu.Unlock()
 		return key, nil
 	}
-	if !stale && now.Sub(j.triedAt) < j.opts.MinRefetch {
-		return nil, ErrUnknownKey
-	}
-	j.triedAt = now
-	keys, err := j.fetch(ctx)
-	if err != nil {
-		if key, ok := j.keys[kid]; ok {
-			return key, nil // keep serving a known key while auth is down
-		}
+	f := j.refreshLocked(now)
+	if f == nil {
+		err := j.unknownLocked()
+		j.mu.Unlock()
 		return nil, err
 	}
-	j.keys, j.fetchedAt = keys, now
-	if key, ok := keys[kid]; ok {
+	f.waiters++
+	j.mu.Unlock()
+
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("wait for jwks: %w", ctx.Err())
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if key, ok := j.keys[kid]; ok {
 		return key, nil
 	}
-	return nil, ErrUnknownKey
+	return nil, j.unknownLocked()
+}
+
+// unknownLocked is the answer for a kid the set does not hold: unknown,
+// when the set is current, or the fetch's failure when auth could not be
+// asked (the token may be signed by a key published since).
+func (j *JWKS) unknownLocked() error {
+	if j.lastErr != nil {
+		return j.lastErr
+	}
+	return ErrUnknownKey
+}
+
+// refreshLocked returns the running fetch, or starts one unless the last
+// began less than MinRefetch ago; nil when none may run.
+func (j *JWKS) refreshLocked(now time.Time) *jwksFetch {
+	if j.inflight != nil {
+		return j.inflight
+	}
+	wait := j.opts.MinRefetch
+	if j.keys == nil {
+		wait = min(wait, time.Second)
+	}
+	if !j.triedAt.IsZero() && now.Sub(j.triedAt) < wait {
+		return nil
+	}
+	f := &jwksFetch{done: make(chan struct{})}
+	j.inflight, j.triedAt = f, now
+	go j.run(f)
+	return f
+}
+
+// run fetches on a context of its own: a caller that gives up must not
+// fail the fetch for everyone else waiting on it.
+func (j *JWKS) run(f *jwksFetch) {
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	keys, err := j.fetch(ctx)
+	j.mu.Lock()
+	if err == nil {
+		j.keys, j.fetchedAt = keys, j.opts.Now()
+	}
+	j.lastErr, f.err = err, err
+	j.inflight = nil
+	j.mu.Unlock()
+	close(f.done)
 }
 
 func (j *JWKS) fetch(ctx context.Context) (map[string]ed25519.PublicKey, error) {
@@ -129,8 +206,26 @@ func (j *JWKS) fetch(ctx context.Context) (map[string]ed25519.PublicKey, error) 
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("fetch jwks: %s answered %s", j.url, resp.Status)
 	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read jwks: %w", err)
+	}
+	if len(data) > maxJWKSBytes {
+		return nil, fmt.Errorf("jwks at %s is larger than %d bytes", j.url, maxJWKSBytes)
+	}
+	keys, err := ParseJWKS(data)
+	if err != nil {
+		return nil, fmt.Errorf("jwks at %s: %w", j.url, err)
+	}
+	return keys, nil
+}
+
+// ParseJWKS decodes a JWKS document into its usable Ed25519 keys by kid.
+// Keys of other types are skipped; a document with none usable, or two
+// keys under one kid, is an error.
+func ParseJWKS(data []byte) (map[string]ed25519.PublicKey, error) {
 	var doc JWKSDocument
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&doc); err != nil {
+	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("decode jwks: %w", err)
 	}
 	keys := make(map[string]ed25519.PublicKey, len(doc.Keys))
@@ -141,10 +236,20 @@ func (j *JWKS) fetch(ctx context.Context) (map[string]ed25519.PublicKey, error) 
 			errs = append(errs, err)
 			continue
 		}
+		if k.Kid == "" {
+			errs = append(errs, errors.New("a key has no kid"))
+			continue
+		}
+		if prev, dup := keys[k.Kid]; dup && !prev.Equal(pub) {
+			return nil, fmt.Errorf("two keys have kid %q", k.Kid)
+		}
 		keys[k.Kid] = pub
 	}
+	if len(keys) == 0 && len(errs) == 0 {
+		return nil, errors.New("no keys")
+	}
 	if len(keys) == 0 {
-		return nil, fmt.Errorf("jwks at %s holds no usable key: %w", j.url, errors.Join(errs...))
+		return nil, fmt.Errorf("no usable key: %w", errors.Join(errs...))
 	}
 	return keys, nil
 }
