@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"unicode"
 )
 
 // ErrInvalidClient is an unknown client or a wrong secret.
@@ -34,26 +35,40 @@ func LoadFile(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read clients file: %w", err)
 	}
+	s, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("clients file %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// MaxIDLength bounds a client id: ids are names like "mission-control",
+// published in Redis and written in logs.
+const MaxIDLength = 128
+
+// Parse is LoadFile on the file's content.
+func Parse(data []byte) (*Store, error) {
 	var m map[string]string
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("clients file %s: not a JSON object of id to secret: %w", path, err)
+		return nil, fmt.Errorf("not a JSON object of id to secret: %w", err)
 	}
 	s := Empty()
 	var problems []string
 	for id, secret := range m {
-		if strings.TrimSpace(id) == "" {
+		switch {
+		case strings.TrimSpace(id) == "":
 			problems = append(problems, "a client id is empty")
-			continue
-		}
-		if len(secret) < MinSecretLength {
+		case id != strings.TrimSpace(id) || len(id) > MaxIDLength || strings.ContainsFunc(id, unicode.IsControl):
+			problems = append(problems, fmt.Sprintf("client id %q must be at most %d characters with no surrounding space or control characters", id, MaxIDLength))
+		case len(secret) < MinSecretLength:
 			problems = append(problems, fmt.Sprintf("client %q: secret must be at least %d characters", id, MinSecretLength))
-			continue
+		default:
+			s.digests[id] = sha256.Sum256([]byte(secret))
 		}
-		s.digests[id] = sha256.Sum256([]byte(secret))
 	}
 	if len(problems) > 0 {
 		sort.Strings(problems)
-		return nil, fmt.Errorf("clients file %s: %s", path, strings.Join(problems, "; "))
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
 	return s, nil
 }

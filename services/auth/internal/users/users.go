@@ -73,12 +73,20 @@ func NewSingle(password string) (*Store, error) {
 		if hash, err = HashPassword(password, bcrypt.DefaultCost); err != nil {
 			return nil, err
 		}
+	} else if c := hashCost(hash); c > MaxCost {
+		return nil, fmt.Errorf("the password hash has bcrypt cost %d, more than %d (every login would take seconds)", c, MaxCost)
 	}
 	u := &User{ID: SingleTenantUser, Username: SingleTenantUser, PasswordHash: hash, Role: authn.RoleAdmin}
 	return newStore([]*User{u}, true)
 }
 
 var usernamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+
+// MaxCost is the highest bcrypt cost accepted: each login costs one
+// comparison at the highest cost in the store (unknown users included), and
+// at cost 15 and above that is seconds of CPU per try, which anyone can
+// ask for.
+const MaxCost = 14
 
 // LoadFile reads a multi-user file: a JSON list of users. id defaults to the
 // username and role to "user"; "disabled": true keeps a user out; every
@@ -88,9 +96,28 @@ func LoadFile(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read users file: %w", err)
 	}
+	s, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("users file %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Parse is LoadFile on the file's content.
+func Parse(data []byte) (*Store, error) {
+	list, err := parseList(data)
+	if err != nil {
+		return nil, err
+	}
+	return newStore(list, false)
+}
+
+// parseList decodes and checks each entry; newStore checks the entries
+// against each other.
+func parseList(data []byte) ([]*User, error) {
 	var list []*User
 	if err := json.Unmarshal(data, &list); err != nil {
-		return nil, fmt.Errorf("users file %s: not a JSON list of users: %w", path, err)
+		return nil, fmt.Errorf("not a JSON list of users: %w", err)
 	}
 	var problems []string
 	for i, u := range list {
@@ -110,6 +137,8 @@ func LoadFile(path string) (*Store, error) {
 			problems = append(problems, fmt.Sprintf("entry %d: username %q must be 1-64 letters, digits, '.', '_', '@' or '-'", i, u.Username))
 		case !isBcrypt(u.PasswordHash):
 			problems = append(problems, fmt.Sprintf("user %q: password_hash is not a bcrypt hash (make one with `auth hash-password`)", u.Username))
+		case hashCost(u.PasswordHash) > MaxCost:
+			problems = append(problems, fmt.Sprintf("user %q: password_hash has bcrypt cost %d, more than %d (every login would take seconds); make one with `auth hash-password`", u.Username, hashCost(u.PasswordHash), MaxCost))
 		case u.Role != authn.RoleAdmin && u.Role != authn.RoleUser:
 			problems = append(problems, fmt.Sprintf("user %q: role %q must be admin or user", u.Username, u.Role))
 		}
@@ -118,9 +147,14 @@ func LoadFile(path string) (*Store, error) {
 		problems = append(problems, "it lists no users")
 	}
 	if len(problems) > 0 {
-		return nil, fmt.Errorf("users file %s: %s", path, strings.Join(problems, "; "))
+		return nil, errors.New(strings.Join(problems, "; "))
 	}
-	return newStore(list, false)
+	return list, nil
+}
+
+func hashCost(hash string) int {
+	c, _ := bcrypt.Cost([]byte(hash))
+	return c
 }
 
 func newStore(list []*User, single bool) (*Store, error) {

@@ -95,3 +95,18 @@ func TestDisabledUser(t *testing.T) {
 		t.Errorf("an enabled user: %v", err)
 	}
 }
+
+// A hash costlier than MaxCost would make every login (and every unknown
+// username, through the dummy) seconds of CPU: refused at start.
+func TestCostlyHashesRefused(t *testing.T) {
+	costly := strings.Replace(seedHash, "$04$", "$15$", 1)
+	if _, err := Parse([]byte(`[{"username":"alice","password_hash":"` + costly + `"}]`)); err == nil || !strings.Contains(err.Error(), "cost 15") {
+		t.Errorf("users file with a cost-15 hash: %v", err)
+	}
+	if _, err := NewSingle(costly); err == nil || !strings.Contains(err.Error(), "cost 15") {
+		t.Errorf("single password as a cost-15 hash: %v", err)
+	}
+	if _, err := Parse([]byte(`[{"username":"alice","password_hash":"` + seedHash + `"}]`)); err != nil {
+		t.Errorf("a cost-4 hash: %v", err)
+	}
+}
