@@ -156,3 +156,32 @@ func TestNewRefusesIncompleteTables(t *testing.T) {
 		}
 	}
 }
+
+// The gateway is the edge: what a client says about its own address is
+// dropped, and the upstream sees only the peer the gateway saw. Auth,
+// trusting only the gateway's address, counts logins by that.
+func TestClientForwardingHeadersAreReplaced(t *testing.T) {
+	gw := start(t, upstreams(t))
+	for name, h := range map[string]map[string]string{
+		"none":            {},
+		"X-Forwarded-For": {"X-Forwarded-For": "1.2.3.4"},
+		"a chain":         {"X-Forwarded-For": "1.2.3.4, 5.6.7.8"},
+		"two headers":     {"X-Forwarded-For": "1.2.3.4", "Forwarded": "for=5.6.7.8"},
+	} {
+		req, _ := http.NewRequest("POST", gw.URL+"/api/auth/login", strings.NewReader(`{}`))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		req.Header.Add("X-Forwarded-For", "9.9.9.9")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if got["xff"] != "127.0.0.1" {
+			t.Errorf("%s: upstream saw X-Forwarded-For %q, want only the peer 127.0.0.1", name, got["xff"])
+		}
+	}
+}
