@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -28,6 +30,10 @@ const (
 	CodeRateLimited      = "rate_limited"
 	CodeInternal         = "internal"
 	CodeUnavailable      = "unavailable"
+	// CodeStorageFull is a write refused because the service's store (Redis
+	// at maxmemory) has no room; reads go on working and nothing stored is
+	// lost, so the client retries later.
+	CodeStorageFull = "storage_full"
 )
 
 // Error is an error with an HTTP status and a stable machine-readable code.
@@ -35,6 +41,9 @@ type Error struct {
 	Status  int    `json:"-"`
 	Code    string `json:"code"`
 	Message string `json:"error"`
+	// RetryAfter, when positive, is sent as a Retry-After header (whole
+	// seconds, rounded up) with a 429 or 503.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -64,6 +73,25 @@ func Unauthorized(msg string) *Error {
 	return New(http.StatusUnauthorized, CodeUnauthorized, msg)
 }
 
+// WithRetryAfter returns a copy of e that tells the client when to retry.
+func (e *Error) WithRetryAfter(d time.Duration) *Error {
+	c := *e
+	c.RetryAfter = d
+	return &c
+}
+
+// StorageFullRetry is the Retry-After of StorageFull: long enough for an
+// operator or the client's own deletes to make room, short enough that a
+// client retrying by itself recovers soon after.
+const StorageFullRetry = 30 * time.Second
+
+// StorageFull is a 503 storage_full with Retry-After: the write was refused
+// because the store is full (see redisconn.IsOOM) and nothing was changed.
+func StorageFull(what string) *Error {
+	return Newf(http.StatusServiceUnavailable, CodeStorageFull,
+		"%s: storage is full (Redis reached its maxmemory); nothing was changed, stored data is intact and can still be read; retry later or delete old missions to make room", what).WithRetryAfter(StorageFullRetry)
+}
+
 // Forbidden is a 403 with code forbidden.
 func Forbidden(msg string) *Error { return New(http.StatusForbidden, CodeForbidden, msg) }
 
@@ -76,6 +104,9 @@ func Respond(c *gin.Context, err error) {
 	if !errors.As(err, &e) {
 		_ = c.Error(err)
 		e = New(http.StatusInternalServerError, CodeInternal, "internal server error")
+	}
+	if e.RetryAfter > 0 {
+		c.Header("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
 	}
 	c.AbortWithStatusJSON(e.Status, e)
 }

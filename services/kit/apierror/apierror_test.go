@@ -3,10 +3,12 @@ package apierror
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -72,7 +74,10 @@ func TestRespond(t *testing.T) {
 		err        error
 		wantStatus int
 		wantBody   string
+		wantRetry  string
 	}{
+		"retry after":       {err: New(429, CodeRateLimited, "slow down").WithRetryAfter(1500 * time.Millisecond), wantStatus: 429, wantBody: `{"code":"rate_limited","error":"slow down"}`, wantRetry: "2"},
+		"storage full":      {err: fmt.Errorf("create: %w", StorageFull("cannot create the mission")), wantStatus: 503, wantRetry: "30"},
 		"api error":         {err: NotFound("mission %s not found", "m1"), wantStatus: 404, wantBody: `{"code":"not_found","error":"mission m1 not found"}`},
 		"wrapped api error": {err: errors.Join(errors.New("ctx"), Forbidden("no")), wantStatus: 403, wantBody: `{"code":"forbidden","error":"no"}`},
 		"plain error":       {err: errors.New("redis: connection refused"), wantStatus: 500, wantBody: `{"code":"internal","error":"internal server error"}`},
@@ -88,7 +93,10 @@ func TestRespond(t *testing.T) {
 			var got, want any
 			_ = json.Unmarshal(w.Body.Bytes(), &got)
 			_ = json.Unmarshal([]byte(tc.wantBody), &want)
-			if gb, _ := json.Marshal(got); string(gb) != tc.wantBody {
+			if got := w.Header().Get("Retry-After"); got != tc.wantRetry {
+				t.Errorf("Retry-After = %q, want %q", got, tc.wantRetry)
+			}
+			if gb, _ := json.Marshal(got); tc.wantBody != "" && string(gb) != tc.wantBody {
 				t.Errorf("body = %s, want %s", w.Body.String(), tc.wantBody)
 			}
 			if tc.wantStatus == 500 && len(c.Errors) != 1 {

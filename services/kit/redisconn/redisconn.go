@@ -4,8 +4,10 @@ package redisconn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -66,4 +68,36 @@ func Connect(ctx context.Context, opts Options) (*redis.Client, error) {
 // Check returns a readiness check for server.AddReadinessCheck.
 func Check(client *redis.Client) func(context.Context) error {
 	return func(ctx context.Context) error { return client.Ping(ctx).Err() }
+}
+
+// IsOOM reports whether err, anywhere in its chain, is Redis refusing a
+// write because it has reached maxmemory (policy noeviction): "OOM command
+// not allowed when used memory > 'maxmemory'". It is the same for a plain
+// command and for a write inside a Lua script (where Redis 6 wraps it in
+// "ERR Error running script ... -OOM ..."); for MULTI, pass the result
+// through TxErr first. A script or transaction refused at its first write
+// wrote nothing, so a caller can answer "storage full, retry later" (503)
+// instead of treating it as a bug, while reads go on working.
+func IsOOM(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	return strings.HasPrefix(msg, "OOM ") || strings.Contains(msg, "OOM command not allowed")
+}
+
+// TxErr is the error of a MULTI/EXEC (TxPipelined): when Redis discarded the
+// transaction (EXECABORT) because a queued command was refused, it returns
+// that command's error, which says why (OOM, say); otherwise err.
+func TxErr(cmds []redis.Cmder, err error) error {
+	if err == nil || !redis.IsExecAbortError(err) {
+		return err
+	}
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil && !redis.IsExecAbortError(cerr) {
+			return fmt.Errorf("%w (transaction discarded)", cerr)
+		}
+	}
+	return err
 }
