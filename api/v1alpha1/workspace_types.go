@@ -71,7 +71,7 @@ type WorkspaceStorage struct {
 }
 
 // WorkspaceSpec is what the user asked for.
-// +kubebuilder:validation:XValidation:rule="self.type == 'container' || (!has(self.distro) && !has(self.image) && !has(self.initScript) && !has(self.template))",message="distro, image, initScript and template apply to container workspaces only"
+// +kubebuilder:validation:XValidation:rule="self.type == 'container' || (!has(self.distro) && !has(self.image) && !has(self.initScript) && !has(self.template) && !has(self.resources) && !has(self.runtimeClassName))",message="distro, image, initScript, template, resources and runtimeClassName apply to container workspaces only"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.type) || self.type == oldSelf.type",message="type cannot change; create a new workspace"
 // +kubebuilder:validation:XValidation:rule="has(self.owner) == has(oldSelf.owner) && (!has(self.owner) || self.owner == oldSelf.owner)",message="owner cannot change: it is set when the workspace is made"
 type WorkspaceSpec struct {
@@ -148,9 +148,19 @@ type WorkspaceSpec struct {
 	// +optional
 	InitScript string `json:"initScript,omitempty"`
 
-	// Resources of the workspace container.
+	// Resources of the workspace container: CPU, memory and
+	// ephemeral-storage requests and limits. What is not set comes from the
+	// operator's defaults; the operator refuses values above its maxima
+	// (and the chart's admission policy does too).
 	// +optional
-	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+	Resources *WorkspaceResources `json:"resources,omitempty"`
+
+	// RuntimeClassName runs the Pod under that RuntimeClass (gVisor, Kata)
+	// where the cluster has one; the operator may allow only some.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +optional
+	RuntimeClassName string `json:"runtimeClassName,omitempty"`
 
 	// Storage is the workspace volume.
 	// +optional

@@ -16,10 +16,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -48,6 +48,9 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log := logging.New(stderr, "workspace-operator", cfg.Level())
 	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	log.Info("starting", "version", version.String(), "namespace", cfg.Namespace, "auth_mode", cfg.AuthMode)
+	w := cfg.Workload
+	log.Info("workspace pods", "requests", resourceText(w.Requests), "limits", resourceText(w.Limits), "max", resourceText(w.Max),
+		"capabilities", w.Capabilities, "runtime_class", w.RuntimeClass, "runtime_classes", w.RuntimeClasses)
 	for distro, img := range cfg.Substitutions() {
 		log.Warn("distro mapped to a substitute image", "distro", distro, "image", img)
 	}
@@ -71,8 +74,9 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		LeaderElectionID:        "workspace-operator.sortie.dev",
 		LeaderElectionNamespace: cfg.Namespace,
 		// Workspaces and everything they own live in one namespace: a
-		// namespaced cache needs only a namespaced Role.
-		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{cfg.Namespace: {}}},
+		// namespaced cache needs only a namespaced Role, and of its Secrets
+		// the operator holds only its own.
+		Cache: controller.CacheOptions(cfg),
 	})
 	if err != nil {
 		return fmt.Errorf("controller manager: %w", err)
@@ -178,4 +182,15 @@ func libraryClient(cfg *config.Config) (*library.Client, error) {
 	}
 	c.Tokens = authn.NewServiceTokenSource(strings.TrimSuffix(cfg.AuthURL, "/")+"/api/auth/token", cfg.ClientID, secret, nil)
 	return c, nil
+}
+
+// resourceText is "cpu=2 memory=4Gi ephemeral-storage=10Gi", for the log.
+func resourceText(l corev1.ResourceList) string {
+	var parts []string
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory, corev1.ResourceEphemeralStorage} {
+		if q, ok := l[r]; ok {
+			parts = append(parts, string(r)+"="+q.String())
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -27,6 +27,9 @@ type Config struct {
 	StartTimeout   time.Duration
 	DefaultStorage string
 	HostStorage    string
+	// Workload is how workspace Pods run: resources, capabilities,
+	// RuntimeClasses.
+	Workload Workload
 
 	// The library service: templates and the skills synced into workspaces.
 	LibraryURL       string
@@ -90,6 +93,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.Duration(&c.StartTimeout, "start-timeout", "SORTIE_WORKSPACE_START_TIMEOUT", 10*time.Minute, "a workspace not ready this long after its Pod was created fails")
 	b.String(&c.DefaultStorage, "default-storage", "SORTIE_WORKSPACE_STORAGE", "10Gi", "volume size of a workspace that names none")
 	b.String(&c.HostStorage, "host-storage", "SORTIE_HOST_STORAGE", "20Gi", "volume size of the host runtime, which holds every host workspace")
+	finishWorkload := bindWorkload(b)
 	b.String(&c.ImagePullPolicy, "image-pull-policy", "SORTIE_IMAGE_PULL_POLICY", "IfNotPresent", "pull policy of workspace Pods")
 	b.String(&c.LibraryURL, "library-url", "SORTIE_LIBRARY_URL", "", "the library service, e.g. http://library:8080; empty: no templates or skills sync")
 	b.String(&c.LibraryConfigMap, "library-configmap", "SORTIE_LIBRARY_CONFIGMAP_NAME", "sortie-library-revision", "ConfigMap (in the workspace namespace) the library publishes its revision in")
@@ -107,6 +111,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 		return nil, err
 	}
 	var p config.Problems
+	finishWorkload(&c.Workload, &p)
 	p.Check(c.AuthDevMode || c.JWKSURL != "", "SORTIE_AUTH_JWKS_URL is required (the auth service's /api/auth/jwks), or SORTIE_AUTH_DEV_MODE=true on a development machine")
 	switch c.AuthMode {
 	case "":

@@ -87,22 +87,30 @@ func retain(ws *v1alpha1.Workspace) bool {
 	return ws.Spec.Storage != nil && ws.Spec.Storage.RetainPolicy == v1alpha1.RetainRetain
 }
 
-// podInputs is everything whose change means a new Pod.
+// podInputs is everything whose change means a new Pod. (Pods made
+// before the workspace hardening carry another hash, so an upgraded
+// operator replaces each of them once, with the securityContext and limits.)
 type podInputs struct {
 	Image, AgentImage string
 	Env               map[string]string
 	InitScript        string
-	Resources         *corev1.ResourceRequirements
-	NodeSelector      map[string]string
-	Tolerations       []corev1.Toleration
-	Rebuild           int64
-	PullPolicy        string
+	// Resources are the container's resolved requests and limits (the
+	// operator's defaults filled in), so new defaults reach every Pod.
+	Resources    corev1.ResourceRequirements
+	NodeSelector map[string]string
+	Tolerations  []corev1.Toleration
+	Rebuild      int64
+	PullPolicy   string
 	// Mount is where the volume goes; empty means /workspace. (omitempty
 	// keeps the hash of existing container Pods.)
 	Mount string `json:",omitempty"`
 	// EnvSecret is the Secret whose keys the container gets as
 	// environment variables (its values are never in the Pod spec).
 	EnvSecret string `json:",omitempty"`
+	// Capabilities the workspace container keeps; all others are dropped.
+	Capabilities []corev1.Capability
+	// RuntimeClass of the Pod; empty: the cluster's default.
+	RuntimeClass string `json:",omitempty"`
 }
 
 func (in podInputs) hash() string {
@@ -122,24 +130,33 @@ func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod
 		// The host runtime: its root holds workspace directories only.
 		mount, home = in.Mount, in.Mount+"/.sortie/home"
 	}
-	env := []corev1.EnvVar{
-		{Name: "SORTIE_AGENT_ADDR", Value: fmt.Sprintf(":%d", agentPort)},
-		{Name: "SORTIE_AGENT_TOKEN_FILE", Value: agentConfigDir + "/" + secretTokenKey},
-		{Name: "SORTIE_AGENT_INIT_SCRIPT", Value: agentConfigDir + "/" + secretInitKey},
-		{Name: "SORTIE_AGENT_WORKDIR", Value: mount},
-		{Name: "SORTIE_AGENT_STATE_DIR", Value: mount + "/.sortie"},
-		{Name: "SORTIE_AGENT_ROOTS", Value: mount + ",/tmp"},
-		{Name: "SORTIE_WORKSPACE_NAME", Value: ws.Spec.DisplayName},
-		{Name: "HOME", Value: home},
-	}
+	// HOME is the workspace's to change; then its own variables, less the
+	// names reserved for the agent; the agent's settings come last, so
+	// that they win even over a duplicate (the kubelet keeps the last).
+	env := []corev1.EnvVar{{Name: "HOME", Value: home}}
 	keys := make([]string, 0, len(in.Env))
 	for k := range in.Env {
-		keys = append(keys, k)
+		if !v1alpha1.ReservedEnvName(k) {
+			keys = append(keys, k)
+		}
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		env = append(env, corev1.EnvVar{Name: k, Value: in.Env[k]})
+		if k != "HOME" {
+			env = append(env, corev1.EnvVar{Name: k, Value: in.Env[k]})
+		} else {
+			env[0].Value = in.Env[k]
+		}
 	}
+	env = append(env,
+		corev1.EnvVar{Name: "SORTIE_AGENT_ADDR", Value: fmt.Sprintf(":%d", agentPort)},
+		corev1.EnvVar{Name: "SORTIE_AGENT_TOKEN_FILE", Value: agentConfigDir + "/" + secretTokenKey},
+		corev1.EnvVar{Name: "SORTIE_AGENT_INIT_SCRIPT", Value: agentConfigDir + "/" + secretInitKey},
+		corev1.EnvVar{Name: "SORTIE_AGENT_WORKDIR", Value: mount},
+		corev1.EnvVar{Name: "SORTIE_AGENT_STATE_DIR", Value: mount + "/.sortie"},
+		corev1.EnvVar{Name: "SORTIE_AGENT_ROOTS", Value: mount + ",/tmp"},
+		corev1.EnvVar{Name: "SORTIE_WORKSPACE_NAME", Value: ws.Spec.DisplayName},
+	)
 	pull := corev1.PullPolicy(in.PullPolicy)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -153,12 +170,19 @@ func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod
 			EnableServiceLinks:            ptr.To(false),
 			NodeSelector:                  in.NodeSelector,
 			Tolerations:                   in.Tolerations,
+			SecurityContext: &corev1.PodSecurityContext{
+				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
 			InitContainers: []corev1.Container{{
 				Name:            installerName,
 				Image:           in.AgentImage,
 				ImagePullPolicy: pull,
 				Command:         []string{"/" + agentBinary, "install", agentBinDir + "/" + agentBinary},
 				VolumeMounts:    []corev1.VolumeMount{{Name: volumeAgentBin, MountPath: agentBinDir}},
+				// It copies one file into an emptyDir: no capability at all.
+				// Its resources are the workspace's, so the Pod asks for no more.
+				Resources:       in.Resources,
+				SecurityContext: installerSecurity(),
 			}},
 			Containers: []corev1.Container{{
 				Name:            containerName,
@@ -167,6 +191,8 @@ func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod
 				Command:         []string{agentBinDir + "/" + agentBinary},
 				WorkingDir:      mount,
 				Env:             env,
+				Resources:       in.Resources,
+				SecurityContext: workspaceSecurity(in.Capabilities),
 				Ports:           []corev1.ContainerPort{{Name: "agent", ContainerPort: int32(agentPort)}},
 				ReadinessProbe: &corev1.Probe{
 					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intOrPort(agentPort)}},
@@ -185,8 +211,8 @@ func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod
 			},
 		},
 	}
-	if in.Resources != nil {
-		pod.Spec.Containers[0].Resources = *in.Resources
+	if in.RuntimeClass != "" {
+		pod.Spec.RuntimeClassName = ptr.To(in.RuntimeClass)
 	}
 	if in.EnvSecret != "" {
 		// Explicit env (the spec's envVars) wins over envFrom.
@@ -194,6 +220,35 @@ func desiredPod(ws *v1alpha1.Workspace, in podInputs, agentPort int) *corev1.Pod
 			LocalObjectReference: corev1.LocalObjectReference{Name: in.EnvSecret}}}}
 	}
 	return pod
+}
+
+// workspaceSecurity is the workspace container's securityContext. It runs
+// untrusted code as root (package installs need root), so it keeps only
+// the capabilities given, cannot gain more (no setuid escalation, no
+// privileged mode) and runs under the runtime's seccomp profile (set on
+// the Pod). Pod Security baseline admits it.
+func workspaceSecurity(caps []corev1.Capability) *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		Privileged:               ptr.To(false),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: caps},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// installerSecurity is the init container's: it copies the agent as a
+// non-root user onto a read-only root (the emptyDir is world-writable).
+func installerSecurity() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		Privileged:               ptr.To(false),
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		RunAsNonRoot:             ptr.To(true),
+		RunAsUser:                ptr.To[int64](65532),
+		RunAsGroup:               ptr.To[int64](65532),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+	}
 }
 
 func intOrPort(p int) intstr.IntOrString { return intstr.FromInt32(int32(p)) }

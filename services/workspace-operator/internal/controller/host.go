@@ -124,7 +124,14 @@ func (r *WorkspaceReconciler) ensureHostRuntime(ctx context.Context, ws *v1alpha
 		return nil, "", fmt.Errorf("host runtime: %w", err)
 	}
 	image := r.Config.DistroImages[r.Config.DefaultDistro]
-	want := desiredPod(rt, podInputs{Image: image, AgentImage: r.Config.AgentImage, PullPolicy: r.Config.ImagePullPolicy, Mount: v1alpha1.HostRoot}, r.Config.AgentPort)
+	// The runtime gets the default resources and RuntimeClass: it is the
+	// owner's host workspaces' one container.
+	res, err := r.Config.Workload.Resources(nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("host runtime resources: %w", err)
+	}
+	want := desiredPod(rt, podInputs{Image: image, AgentImage: r.Config.AgentImage, PullPolicy: r.Config.ImagePullPolicy, Mount: v1alpha1.HostRoot,
+		Resources: res, Capabilities: r.Config.Workload.Capabilities, RuntimeClass: r.Config.Workload.RuntimeClass}, r.Config.AgentPort)
 	want.Labels[LabelComponent] = ComponentHostRuntime
 
 	pod := &corev1.Pod{}

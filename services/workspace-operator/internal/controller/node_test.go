@@ -42,7 +42,7 @@ func startOnNode(t *testing.T) *nodeEnv {
 	})
 	// The node is shared with other tests and whatever runs on it: the
 	// manager sees only the test's namespace, as the operator sees only its own.
-	mgr := newManager(t, c.Config, ns)
+	mgr := newManager(t, c.Config, cfg)
 	r := &WorkspaceReconciler{Client: mgr.GetClient(), Scheme: testScheme, Config: cfg, Prober: AgentProber{},
 		Recorder: mgr.GetEventRecorder("workspace-operator")}
 	if err := r.SetupWithManager(mgr); err != nil {

@@ -11,7 +11,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -39,17 +38,17 @@ func testConfig(t testing.TB, ns string, env map[string]string) *config.Config {
 	return c
 }
 
-// newManager makes a manager for a test whose objects live in ns. Like
-// the operator's (cmd/workspace-operator), its cache holds that namespace
-// only: objects another test left in its namespace are never reconciled
-// by this test's manager.
-func newManager(t testing.TB, cfg *rest.Config, ns string) ctrl.Manager {
+// newManager makes a manager for a test whose objects live in the
+// operator's namespace (op.Namespace). Its cache is the operator's
+// (CacheOptions): that namespace only, so objects another test left in its
+// namespace are never reconciled by this test's manager.
+func newManager(t testing.TB, cfg *rest.Config, op *config.Config) ctrl.Manager {
 	t.Helper()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testScheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Cache:                  CacheOptions(op),
 		// Each test starts its own manager; controller names are
 		// otherwise unique per process.
 		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
@@ -176,7 +175,7 @@ func startOperator(t *testing.T, cfgEnv map[string]string) *env {
 	e := &env{client: k.Client, ns: ns, agent: &agentAnswers{st: agentapi.InitStatus{State: agentapi.InitRunning}}, clock: testclock.New(time.Now())}
 	var running []func() // each manager's stop
 	e.start = func() *readCounter {
-		mgr := newManager(t, k.Config, ns)
+		mgr := newManager(t, k.Config, cfg)
 		reads := &readCounter{Client: mgr.GetClient(), reads: map[string]int{}}
 		r := &WorkspaceReconciler{Client: reads, Scheme: testScheme, Config: cfg, Prober: e.agent,
 			Recorder: mgr.GetEventRecorder("workspace-operator"), Now: e.clock.Now}

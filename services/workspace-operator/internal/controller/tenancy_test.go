@@ -182,7 +182,7 @@ func TestEnvSecret(t *testing.T) {
 	eventually(t, "waiting for the secret", func() (bool, string) {
 		ws := getWS(t, e, "sec")
 		for _, c := range ws.Status.Conditions {
-			if c.Type == v1alpha1.ConditionAgentReady && c.Message == "waiting for the Secret sec-env with the workspace's secret environment" {
+			if c.Type == v1alpha1.ConditionAgentReady && c.Message == "waiting for the Secret sec-env with the workspace's secret environment (labelled sortie.dev/workspace=sec)" {
 				return true, ""
 			}
 		}
@@ -192,8 +192,10 @@ func TestEnvSecret(t *testing.T) {
 		t.Fatal("the pod was made before its env Secret existed")
 	}
 	ws := getWS(t, e, "sec")
+	// Labelled as REST makes it: the operator's cache holds only its own
+	// labelled Secrets (TestOperatorReadsOnlyItsSecrets).
 	sec := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "sec-env", Namespace: e.ns,
+		ObjectMeta: metav1.ObjectMeta{Name: "sec-env", Namespace: e.ns, Labels: map[string]string{LabelWorkspace: "sec"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion().String(), Kind: "Workspace", Name: ws.Name, UID: ws.UID, Controller: ptrTrue()}}},
 		StringData: map[string]string{"API_KEY": "s3cret"},
 	}
@@ -215,7 +217,7 @@ func TestEnvSecret(t *testing.T) {
 	// Another workspace's Secret under this one's name: refused.
 	create(t, e, newWS(e.ns, "other", func(s *v1alpha1.WorkspaceSpec) { s.EnvSecretRef = "other-env" }))
 	thief := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "other-env", Namespace: e.ns,
+		ObjectMeta: metav1.ObjectMeta{Name: "other-env", Namespace: e.ns, Labels: map[string]string{LabelWorkspace: "other"},
 			OwnerReferences: []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion().String(), Kind: "Workspace", Name: ws.Name, UID: ws.UID, Controller: ptrTrue()}}},
 		StringData: map[string]string{"X": "y"},
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"sortie.dev/api/v1alpha1"
 )
@@ -40,6 +41,37 @@ func TestAdmission(t *testing.T) {
 		"another's env secret":   {ws: newWS(e.ns, "bad10", func(s *v1alpha1.WorkspaceSpec) { s.EnvSecretRef = "victim-env" }), want: "own Secret"},
 		"own env secret":         {ws: newWS(e.ns, "ok3", func(s *v1alpha1.WorkspaceSpec) { s.EnvSecretRef = "ok3-env" })},
 		"owned":                  {ws: newWS(e.ns, "owned", func(s *v1alpha1.WorkspaceSpec) { s.Owner = "alice" })},
+		// Resources: positive amounts, requests within limits, containers only.
+		"resources": {ws: newWS(e.ns, "ok4", func(s *v1alpha1.WorkspaceSpec) {
+			s.Resources = resources("500m", "1Gi", "1Gi", "2", "4Gi", "10Gi")
+		})},
+		"integer cpu": {ws: newWS(e.ns, "ok5", func(s *v1alpha1.WorkspaceSpec) {
+			s.Resources = &v1alpha1.WorkspaceResources{Limits: &v1alpha1.ResourceAmounts{CPU: qty("3")}}
+		})},
+		"request over limit": {ws: newWS(e.ns, "bad11", func(s *v1alpha1.WorkspaceSpec) {
+			s.Resources = resources("4", "", "", "2", "", "")
+		}), want: "cpu request must not exceed"},
+		"memory request over limit": {ws: newWS(e.ns, "bad12", func(s *v1alpha1.WorkspaceSpec) {
+			s.Resources = resources("", "8Gi", "", "", "4Gi", "")
+		}), want: "memory request must not exceed"},
+		"storage request over limit": {ws: newWS(e.ns, "bad13", func(s *v1alpha1.WorkspaceSpec) {
+			s.Resources = resources("", "", "20Gi", "", "", "10Gi")
+		}), want: "ephemeral-storage request must not exceed"},
+		"zero memory": {ws: newWS(e.ns, "bad14", func(s *v1alpha1.WorkspaceSpec) {
+			s.Resources = resources("", "", "", "", "0", "")
+		}), want: "memory must be positive"},
+		"negative cpu": {ws: newWS(e.ns, "bad15", func(s *v1alpha1.WorkspaceSpec) {
+			s.Resources = resources("-1", "", "", "", "", "")
+		}), want: "cpu must be positive"},
+		"host with resources": {ws: newWS(e.ns, "bad16", func(s *v1alpha1.WorkspaceSpec) {
+			*s = v1alpha1.WorkspaceSpec{DisplayName: "h", Resources: resources("", "", "", "1", "", "")}
+		}), want: "container workspaces only"},
+		"runtime class": {ws: newWS(e.ns, "ok6", func(s *v1alpha1.WorkspaceSpec) { s.RuntimeClassName = "gvisor" })},
+		"runtime class not a DNS label": {ws: newWS(e.ns, "bad17", func(s *v1alpha1.WorkspaceSpec) { s.RuntimeClassName = "Kata.Containers" }),
+			want: "spec.runtimeClassName"},
+		"host with a runtime class": {ws: newWS(e.ns, "bad18", func(s *v1alpha1.WorkspaceSpec) {
+			*s = v1alpha1.WorkspaceSpec{DisplayName: "h", RuntimeClassName: "gvisor"}
+		}), want: "container workspaces only"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -87,4 +119,24 @@ func TestAdmission(t *testing.T) {
 	}
 	// Everything else of an owned workspace may change.
 	update(t, e, "owned", func(ws *v1alpha1.Workspace) { ws.Spec.DisplayName = "still alice's" })
+}
+
+func qty(s string) *resource.Quantity {
+	if s == "" {
+		return nil
+	}
+	q := resource.MustParse(s)
+	return &q
+}
+
+// resources are requests and limits of cpu, memory and ephemeral-storage;
+// "" leaves one out.
+func resources(reqCPU, reqMem, reqDisk, limCPU, limMem, limDisk string) *v1alpha1.WorkspaceResources {
+	amounts := func(cpu, mem, disk string) *v1alpha1.ResourceAmounts {
+		if cpu == "" && mem == "" && disk == "" {
+			return nil
+		}
+		return &v1alpha1.ResourceAmounts{CPU: qty(cpu), Memory: qty(mem), EphemeralStorage: qty(disk)}
+	}
+	return &v1alpha1.WorkspaceResources{Requests: amounts(reqCPU, reqMem, reqDisk), Limits: amounts(limCPU, limMem, limDisk)}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -156,7 +157,10 @@ func (r *WorkspaceReconciler) envSecretReady(ctx context.Context, ws *v1alpha1.W
 	err = r.Client.Get(ctx, client.ObjectKey{Namespace: ws.Namespace, Name: ws.Spec.EnvSecretRef}, sec)
 	switch {
 	case apierrors.IsNotFound(err):
-		return "waiting for the Secret " + ws.Spec.EnvSecretRef + " with the workspace's secret environment", "", nil
+		// The operator's cache holds only Secrets labelled with their
+		// workspace: one made without the label is never seen.
+		return "waiting for the Secret " + ws.Spec.EnvSecretRef + " with the workspace's secret environment (labelled " +
+			LabelWorkspace + "=" + ws.Name + ")", "", nil
 	case err != nil:
 		return "", "", fmt.Errorf("get env secret: %w", err)
 	}
@@ -273,10 +277,18 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, err.Error())
 		return ctrl.Result{}, nil
 	}
+	res, class, err := r.workload(ws)
+	if err != nil {
+		// A spec made with kubectl past the REST API's checks (and the
+		// chart's admission policy): no Pod, and the user is told why.
+		o.set(gen, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonInvalidSpec, err.Error())
+		return ctrl.Result{}, nil
+	}
 	in := podInputs{
 		Image: image, AgentImage: r.Config.AgentImage, Env: ws.Spec.EnvVars, InitScript: ws.Spec.InitScript,
-		Resources: ws.Spec.Resources, NodeSelector: ws.Spec.NodeSelector, Tolerations: ws.Spec.Tolerations,
+		Resources: res, NodeSelector: ws.Spec.NodeSelector, Tolerations: ws.Spec.Tolerations,
 		Rebuild: ws.Spec.Rebuild, PullPolicy: r.Config.ImagePullPolicy, EnvSecret: ws.Spec.EnvSecretRef,
+		Capabilities: r.Config.Workload.Capabilities, RuntimeClass: class,
 	}
 	want := desiredPod(ws, in, r.Config.AgentPort)
 
@@ -346,6 +358,24 @@ func (r *WorkspaceReconciler) reconcilePod(ctx context.Context, ws *v1alpha1.Wor
 		}
 	}
 	return sooner(r.decideReady(ws, pod.CreationTimestamp.Time, o, now), retry), nil
+}
+
+// workload resolves a container workspace's resources and RuntimeClass
+// against the operator's defaults, maxima and allowed classes.
+func (r *WorkspaceReconciler) workload(ws *v1alpha1.Workspace) (corev1.ResourceRequirements, string, error) {
+	w := &r.Config.Workload
+	res, err := w.Resources(ws.Spec.Resources)
+	if err != nil {
+		return res, "", err
+	}
+	class := ws.Spec.RuntimeClassName
+	if class == "" {
+		class = w.RuntimeClass
+	}
+	if class != "" && !w.RuntimeClassAllowed(class) {
+		return res, "", fmt.Errorf("the RuntimeClass %q is not one the operator allows (%s)", class, strings.Join(w.RuntimeClasses, ", "))
+	}
+	return res, class, nil
 }
 
 // decideReady sets Ready from the stages and says when to look again; the
