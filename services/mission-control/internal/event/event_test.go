@@ -3,6 +3,7 @@ package event
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -138,42 +139,61 @@ func TestValidate(t *testing.T) {
 }
 
 func TestTruncated(t *testing.T) {
+	const limit = 64
 	big := strings.Repeat("é", 100) // 200 bytes
 	odd := "x" + big                // forces a cut inside a rune
+	long := strings.Repeat("y", 500)
 	tests := map[string]struct {
-		ev          Event
-		wantContent string
-		wantResult  string
+		ev   Event
+		want Event
 	}{
 		"short untouched": {
-			ev:          Event{Kind: KindToolResult, Content: "abc", Result: json.RawMessage(`"abc"`)},
-			wantContent: "abc", wantResult: `"abc"`,
+			ev:   Event{Kind: KindToolResult, Content: "abc", Result: json.RawMessage(`"abc"`)},
+			want: Event{Kind: KindToolResult, Content: "abc", Result: json.RawMessage(`"abc"`)},
 		},
 		"cuts on rune boundary": {
-			ev:          Event{Kind: KindToolResult, Content: big},
-			wantContent: strings.Repeat("é", 6) + "\n[truncated 188 bytes]",
+			ev:   Event{Kind: KindThinking, Content: big},
+			want: Event{Kind: KindThinking, Content: strings.Repeat("é", 32) + "\n[truncated 136 bytes]"},
 		},
 		"never splits a rune": {
-			ev:          Event{Kind: KindToolResult, Content: odd},
-			wantContent: "x" + strings.Repeat("é", 5) + "\n[truncated 190 bytes]",
+			ev:   Event{Kind: KindAssistantMessage, Content: odd},
+			want: Event{Kind: KindAssistantMessage, Content: "x" + strings.Repeat("é", 31) + "\n[truncated 138 bytes]"},
+		},
+		"delta, message, summary and label": {
+			ev:   Event{Kind: KindError, Delta: long, Message: long, Summary: long, Label: long},
+			want: Event{Kind: KindError, Delta: long[:64] + "\n[truncated 436 bytes]", Message: long[:64] + "\n[truncated 436 bytes]", Summary: long[:64] + "\n[truncated 436 bytes]", Label: long[:64] + "\n[truncated 436 bytes]"},
 		},
 		"string result": {
-			ev:         Event{Kind: KindToolResult, Result: mustJSON(t, strings.Repeat("x", 50))},
-			wantResult: `"xxxxxxxxxxxx\n[truncated 38 bytes]"`,
+			ev:   Event{Kind: KindToolResult, Result: mustJSON(t, long)},
+			want: Event{Kind: KindToolResult, Result: json.RawMessage(`"` + long[:39] + `\n[truncated 461 bytes]"`)},
 		},
-		"object result becomes string": {
-			ev:         Event{Kind: KindToolResult, Result: json.RawMessage(`{"a":"` + strings.Repeat("y", 40) + `"}`)},
-			wantResult: `"{\"a\":\"yyyyyy\n[truncated 36 bytes]"`,
+		"args keep their shape": {
+			ev:   Event{Kind: KindToolCall, Args: json.RawMessage(`{"command":"` + long + `","timeout":5}`)},
+			want: Event{Kind: KindToolCall, Args: json.RawMessage(`{"command":"` + long[:15] + `\n[truncated 485 bytes]","timeout":5}`)},
+		},
+		"structure becomes a string": {
+			ev:   Event{Kind: KindToolResult, Result: json.RawMessage(`[` + strings.Repeat("1,", 100) + `1]`)},
+			want: Event{Kind: KindToolResult, Result: json.RawMessage(`"[` + strings.Repeat("1,", 19) + `\n[truncated 164 bytes]"`)},
+		},
+		"names clipped": {
+			ev:   Event{Kind: KindToolCall, ToolCallID: strings.Repeat("i", 300), ToolName: strings.Repeat("n", 300), Model: strings.Repeat("m", 300)},
+			want: Event{Kind: KindToolCall, ToolCallID: strings.Repeat("i", NameLimit), ToolName: strings.Repeat("n", NameLimit), Model: strings.Repeat("m", NameLimit)},
+		},
+		"user message untouched": {
+			ev:   Event{Kind: KindUserMessage, ID: "m1", Content: long},
+			want: Event{Kind: KindUserMessage, ID: "m1", Content: long},
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := tc.ev.Truncated(12)
-			if got.Content != tc.wantContent {
-				t.Errorf("Content = %q, want %q", got.Content, tc.wantContent)
+			got := tc.ev.Truncated(limit)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}
-			if string(got.Result) != tc.wantResult {
-				t.Errorf("Result = %s, want %s", got.Result, tc.wantResult)
+			for _, raw := range []json.RawMessage{got.Args, got.Result} {
+				if raw != nil && (len(raw) > limit || !json.Valid(raw)) {
+					t.Errorf("JSON field of %d bytes (valid %v): %s", len(raw), json.Valid(raw), raw)
+				}
 			}
 		})
 	}

@@ -13,7 +13,12 @@
 // takes a sequence and a placeholder in the log, and every delta of the
 // turn is APPENDed to one string. The user stream keeps only each delta and
 // the text length after it, so a resumed stream can rebuild the accumulated
-// content without storing it n times.
+// content without storing it n times. Streamed reasoning (thinking events
+// that carry a delta) is stored the same way, one row per thinking block
+// (a done thinking event, which holds the block's whole text, ends it):
+// storing every partial event with its accumulated text would cost the
+// square of the block's length. Both strings stop growing at the store's
+// text limit (the parsers cut the text with a marker before it).
 package events
 
 import (
@@ -65,6 +70,7 @@ func seqKey(m string) string     { return "mc:m:{" + m + "}:seq" }
 func logKey(m string) string     { return "mc:m:{" + m + "}:events" }
 func textRowKey(m string) string { return "mc:m:{" + m + "}:textrow" }
 func textPrefix(m string) string { return "mc:m:{" + m + "}:text:" }
+func thinkRowKey(m string) string { return "mc:m:{" + m + "}:thinkrow" }
 func streamKey(u string) string  { return "mc:u:{" + u + "}:stream" }
 
 // Fence ties an append to a run: the append fails with ErrLeaseLost unless
@@ -95,23 +101,31 @@ if ARGV[1] ~= '' then
     return redis.error_reply('LEASELOST run lease lost')
   end
 end
+local mode = ARGV[13]
 local seq
 local textlen = 0
-if ARGV[2] == 'text_delta' then
-  local row = redis.call('GET', KEYS[4])
+if mode == 'text' or mode == 'think' then
+  local rowkey = KEYS[4]
+  if mode == 'think' then rowkey = KEYS[7] end
+  local row = redis.call('GET', rowkey)
   if row then
     local t, s = string.match(row, '^(.*) (%d+)$')
     if t == ARGV[6] then seq = tonumber(s) end
   end
   if not seq then
     seq = redis.call('INCR', KEYS[1])
-    redis.call('SET', KEYS[4], ARGV[6] .. ' ' .. seq)
+    redis.call('SET', rowkey, ARGV[6] .. ' ' .. seq)
     redis.call('RPUSH', KEYS[2], withseq(ARGV[4], seq))
   end
-  textlen = redis.call('APPEND', ARGV[11] .. seq, ARGV[5])
+  local tk = ARGV[11] .. seq
+  textlen = redis.call('STRLEN', tk)
+  if textlen + string.len(ARGV[5]) <= tonumber(ARGV[14]) then
+    textlen = redis.call('APPEND', tk, ARGV[5])
+  end
 else
   seq = redis.call('INCR', KEYS[1])
   redis.call('RPUSH', KEYS[2], withseq(ARGV[3], seq))
+  if mode == 'thinkdone' then redis.call('DEL', KEYS[7]) end
 end
 local sj = ARGV[4]
 if sj == '' then sj = ARGV[3] end
@@ -123,6 +137,23 @@ end
 redis.call('PUBLISH', ARGV[12], id .. '\n' .. ARGV[7] .. '\n' .. withseq(ARGV[3], seq))
 return {seq, id}
 `)
+
+// textSlack is what a stored text may grow past the limit by: the marker
+// the parsers end a cut text with.
+const textSlack = 1024
+
+// streamed reports whether e is a piece of streamed text that is stored in
+// its turn's (or thinking block's) one string rather than in a row of its
+// own, and which: "text" or "think".
+func streamed(e event.Event) string {
+	switch {
+	case e.Kind == event.KindTextDelta:
+		return "text"
+	case e.Kind == event.KindThinking && !e.Done && e.Delta != "":
+		return "think"
+	}
+	return ""
+}
 
 // Append stores e for its mission (e.MissionID) and publishes it. It sets
 // Time, truncates large texts and returns the stored event with its
@@ -136,17 +167,25 @@ func (s *Store) Append(ctx context.Context, e event.Event, o AppendOptions) (eve
 	}
 	e.Sequence = 0
 	e.Time = s.now().UTC()
-	if e.Kind != event.KindTextDelta {
-		e = e.Truncated(s.limit)
+	// Streamed text arrives already cut by the parsers, with a marker
+	// that may take it a little past the limit.
+	lim := s.limit
+	if e.Kind == event.KindTextDelta || e.Kind == event.KindThinking {
+		lim += textSlack
+	}
+	e = e.Truncated(lim)
+	mode := streamed(e)
+	if mode == "" && e.Kind == event.KindThinking && e.Done {
+		mode = "thinkdone"
 	}
 	full, err := json.Marshal(e)
 	if err != nil {
 		return e, "", fmt.Errorf("append event: %w", err)
 	}
 	var stored []byte
-	if e.Kind == event.KindTextDelta {
+	if mode == "text" || mode == "think" {
 		// The log and the stream keep only the delta; the content lives
-		// once, in the turn's text string.
+		// once, in the turn's (or block's) text string.
 		strip := e
 		strip.Content = ""
 		if stored, err = json.Marshal(strip); err != nil {
@@ -157,9 +196,10 @@ func (s *Store) Append(ctx context.Context, e event.Event, o AppendOptions) (eve
 	if f == nil {
 		f = &Fence{}
 	}
-	keys := []string{seqKey(e.MissionID), logKey(e.MissionID), streamKey(o.UserID), textRowKey(e.MissionID), orDummy(f.RunKey), orDummy(f.LeaseKey)}
+	keys := []string{seqKey(e.MissionID), logKey(e.MissionID), streamKey(o.UserID), textRowKey(e.MissionID), orDummy(f.RunKey), orDummy(f.LeaseKey),
+		thinkRowKey(e.MissionID)}
 	args := []any{f.Owner, string(e.Kind), full, stored, e.Delta, o.TurnID, o.UserID, e.MissionID,
-		s.maxLen, f.Offset, textPrefix(e.MissionID), Channel}
+		s.maxLen, f.Offset, textPrefix(e.MissionID), Channel, mode, s.limit + textSlack}
 	res, err := appendScript.Run(ctx, s.rdb, keys, args...).Slice()
 	if err != nil {
 		if strings.Contains(err.Error(), "LEASELOST") {
@@ -208,32 +248,51 @@ func (s *Store) Count(ctx context.Context, missionID string) (int64, error) {
 // at most limit.
 func (s *Store) Replay(ctx context.Context, missionID string, kinds []event.Kind, limit, offset int) ([]event.Event, error) {
 	out := []event.Event{}
+	err := s.Each(ctx, missionID, kinds, limit, offset, func(e event.Event) error {
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// replayChunk is how many stored events Each reads from Redis at a time:
+// what one reader holds at once, whatever its limit (each is at most a
+// few times the text limit).
+const replayChunk = 100
+
+// Each calls fn with a mission's stored events in sequence order, as
+// Replay returns them, reading them a chunk at a time so that a long
+// replay never sits in memory whole. An error from fn stops it.
+func (s *Store) Each(ctx context.Context, missionID string, kinds []event.Kind, limit, offset int, fn func(event.Event) error) error {
 	if limit <= 0 {
-		return out, nil
+		return nil
 	}
 	want := map[event.Kind]bool{}
 	for _, k := range kinds {
 		want[k] = true
 	}
-	const chunk = 1000
 	start := int64(0)
 	if len(want) == 0 {
-		start = int64(offset)
+		start = int64(max(offset, 0))
 		offset = 0
 	}
+	sent := 0
 	for {
-		end := start + chunk - 1
+		end := start + replayChunk - 1
 		if len(want) == 0 {
-			end = min(end, start+int64(limit)-1)
+			end = min(end, start+int64(limit-sent)-1)
 		}
 		raw, err := s.rdb.LRange(ctx, logKey(missionID), start, end).Result()
 		if err != nil {
-			return nil, fmt.Errorf("replay events: %w", err)
+			return fmt.Errorf("replay events: %w", err)
 		}
 		for _, r := range raw {
 			var e event.Event
 			if err := json.Unmarshal([]byte(r), &e); err != nil {
-				return nil, fmt.Errorf("replay events: %w", err)
+				return fmt.Errorf("replay events: %w", err)
 			}
 			if len(want) > 0 && !want[e.Kind] {
 				continue
@@ -242,22 +301,31 @@ func (s *Store) Replay(ctx context.Context, missionID string, kinds []event.Kind
 				offset--
 				continue
 			}
-			if e.Kind == event.KindTextDelta {
+			if rebuilt(e) {
 				if e.Content, err = s.text(ctx, missionID, e.Sequence, -1); err != nil {
-					return nil, err
+					return err
 				}
 				e.Delta = ""
 			}
-			out = append(out, e)
-			if len(out) == limit {
-				return out, nil
+			if err := fn(e); err != nil {
+				return err
+			}
+			if sent++; sent == limit {
+				return nil
 			}
 		}
 		if int64(len(raw)) < end-start+1 {
-			return out, nil
+			return nil
 		}
 		start = end + 1
 	}
+}
+
+// rebuilt reports whether a stored event's content lives in its text
+// string: a text_delta, or a streamed thinking event stored without its
+// content (those stored before thinking was streamed kept theirs).
+func rebuilt(e event.Event) bool {
+	return e.Kind == event.KindTextDelta || streamed(e) == "think" && e.Content == ""
 }
 
 // text returns a turn's text up to end bytes (all of it for -1).
@@ -303,7 +371,7 @@ func (s *Store) Since(ctx context.Context, userID, cursor string, count int64) (
 		if err := json.Unmarshal([]byte(raw), &e); err != nil {
 			return nil, fmt.Errorf("read stream: %w", err)
 		}
-		if e.Kind == event.KindTextDelta {
+		if rebuilt(e) {
 			mission, _ := m.Values["m"].(string)
 			o, _ := strconv.ParseInt(fmt.Sprint(m.Values["o"]), 10, 64)
 			if e.Content, err = s.text(ctx, mission, e.Sequence, o); err != nil {
@@ -331,7 +399,7 @@ func (s *Store) Oldest(ctx context.Context, userID string) (string, error) {
 // DeleteMission removes a mission's events (its entries in the user's
 // stream age out with the stream).
 func (s *Store) DeleteMission(ctx context.Context, missionID string) error {
-	keys := []string{seqKey(missionID), logKey(missionID), textRowKey(missionID)}
+	keys := []string{seqKey(missionID), logKey(missionID), textRowKey(missionID), thinkRowKey(missionID)}
 	iter := s.rdb.Scan(ctx, 0, textPrefix(missionID)+"*", 1000).Iterator()
 	for iter.Next(ctx) {
 		keys = append(keys, iter.Val())

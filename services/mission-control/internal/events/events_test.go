@@ -12,7 +12,7 @@ import (
 
 func TestTextStoredOncePerTurn(t *testing.T) {
 	rs := redistest.Start(t)
-	s := NewStore(rs.Client, 1024, 1000)
+	s := NewStore(rs.Client, 64<<10, 1000)
 	ctx := context.Background()
 	var text strings.Builder
 	for turn := range 2 {
@@ -98,5 +98,98 @@ func TestReplayFilters(t *testing.T) {
 	evs, _ = s.Replay(ctx, "m", nil, 5, 2497)
 	if len(evs) != 3 || evs[0].Sequence != 2498 {
 		t.Errorf("last page: %d", len(evs))
+	}
+}
+
+// Streamed reasoning is stored like streamed text: one row per thinking
+// block whose text is appended to, never a row per delta holding all the
+// text so far (the square of the block's length).
+func TestThinkingStoredOncePerBlock(t *testing.T) {
+	rs := redistest.Start(t)
+	s := NewStore(rs.Client, 64<<10, 100000)
+	ctx := context.Background()
+	var cursors []string
+	var contents []string
+	for block := range 2 {
+		var text strings.Builder
+		for range 400 {
+			d := strings.Repeat(string(rune('a'+block)), 100)
+			text.WriteString(d)
+			_, c, err := s.Append(ctx, event.Event{Kind: event.KindThinking, MissionID: "m", Content: text.String(), Delta: d}, AppendOptions{UserID: "u", TurnID: "t1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cursors, contents = append(cursors, c), append(contents, text.String())
+		}
+		if _, _, err := s.Append(ctx, event.Event{Kind: event.KindThinking, MissionID: "m", Content: text.String(), Done: true}, AppendOptions{UserID: "u", TurnID: "t1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err := s.Replay(ctx, "m", nil, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 4 {
+		t.Fatalf("%d rows, want a partial and a done row per block", len(evs))
+	}
+	for i, e := range evs {
+		want := strings.Repeat(string(rune('a'+i/2)), 40000)
+		if e.Content != want || e.Done != (i%2 == 1) || e.Sequence != int64(i+1) {
+			t.Errorf("row %d: seq %d done %v, %d bytes of content", i, e.Sequence, e.Done, len(e.Content))
+		}
+	}
+	if used, _ := rs.Client.MemoryUsage(ctx, logKey("m")).Result(); used > 256<<10 {
+		t.Errorf("the log uses %d bytes", used)
+	}
+	// A resumed stream rebuilds each partial event as it was sent.
+	got, err := s.Since(ctx, "u", cursors[99], 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Event.Content != contents[100] || got[0].Event.Delta == "" {
+		t.Errorf("resumed partial thinking: %d bytes, want %d", len(got[0].Event.Content), len(contents[100]))
+	}
+}
+
+// What the agent streams stops growing at the limit: a text the parsers
+// did not cut is not appended past it.
+func TestStreamedTextStopsAtLimit(t *testing.T) {
+	rs := redistest.Start(t)
+	s := NewStore(rs.Client, 1024, 1000)
+	ctx := context.Background()
+	var text strings.Builder
+	for range 100 {
+		d := strings.Repeat("x", 100)
+		text.WriteString(d)
+		if _, _, err := s.Append(ctx, event.Event{Kind: event.KindTextDelta, MissionID: "m", Content: text.String(), Delta: d}, AppendOptions{UserID: "u", TurnID: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, _ := s.Replay(ctx, "m", nil, 10, 0)
+	if len(evs) != 1 || len(evs[0].Content) > 1024+textSlack {
+		t.Errorf("%d rows, stored text of %d bytes", len(evs), len(evs[0].Content))
+	}
+}
+
+// Each reads a chunk at a time and stops when told to.
+func TestEachStops(t *testing.T) {
+	rs := redistest.Start(t)
+	s := NewStore(rs.Client, 1024, 1000)
+	ctx := context.Background()
+	for range 250 {
+		if _, _, err := s.Append(ctx, event.Event{Kind: event.KindError, MissionID: "m", Message: "e"}, AppendOptions{UserID: "u"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := errors.New("enough")
+	n := 0
+	err := s.Each(ctx, "m", nil, 1000, 10, func(e event.Event) error {
+		if n++; n == 150 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || n != 150 {
+		t.Errorf("Each: %v after %d events", err, n)
 	}
 }

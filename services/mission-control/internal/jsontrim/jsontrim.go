@@ -41,8 +41,9 @@ type Shrinker struct {
 	field int // longest string kept, in encoded bytes between the quotes
 	max   int // longest copy
 
-	out []byte
-	err error
+	out  []byte
+	size int // of the copy, counted on past max (for Fit)
+	cuts int // strings cut
 
 	inStr    bool
 	afterBS  bool // the last byte was the backslash of an escape
@@ -63,10 +64,10 @@ func New(field, max int) *Shrinker {
 func max0(n int) int { return max(n, 0) }
 
 // Write consumes the next piece of the text. It never fails: an error is
-// reported by Close, and once there is one the rest is only skipped.
+// reported by Close. Past max the copy is dropped and only counted.
 func (s *Shrinker) Write(p []byte) (int, error) {
 	n := len(p)
-	for len(p) > 0 && s.err == nil {
+	for len(p) > 0 {
 		if !s.inStr {
 			p = s.outside(p)
 			continue
@@ -94,9 +95,6 @@ func (s *Shrinker) outside(p []byte) []byte {
 				j++
 			}
 			s.emit(p[i:j])
-			if s.err != nil {
-				return nil
-			}
 			i = j
 			continue
 		}
@@ -135,9 +133,6 @@ func (s *Shrinker) inside(p []byte) []byte {
 			} else {
 				s.drop(run, int64(len(run)))
 			}
-			if s.err != nil {
-				return nil
-			}
 			p = p[n:]
 			continue
 		}
@@ -145,6 +140,7 @@ func (s *Shrinker) inside(p []byte) []byte {
 		case '"':
 			if s.dropping {
 				s.emit([]byte(encodeMarker(s.total())))
+				s.cuts++
 			}
 			s.emitByte('"')
 			s.inStr = false
@@ -227,24 +223,45 @@ func (s *Shrinker) drop(b []byte, n int64) {
 // total is the bytes dropped from the current string, plus what an earlier
 // cut's marker at its end said (that marker is part of the dropped text).
 func (s *Shrinker) total() int64 {
-	t := s.tail
-	if !bytes.HasSuffix(t, []byte(" bytes]")) {
-		return s.dropped
+	return withPrior(s.dropped, s.tail, `\n[truncated `)
+}
+
+// withPrior adds to dropped, the text bytes cut, the count of a marker that
+// ends tail (the end of what was cut, starting with prefix in the form tail
+// is in) and is part of those bytes.
+func withPrior(dropped int64, tail []byte, prefix string) int64 {
+	if !bytes.HasSuffix(tail, []byte(" bytes]")) {
+		return dropped
 	}
-	i := bytes.LastIndex(t, []byte(`\n[truncated `))
+	i := bytes.LastIndex(tail, []byte(prefix))
 	if i < 0 {
-		return s.dropped
+		return dropped
 	}
-	digits := t[i+len(`\n[truncated `) : len(t)-len(" bytes]")]
-	prior, err := strconv.ParseInt(string(digits), 10, 64)
-	if err != nil || prior < 0 {
-		return s.dropped
+	start, end := i+len(prefix), len(tail)-len(" bytes]")
+	if start >= end || end-start > 18 || bytes.ContainsFunc(tail[start:end], func(r rune) bool { return r < '0' || r > '9' }) {
+		return dropped
 	}
-	markerLen := int64(len(Marker(prior)))
-	if s.dropped < markerLen {
-		return s.dropped
+	prior, _ := strconv.ParseInt(string(tail[start:end]), 10, 64) // up to 18 digits: cannot fail
+	if markerLen := int64(len(Marker(prior))); dropped >= markerLen {
+		return dropped - markerLen + prior
 	}
-	return s.dropped - markerLen + prior
+	return dropped
+}
+
+// Cut shortens text to at most limit bytes, never inside a UTF-8 sequence,
+// and ends it with the marker. A marker an earlier cut left at the end of
+// text adds to the count rather than being hidden.
+func Cut(text string, limit int) string {
+	if len(text) <= limit {
+		return text
+	}
+	n := max(limit, 0)
+	for n > 0 && !utf8.RuneStart(text[n]) {
+		n--
+	}
+	rest := text[n:]
+	tail := rest[max(len(rest)-markerTail, 0):]
+	return text[:n] + Marker(withPrior(int64(len(rest)), []byte(tail), "\n[truncated "))
 }
 
 // encodeMarker is the marker as it appears inside a JSON string.
@@ -252,12 +269,11 @@ func encodeMarker(n int64) string { return `\n[truncated ` + strconv.FormatInt(n
 
 func (s *Shrinker) emitByte(c byte) { s.emit([]byte{c}) }
 
+// emit adds b to the copy; past max it only counts.
 func (s *Shrinker) emit(b []byte) {
-	if s.err != nil || len(b) == 0 {
-		return
-	}
-	if len(s.out)+len(b) > s.max {
-		s.err, s.out = ErrTooLarge, nil
+	s.size += len(b)
+	if s.size > s.max {
+		s.out = nil
 		return
 	}
 	s.out = append(s.out, b...)
@@ -267,8 +283,8 @@ func (s *Shrinker) emit(b []byte) {
 // bytes, or ErrTooLarge or ErrInvalid. The copy is the Shrinker's; it is
 // not used again.
 func (s *Shrinker) Close() ([]byte, error) {
-	if s.err != nil {
-		return nil, s.err
+	if s.size > s.max {
+		return nil, ErrTooLarge
 	}
 	if s.inStr || !json.Valid(s.out) {
 		return nil, ErrInvalid
@@ -285,7 +301,7 @@ func Shrink(raw []byte, field, max int) ([]byte, error) {
 
 // minField is the shortest cut Fit tries: shorter strings are not worth
 // keeping, and below it Fit gives up.
-const minField = 16
+const minField = 8
 
 // Fit returns raw when it is at most limit bytes. Otherwise it returns raw
 // with its long strings cut, cutting shorter until the whole is at most
@@ -295,13 +311,27 @@ func Fit(raw []byte, limit int) (out []byte, ok bool) {
 	if len(raw) <= limit {
 		return raw, true
 	}
-	for field := limit; field >= minField; field /= 2 {
-		out, err := Shrink(raw, field, limit)
-		if err == nil {
-			return out, true
-		}
-		if !errors.Is(err, ErrTooLarge) {
+	field := limit
+	// Each round shortens the cut by the excess shared among the strings
+	// it cut; cutting shorter can only cut more strings, so a few rounds
+	// reach the longest cut that fits.
+	for range 32 {
+		if field < minField {
 			return nil, false
+		}
+		s := New(field, limit)
+		_, _ = s.Write(raw)
+		out, err := s.Close()
+		switch {
+		case err == nil:
+			return out, true
+		case !errors.Is(err, ErrTooLarge):
+			return nil, false
+		case s.cuts == 0:
+			field /= 2 // no string is that long: look for shorter ones
+		default:
+			over := s.size - limit
+			field -= max((over+s.cuts-1)/s.cuts, 1)
 		}
 	}
 	return nil, false

@@ -198,3 +198,33 @@ func BenchmarkShrink30MB(b *testing.B) {
 		}
 	}
 }
+
+// Fit keeps as much as fits: one long string is cut just short enough.
+func TestFitKeepsMost(t *testing.T) {
+	in := `{"command":"` + strings.Repeat("x", 10000) + `"}`
+	out, ok := Fit([]byte(in), 1000)
+	if !ok || len(out) > 1000 || len(out) < 990 {
+		t.Errorf("ok %v, %d bytes: want just under 1000", ok, len(out))
+	}
+}
+
+func TestCut(t *testing.T) {
+	tests := map[string]struct {
+		in    string
+		limit int
+		want  string
+	}{
+		"short":            {in: "abc", limit: 3, want: "abc"},
+		"cut":              {in: "abcdef", limit: 2, want: "ab" + Marker(4)},
+		"rune boundary":    {in: "xéé", limit: 2, want: "x" + Marker(4)},
+		"earlier marker":   {in: "abcdef" + Marker(100), limit: 2, want: "ab" + Marker(104)},
+		"marker only kept": {in: "ab" + Marker(7), limit: 4, want: "ab\n[" + Marker(int64(len(Marker(7))-2))},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := Cut(tc.in, tc.limit); got != tc.want {
+				t.Errorf("Cut(%q, %d) = %q, want %q", tc.in, tc.limit, got, tc.want)
+			}
+		})
+	}
+}
