@@ -167,7 +167,11 @@ func (w *Workload) RuntimeClassAllowed(name string) bool {
 
 // ResourceError says why a workspace's resources cannot be given: the
 // user's to fix (the REST API answers 400, the controller InvalidSpec).
-type ResourceError struct{ Msg string }
+type ResourceError struct {
+	Msg string
+	// AboveMax: a request or limit is above the operator's maximum.
+	AboveMax bool
+}
 
 func (e *ResourceError) Error() string { return e.Msg }
 
@@ -217,7 +221,8 @@ func (w *Workload) Resources(spec *v1alpha1.WorkspaceResources) (corev1.Resource
 				q    *resource.Quantity
 			}{{"request", ptrIf(req, hasReq)}, {"limit", ptrIf(lim, hasLim)}} {
 				if d.q != nil && d.q.Cmp(max) > 0 {
-					return out, resourceErrorf("the %s %s %s is above the maximum %s", r, d.what, d.q.String(), max.String())
+					return out, &ResourceError{AboveMax: true,
+						Msg: fmt.Sprintf("the %s %s %s is above the maximum %s", r, d.what, d.q.String(), max.String())}
 				}
 			}
 		}

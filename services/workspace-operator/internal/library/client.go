@@ -54,6 +54,18 @@ type Template struct {
 	EncryptedKeys []string `json:"encrypted_keys"`
 	InitScripts   []string `json:"init_scripts"`
 	InitScript    string   `json:"init_script"`
+	// Resources are the template's requests and limits of cpu, memory and
+	// ephemeral-storage, as quantities ("2", "4Gi").
+	Resources *TemplateResources `json:"resources"`
+	// RuntimeClassName runs the template's workspaces under that
+	// RuntimeClass (gVisor, Kata).
+	RuntimeClassName string `json:"runtime_class_name"`
+}
+
+// TemplateResources are a template's requests and limits.
+type TemplateResources struct {
+	Requests map[string]string `json:"requests"`
+	Limits   map[string]string `json:"limits"`
 }
 
 // Template fetches workspace-template/<name>, secrets opened.

@@ -21,6 +21,7 @@ import (
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/apierror"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
+	"sortie.dev/services/workspace-operator/internal/config"
 	"sortie.dev/services/workspace-operator/internal/controller"
 	"sortie.dev/services/workspace-operator/internal/library"
 )
@@ -47,6 +48,9 @@ type Handler struct {
 	// own default host workspace, made on first use, and host workspaces
 	// live in their owner's host runtime.
 	MultiUser bool
+	// Workload bounds what a new workspace may ask for (resources,
+	// RuntimeClass), as the controller does; nil: no bounds here.
+	Workload *config.Workload
 }
 
 // Register adds the routes behind auth.
@@ -111,6 +115,10 @@ type CreateRequest struct {
 	// Owner is never taken from the body: a workspace is the caller's.
 	// A body naming anyone else is refused (400).
 	Owner *string `json:"owner"`
+	// Resources of a container workspace, within the operator's maxima.
+	Resources *ResourcesRequest `json:"resources"`
+	// runtimeClass comes from the template only (admins write templates).
+	runtimeClass string
 }
 
 // checkOwner refuses a body that names an owner other than who (the
@@ -185,7 +193,7 @@ func (h *Handler) create(c *gin.Context) {
 		apierror.Respond(c, err)
 		return
 	}
-	if err := errors.Join(checkOwner(req.Owner, who.UserID), validName(req.Name), validItems("skills", req.Skills), validItems("tools", req.Tools), validEnv(req.EnvVars)); err != nil {
+	if err := errors.Join(checkOwner(req.Owner, who.UserID), validName(req.Name), validItems("skills", req.Skills), validItems("tools", req.Tools), validWorkspaceEnv(req.EnvVars)); err != nil {
 		apierror.Respond(c, err)
 		return
 	}
@@ -238,6 +246,10 @@ func (h *Handler) create(c *gin.Context) {
 		}
 	default:
 		apierror.Respond(c, apierror.BadRequest("workspace_type %q must be host or container", req.WorkspaceType))
+		return
+	}
+	if err := h.applyWorkload(&spec, &req); err != nil {
+		apierror.Respond(c, err)
 		return
 	}
 	ws, err := h.createWorkspace(c.Request.Context(), spec, secretEnv)
@@ -402,7 +414,7 @@ func (h *Handler) update(c *gin.Context) {
 			ws.Spec.Template = *req.Template
 		}
 		if req.EnvVars != nil {
-			if err := validEnv(*req.EnvVars); err != nil {
+			if err := validWorkspaceEnv(*req.EnvVars); err != nil {
 				return err
 			}
 			ws.Spec.EnvVars = *req.EnvVars

@@ -52,6 +52,9 @@ func (h *Handler) applyTemplate(ctx context.Context, req *CreateRequest) (map[st
 		if !envName.MatchString(k) {
 			return nil, apierror.BadRequest("workspace template %q: %q is not a valid variable name", req.Template, k)
 		}
+		if v1alpha1.ReservedEnvName(k) {
+			return nil, reservedEnv(fmt.Sprintf("workspace template %q", req.Template), k)
+		}
 		if slices.Contains(t.EncryptedKeys, k) || strings.Contains(v, "<encrypted") {
 			secret[k] = v
 		} else {
@@ -71,6 +74,12 @@ func (h *Handler) applyTemplate(ctx context.Context, req *CreateRequest) (map[st
 	if req.Distro == "" {
 		req.Distro = t.Distro
 	}
+	// The template's resources unless the request has its own; its
+	// RuntimeClass (a request cannot name one).
+	if req.Resources == nil && t.Resources != nil {
+		req.Resources = &ResourcesRequest{Requests: quantities(t.Resources.Requests), Limits: quantities(t.Resources.Limits)}
+	}
+	req.runtimeClass = t.RuntimeClassName
 	custom := req.InitScript
 	if custom == "" {
 		custom = t.InitScript
@@ -160,4 +169,12 @@ func (h *Handler) sync(c *gin.Context) {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+func quantities(m map[string]string) map[string]Quantity {
+	out := make(map[string]Quantity, len(m))
+	for k, v := range m {
+		out[k] = Quantity(v)
+	}
+	return out
 }
