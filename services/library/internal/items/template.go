@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"sortie.dev/services/library/internal/secrets"
 )
 
@@ -32,6 +34,43 @@ type templateFile struct {
 	TailscaleMode string            `json:"tailscale_mode,omitempty"`
 	MCPs          []string          `json:"mcps"`
 	ConfigProfile string            `json:"config_profile,omitempty"`
+	// Resources and RuntimeClassName are for the workspace operator: the
+	// template's workspaces' requests and limits, and their RuntimeClass.
+	Resources        *TemplateResources `json:"resources,omitempty"`
+	RuntimeClassName string             `json:"runtime_class_name,omitempty"`
+}
+
+// TemplateResources are a template's requests and limits of cpu, memory
+// and ephemeral-storage, as Kubernetes quantities ("2", "4Gi"). The
+// operator checks them against its maxima when a workspace is made.
+type TemplateResources struct {
+	Requests map[string]string `json:"requests,omitempty"`
+	Limits   map[string]string `json:"limits,omitempty"`
+}
+
+// templateResourceNames are the resources a template may set.
+var templateResourceNames = []string{"cpu", "memory", "ephemeral-storage"}
+
+// runtimeClassName is a DNS label.
+var runtimeClassName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+func validTemplateResources(r *TemplateResources) error {
+	if r == nil {
+		return nil
+	}
+	for kind, m := range map[string]map[string]string{"requests": r.Requests, "limits": r.Limits} {
+		for name, q := range m {
+			if !slices.Contains(templateResourceNames, name) {
+				return invalidf(CodeInvalidTemplate, "resources.%s: %q is not cpu, memory or ephemeral-storage", kind, name)
+			}
+			// The operator checks them against its maxima; the library keeps
+			// what is not a positive quantity out of the repository.
+			if v, err := resource.ParseQuantity(q); len(q) > 32 || err != nil || v.Sign() <= 0 {
+				return invalidf(CodeInvalidTemplate, "resources.%s.%s: %q is not a positive quantity such as 500m or 4Gi", kind, name, q)
+			}
+		}
+	}
+	return nil
 }
 
 // TemplateRequest is the body of a template save. name and path are
@@ -50,6 +89,9 @@ type TemplateRequest struct {
 	TailscaleMode string            `json:"tailscale_mode"`
 	MCPs          []string          `json:"mcps"`
 	ConfigProfile string            `json:"config_profile"`
+	// Resources and RuntimeClassName of the template's workspaces.
+	Resources        *TemplateResources `json:"resources"`
+	RuntimeClassName string             `json:"runtime_class_name"`
 }
 
 // TemplateSummary is a template in a list.
@@ -78,6 +120,9 @@ type TemplateItem struct {
 	TailscaleMode string            `json:"tailscale_mode,omitempty"`
 	MCPs          []string          `json:"mcps"`
 	ConfigProfile string            `json:"config_profile,omitempty"`
+	// Resources and RuntimeClassName of the template's workspaces.
+	Resources        *TemplateResources `json:"resources,omitempty"`
+	RuntimeClassName string             `json:"runtime_class_name,omitempty"`
 }
 
 func parseTemplate(data []byte) (templateFile, error) {
@@ -124,6 +169,7 @@ func getTemplate(name string, data []byte, v View) (TemplateItem, error) {
 		Skills: v.texts(t.Skills), EnvVars: v.env(t.EnvVars, t.EncryptedKeys), EncryptedKeys: t.EncryptedKeys,
 		InitScripts: v.texts(t.InitScripts), InitScript: v.text(t.InitScript), SharedNetwork: t.SharedNetwork,
 		TailscaleMode: v.text(t.TailscaleMode), MCPs: v.texts(t.MCPs), ConfigProfile: v.text(t.ConfigProfile),
+		Resources: t.Resources, RuntimeClassName: t.RuntimeClassName,
 	}, nil
 }
 
@@ -156,6 +202,12 @@ func prepareTemplate(fsys fs.FS, name string, body []byte, v View) (Change, erro
 			}
 		}
 	}
+	if err := validTemplateResources(req.Resources); err != nil {
+		return Change{}, err
+	}
+	if req.RuntimeClassName != "" && !runtimeClassName.MatchString(req.RuntimeClassName) {
+		return Change{}, invalidf(CodeInvalidTemplate, "runtime_class_name: %q is not a RuntimeClass name (a DNS label)", req.RuntimeClassName)
+	}
 	for k := range req.EnvVars {
 		if !envName.MatchString(k) {
 			return Change{}, invalidf(CodeInvalidTemplate, "env_vars: %q is not a valid variable name", k)
@@ -170,7 +222,7 @@ func prepareTemplate(fsys fs.FS, name string, body []byte, v View) (Change, erro
 		Name: name, Description: req.Description, Distro: req.Distro, Skills: req.Skills,
 		EnvVars: req.EnvVars, EncryptedKeys: req.EncryptedKeys, InitScripts: req.InitScripts,
 		InitScript: req.InitScript, SharedNetwork: req.SharedNetwork, TailscaleMode: req.TailscaleMode,
-		MCPs: req.MCPs, ConfigProfile: req.ConfigProfile,
+		MCPs: req.MCPs, ConfigProfile: req.ConfigProfile, Resources: req.Resources, RuntimeClassName: req.RuntimeClassName,
 	}
 	t.normalise()
 	var previous templateFile
