@@ -157,6 +157,7 @@ func TestVerifierRejects(t *testing.T) {
 		"unknown role":          mutate(func(c *Claims) { c.Role = "root" }),
 		"no subject":            mutate(func(c *Claims) { c.Subject = "" }),
 		"no jti":                mutate(func(c *Claims) { c.ID = "" }),
+		"longer than 8 KiB":     mutate(func(c *Claims) { c.Username = strings.Repeat("a", MaxTokenBytes) }),
 		"unknown kid":           sign(t, other, validClaims(now)),
 		"known kid, other key":  sign(t, signingKey{kid: "k1", priv: other.priv}, validClaims(now)),
 		"no kid":                noKid,
