@@ -172,6 +172,11 @@ type ParserOptions struct {
 	// PriorUsage is the thread's usage before this turn. Codex reports
 	// thread totals; the turn's usage is the difference.
 	PriorUsage event.Usage
+	// TextLimit bounds the text a turn streams and each thinking block
+	// (DefaultFieldLimit when zero): past it the text is cut with a
+	// marker and the rest is dropped, so a runaway CLI costs neither the
+	// runner's memory nor Redis.
+	TextLimit int
 }
 
 // Exit is how the CLI process ended.

@@ -1,11 +1,13 @@
 package backend
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"runtime"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -19,13 +21,14 @@ func TestReadLines(t *testing.T) {
 		max  int
 		want []string
 	}{
-		"lines and CRLF":        {in: "a\r\nb\n\nc", max: 100, want: []string{"a", "b", "", "c"}},
-		"long line kept whole":  {in: long + "\nend\n", max: MaxLine, want: []string{long, "end"}},
-		"overlong line is cut":  {in: long + "\nend\n", max: 1000, want: []string{long[:1000], "end"}},
-		"short line over max":   {in: "abcdef\n", max: 3, want: []string{"abcdef"}},
-		"no trailing newline":   {in: "last", max: 10, want: []string{"last"}},
-		"empty input":           {in: "", max: 10},
-		"trailing newline only": {in: "a\n", max: 10, want: []string{"a"}},
+		"lines and CRLF":          {in: "a\r\nb\n\nc", max: 100, want: []string{"a", "b", "", "c"}},
+		"long line kept whole":    {in: long + "\nend\n", max: DefaultMaxLine, want: []string{long, "end"}},
+		"overlong line is cut":    {in: long + "\nend\n", max: 1000, want: []string{long[:1000], "end"}},
+		"short line over max":     {in: "abcdef\n", max: 3, want: []string{"abc"}},
+		"overlong json is shrunk": {in: `{"a":"` + long + `"}` + "\nend\n", max: 1000, want: []string{`{"a":"` + long[:500] + `\n[truncated 204300 bytes]"}`, "end"}},
+		"no trailing newline":     {in: "last", max: 10, want: []string{"last"}},
+		"empty input":             {in: "", max: 10},
+		"trailing newline only":   {in: "a\n", max: 10, want: []string{"a"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -177,7 +180,7 @@ func TestEmitterFinish(t *testing.T) {
 // shares one buffer: copying the text so far for every delta would allocate
 // the square of the text (here about 500 MB instead of a few).
 func TestTextIsBuiltOnce(t *testing.T) {
-	e := NewEmitter("x", ParserOptions{})
+	e := NewEmitter("x", ParserOptions{TextLimit: 1 << 20})
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	var last event.Event
@@ -190,6 +193,35 @@ func TestTextIsBuiltOnce(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 50<<20 {
 		t.Errorf("%d bytes allocated for 100 kB of text", n)
+	}
+}
+
+// A turn's streamed text and each thinking block stop at the text limit:
+// cut once, with a marker, and nothing after it; the next thinking block
+// starts afresh.
+func TestStreamedTextIsCapped(t *testing.T) {
+	e := NewEmitter("x", ParserOptions{TextLimit: 1000})
+	var evs []event.Event
+	for range 300 {
+		evs = append(evs, e.TextDelta("é123456789")...) // 11 bytes
+		evs = append(evs, e.ThinkingDelta("0123456789")...)
+	}
+	evs = append(evs, e.ThinkingDone("")...)
+	evs = append(evs, e.ThinkingDelta("again")...)
+	var text, thinking []event.Event
+	for _, ev := range evs {
+		if ev.Kind == event.KindTextDelta {
+			text = append(text, ev)
+		} else {
+			thinking = append(thinking, ev)
+		}
+	}
+	last := text[len(text)-1]
+	if len(text) != 91 || !strings.HasSuffix(last.Content, CutMarker(1000)) || len(last.Content) > 1000+len(CutMarker(1000)) || !utf8.ValidString(last.Content) {
+		t.Errorf("%d text events, the last %d bytes: %q", len(text), len(last.Content), last.Content[max(len(last.Content)-80, 0):])
+	}
+	if n := len(thinking); n != 103 || !strings.HasSuffix(thinking[100].Content, CutMarker(1000)) || thinking[101].Content != thinking[100].Content || !thinking[101].Done || thinking[102].Content != "again" {
+		t.Errorf("%d thinking events", n)
 	}
 }
 
@@ -215,4 +247,122 @@ func TestActivity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Lines passes each line with its end offset and says which were cut; a
+// 30 MB JSON line arrives shrunk without the splitter ever holding it.
+func TestLines(t *testing.T) {
+	huge := 30 << 20
+	var got []Line
+	l := NewLines(1<<20, 64<<10, func(line Line) error {
+		line.Bytes = append([]byte(nil), line.Bytes...)
+		got = append(got, line)
+		return nil
+	})
+	write := func(s string) {
+		if _, err := l.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("first\r\n")
+	write(`{"type":"tool_use","input":{"content":"`)
+	chunk := strings.Repeat("z", 64<<10)
+	for n := 0; n < huge; n += len(chunk) {
+		write(chunk)
+		if len(l.buf) > 1<<20 {
+			t.Fatalf("the splitter holds %d bytes", len(l.buf))
+		}
+	}
+	write(`"}}` + "\n")
+	write(strings.Repeat("not json ", 200000) + "\n")
+	write("last")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Fatalf("%d lines", len(got))
+	}
+	if string(got[0].Bytes) != "first" || got[0].End != 7 || got[0].Cut {
+		t.Errorf("first line: %+v", got[0])
+	}
+	var v struct {
+		Input struct{ Content string } `json:"input"`
+	}
+	if err := json.Unmarshal(got[1].Bytes, &v); err != nil || !got[1].Cut || got[1].Lost || got[1].Size != int64(huge+42) {
+		t.Fatalf("huge JSON line: %v, %+v", err, got[1].Size)
+	}
+	if want := strings.Repeat("z", 64<<10) + "\n[truncated 31391744 bytes]"; v.Input.Content != want {
+		t.Errorf("content of %d bytes ending %q", len(v.Input.Content), v.Input.Content[len(v.Input.Content)-30:])
+	}
+	if !got[2].Cut || !got[2].Lost || len(got[2].Bytes) != 1<<20 || got[2].Size != 1800000 {
+		t.Errorf("long text line: cut %v lost %v, %d bytes of %d", got[2].Cut, got[2].Lost, len(got[2].Bytes), got[2].Size)
+	}
+	if string(got[3].Bytes) != "last" || got[3].End != got[2].End+4 {
+		t.Errorf("last line: %q at %d", got[3].Bytes, got[3].End)
+	}
+}
+
+// FuzzLines: however output is split into pieces, Lines passes the same
+// lines as splitting it whole, never a line over the bound, and the offsets
+// add up.
+func FuzzLines(f *testing.F) {
+	f.Add([]byte("a\r\nb\n\nc"), uint16(3), uint8(4))
+	f.Add([]byte(`{"a":"`+strings.Repeat("x", 100)+`"}`+"\nnext"), uint16(10), uint8(32))
+	f.Add([]byte(`  [1,2,3,4,5,6,7,8,9,10]`+"\n"), uint16(5), uint8(1))
+	f.Fuzz(func(t *testing.T, data []byte, split uint16, max uint8) {
+		limit := int(max%64) + 2
+		var lines []Line
+		l := NewLines(limit, limit/2, func(line Line) error {
+			if len(line.Bytes) > limit {
+				t.Fatalf("line of %d bytes passed, limit %d", len(line.Bytes), limit)
+			}
+			if line.Cut && !line.Lost && !json.Valid(line.Bytes) {
+				t.Fatalf("a shrunk line is not JSON: %q", line.Bytes)
+			}
+			line.Bytes = append([]byte(nil), line.Bytes...)
+			lines = append(lines, line)
+			return nil
+		})
+		cut := int(split) % (len(data) + 1)
+		_, _ = l.Write(data[:cut])
+		_, _ = l.Write(data[cut:])
+		_ = l.Close()
+		want := bytes.Split(data, []byte("\n"))
+		if len(want[len(want)-1]) == 0 {
+			want = want[:len(want)-1]
+		}
+		if len(lines) != len(want) {
+			t.Fatalf("%d lines, want %d", len(lines), len(want))
+		}
+		var end int64
+		for i, line := range lines {
+			end += int64(len(want[i]))
+			if i < len(want)-1 || bytes.HasSuffix(data, []byte("\n")) {
+				end++
+			}
+			if line.End != end || line.Size != int64(len(want[i])) {
+				t.Fatalf("line %d ends at %d (size %d), want %d (size %d)", i, line.End, line.Size, end, len(want[i]))
+			}
+			if w := bytes.TrimRight(want[i], "\r"); !line.Cut && !bytes.Equal(line.Bytes, w) {
+				t.Fatalf("line %d: %q, want %q", i, line.Bytes, w)
+			}
+		}
+	})
+}
+
+// FuzzClean: whatever a line holds, Clean never panics, leaves no control
+// character, never grows the line, and calls JSON exactly what starts with {.
+func FuzzClean(f *testing.F) {
+	for _, s := range []string{"\x1b[2K\x1b[32m{\"a\":1}\x1b[0m\r", "\x1b]0;claude\x07{}", "\x00{}\x00", "Error: nope", "\x1b[", "\x1b]", "\x1b"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		out, isJSON := Clean(line)
+		if len(out) > len(line) || bytes.ContainsFunc(out, isJunk) {
+			t.Fatalf("Clean(%q) = %q", line, out)
+		}
+		if isJSON != (len(out) > 0 && out[0] == '{') {
+			t.Fatalf("Clean(%q): isJSON %v for %q", line, isJSON, out)
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode/utf8"
 
 	"sortie.dev/services/mission-control/internal/event"
 )
@@ -30,10 +31,12 @@ type Emitter struct {
 
 	text     strings.Builder
 	textOpen bool
+	textCut  bool   // the turn's text reached the limit
 	last     string // the last complete text block: the answer by default
 
 	thinking     strings.Builder
 	thinkingOpen bool
+	thinkingCut  bool
 
 	calls   map[string]*call
 	open    []string // ids of calls without a result, in call order
@@ -53,6 +56,9 @@ type call struct {
 // NewEmitter returns an Emitter for the CLI named cli ("claude", ...), which
 // appears in error messages.
 func NewEmitter(cli string, opts ParserOptions) *Emitter {
+	if opts.TextLimit <= 0 {
+		opts.TextLimit = DefaultFieldLimit
+	}
 	return &Emitter{
 		cli:     cli,
 		opts:    opts,
@@ -128,9 +134,29 @@ func (e *Emitter) Noise(line []byte) {
 	e.tail.add(string(line))
 }
 
-// TextDelta appends streamed assistant text.
+// CutMarker ends streamed text (a turn's text, a thinking block) that
+// reached the limit: what follows is not kept.
+func CutMarker(limit int) string {
+	return fmt.Sprintf("\n[truncated: the text goes on past %d bytes; the rest is not stored]", limit)
+}
+
+// capped returns the part of delta that fits after have bytes, with the
+// marker if it does not all fit; cut reports that.
+func capped(delta string, have, limit int) (kept string, cut bool) {
+	if have+len(delta) <= limit {
+		return delta, false
+	}
+	n := max(limit-have, 0)
+	for n > 0 && n < len(delta) && !utf8.RuneStart(delta[n]) {
+		n--
+	}
+	return delta[:n] + CutMarker(limit), true
+}
+
+// TextDelta appends streamed assistant text. Past the text limit it is
+// cut once with a marker and then dropped.
 func (e *Emitter) TextDelta(delta string) []event.Event {
-	if delta == "" {
+	if delta == "" || e.textCut {
 		return nil
 	}
 	if !e.textOpen {
@@ -141,6 +167,7 @@ func (e *Emitter) TextDelta(delta string) []event.Event {
 		}
 		e.textOpen = true
 	}
+	delta, e.textCut = capped(delta, e.text.Len(), e.opts.TextLimit)
 	e.text.WriteString(delta)
 	return []event.Event{{Kind: event.KindTextDelta, Content: e.text.String(), Delta: delta}}
 }
@@ -162,12 +189,14 @@ func (e *Emitter) TextBlock(text string) []event.Event {
 	return evs
 }
 
-// ThinkingDelta appends streamed reasoning.
+// ThinkingDelta appends streamed reasoning; a block past the text limit
+// is cut like the turn's text.
 func (e *Emitter) ThinkingDelta(delta string) []event.Event {
-	if delta == "" {
+	if delta == "" || e.thinkingCut {
 		return nil
 	}
 	e.thinkingOpen = true
+	delta, e.thinkingCut = capped(delta, e.thinking.Len(), e.opts.TextLimit)
 	e.thinking.WriteString(delta)
 	return []event.Event{{Kind: event.KindThinking, Content: e.thinking.String(), Delta: delta}}
 }
@@ -179,7 +208,7 @@ func (e *Emitter) ThinkingDone(full string) []event.Event {
 		full = e.thinking.String()
 	}
 	e.thinking.Reset()
-	e.thinkingOpen = false
+	e.thinkingOpen, e.thinkingCut = false, false
 	if strings.TrimSpace(full) == "" {
 		return nil
 	}

@@ -49,7 +49,7 @@ func (t *turn) executeLoop(ctx context.Context, ws *workspaces.Workspace, req ba
 	}
 	cfg.Startup, cfg.Idle = t.r.opts.StartupTimeout, t.r.opts.IdleTimeout
 	run, err := openai.NewRun(cfg, execIn{w: t.ops, id: ws.ID}, openai.Turn{Request: req, History: hist},
-		backend.ParserOptions{RunID: t.run.TurnID[:8]})
+		backend.ParserOptions{RunID: t.run.TurnID[:8], TextLimit: t.r.opts.FieldLimit})
 	if err != nil {
 		return t.fail(ctx, fmt.Sprintf("Cannot run the %s backend: %v", openai.Name, err), "bad_request", missions.Failed)
 	}

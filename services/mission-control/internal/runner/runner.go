@@ -15,7 +15,6 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -80,6 +79,11 @@ type Options struct {
 	// OpenAI configures the built-in backend; its APIKey, when empty, is
 	// the mission owner's openai credential (Credential) at each turn.
 	OpenAI openai.Config
+	// LineLimit is the longest line of CLI output held whole
+	// (backend.DefaultMaxLine when zero); FieldLimit the longest text kept
+	// of each string of a longer JSON line, of a turn's streamed text and
+	// of each thinking block (backend.DefaultFieldLimit when zero).
+	LineLimit, FieldLimit int
 	// Agents reads a library agent's markdown (nil: no library); found is
 	// false when the library has none of that name.
 	Agents func(ctx context.Context, name string) (content string, found bool, err error)
@@ -108,6 +112,12 @@ func New(m Missions, e Events, c *control.Store, w Workspaces, opts Options) *Ru
 	}
 	if opts.Credential == nil {
 		opts.Credential = func(context.Context, string, string) string { return "" }
+	}
+	if opts.LineLimit <= 0 {
+		opts.LineLimit = backend.DefaultMaxLine
+	}
+	if opts.FieldLimit <= 0 {
+		opts.FieldLimit = backend.DefaultFieldLimit
 	}
 	return &Runner{missions: m, events: e, control: c, workspaces: w, opts: opts, log: opts.Log, driving: map[string]bool{}}
 }
@@ -534,7 +544,7 @@ func (t *turn) execute(ctx context.Context) error {
 	} else if t.m.Backend == "claudecode" {
 		req.NewSessionID = t.m.SessionID
 	}
-	cmd, p, err := build(t.m.Backend, req, backend.ParserOptions{RunID: t.run.TurnID[:8], Model: req.Model})
+	cmd, p, err := build(t.m.Backend, req, backend.ParserOptions{RunID: t.run.TurnID[:8], Model: req.Model, TextLimit: t.r.opts.FieldLimit})
 	if err != nil {
 		return t.fail(ctx, fmt.Sprintf("Cannot run the %s backend: %v", t.m.Backend, err), "bad_request", missions.Failed)
 	}
@@ -679,23 +689,27 @@ func (t *turn) conclude(ctx context.Context, p finisher, exit backend.Exit) erro
 }
 
 // follow feeds the process output, line by line, to the parser until the
-// process exits.
+// process exits. No line is held whole past the line limit: a longer JSON
+// line reaches the parser with its long strings cut, and a longer line that
+// is not (or cannot be kept as) JSON is reported as an error event, its
+// start kept as noise, and the run goes on.
 func (t *turn) follow(ctx context.Context, p parser) (backend.Exit, error) {
-	var (
-		buf     []byte
-		bufAt   int64 // output offset of buf[0]
-		dropped bool  // the current line outgrew MaxLine
-	)
 	// The parsers' emitter already follows each tool_call with its
 	// mission_activity.
-	feed := func(line []byte, end int64) error {
-		for _, e := range p.Feed(bytes.TrimRight(line, "\r")) {
-			if err := t.emit(ctx, e, end); err != nil {
+	lines := backend.NewLines(t.r.opts.LineLimit, t.r.opts.FieldLimit, func(l backend.Line) error {
+		if l.Lost {
+			msg := fmt.Sprintf("The %s agent printed a line of %d bytes that is not JSON, or is too large to keep even with its strings cut (the limit is %d bytes); it was dropped and the turn goes on.", t.m.Backend, l.Size, t.r.opts.LineLimit)
+			if err := t.emit(ctx, event.Event{Kind: event.KindError, Message: msg, Code: "output_line_too_long"}, l.End); err != nil {
+				return err
+			}
+		}
+		for _, e := range p.Feed(l.Bytes) {
+			if err := t.emit(ctx, e, l.End); err != nil {
 				return err
 			}
 		}
 		return nil
-	}
+	})
 	wd := backend.NewWatchdog(t.r.opts.StartupTimeout, t.r.opts.IdleTimeout, func(err error) { t.watchdogFired(ctx, err) })
 	defer wd.Stop()
 	for ev, err := range t.ops.Follow(ctx, t.ws.ID, t.pid, 0) {
@@ -706,10 +720,8 @@ func (t *turn) follow(ctx context.Context, p parser) (backend.Exit, error) {
 			wd.Activity()
 		}
 		if ev.EOF {
-			if len(buf) > 0 {
-				if err := feed(buf, ev.Offset); err != nil {
-					return backend.Exit{}, err
-				}
+			if err := lines.Close(); err != nil {
+				return backend.Exit{}, err
 			}
 			x := backend.Exit{Code: -1}
 			if ev.ExitCode != nil {
@@ -717,28 +729,8 @@ func (t *turn) follow(ctx context.Context, p parser) (backend.Exit, error) {
 			}
 			return x, nil
 		}
-		data := ev.Bytes()
-		for len(data) > 0 {
-			i := bytes.IndexByte(data, '\n')
-			if i < 0 {
-				if !dropped {
-					buf = append(buf, data...)
-					if len(buf) > backend.MaxLine {
-						buf, dropped = buf[:backend.MaxLine], true
-					}
-				}
-				bufAt += int64(len(data))
-				break
-			}
-			if !dropped {
-				buf = append(buf, data[:i]...)
-			}
-			bufAt += int64(i + 1)
-			if err := feed(buf, bufAt); err != nil {
-				return backend.Exit{}, err
-			}
-			buf, dropped = buf[:0], false
-			data = data[i+1:]
+		if _, err := lines.Write(ev.Bytes()); err != nil {
+			return backend.Exit{}, err
 		}
 	}
 	return backend.Exit{}, ctx.Err()

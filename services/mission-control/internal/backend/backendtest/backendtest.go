@@ -32,7 +32,7 @@ type Parser interface {
 func Run(p Parser, data []byte, x backend.Exit) []event.Event {
 	var evs []event.Event
 	// ReadLines cannot fail on a bytes.Reader.
-	_ = backend.ReadLines(bytes.NewReader(data), backend.MaxLine, func(l []byte) {
+	_ = backend.ReadLines(bytes.NewReader(data), backend.DefaultMaxLine, func(l []byte) {
 		evs = append(evs, p.Feed(l)...)
 	})
 	return append(evs, p.Finish(x)...)
@@ -82,7 +82,13 @@ func Golden(t *testing.T, p Parser, name string, x backend.Exit) Result {
 // Fixtures returns the contents of every testdata/*.jsonl, to seed fuzzing.
 func Fixtures(f *testing.F) [][]byte {
 	f.Helper()
-	paths, err := filepath.Glob(filepath.Join("testdata", "*.jsonl"))
+	return FixturesIn(f, "testdata")
+}
+
+// FixturesIn returns the contents of every *.jsonl in dir.
+func FixturesIn(f *testing.F, dir string) [][]byte {
+	f.Helper()
+	paths, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
 	if err != nil || len(paths) == 0 {
 		f.Fatalf("no fixtures: %v", err)
 	}
@@ -168,7 +174,11 @@ func Check(evs []event.Event, finished bool) error {
 }
 
 // Fuzz feeds data to a fresh parser line by line, finishes it with code,
-// and fails on any broken invariant. Parsers must never panic.
+// and fails on any broken invariant. Parsers must never panic, and never
+// make more than their input: no event is larger than a fixed multiple of
+// the input (escaping a non-JSON tool output as a JSON string is the worst
+// case) and there are no more events than input bytes, give or take the
+// few that end a turn.
 func Fuzz(t *testing.T, p Parser, data []byte, code int) {
 	var evs []event.Event
 	for l := range bytes.SplitSeq(data, []byte("\n")) {
@@ -181,6 +191,24 @@ func Fuzz(t *testing.T, p Parser, data []byte, code int) {
 	if err := Check(evs, true); err != nil {
 		t.Fatal(err)
 	}
+	if err := Bounded(evs, len(data)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Bounded checks that events made from n bytes of output are bounded by
+// it (see Fuzz).
+func Bounded(evs []event.Event, n int) error {
+	if len(evs) > n+16 {
+		return fmt.Errorf("%d events from %d bytes of output", len(evs), n)
+	}
+	for i, e := range evs {
+		b, _ := json.Marshal(e)
+		if len(b) > 8*n+4096 {
+			return fmt.Errorf("event %d (%s) is %d bytes, from %d bytes of output", i, e.Kind, len(b), n)
+		}
+	}
+	return nil
 }
 
 // Kinds lists the kinds of evs, for compact assertions.
