@@ -17,6 +17,9 @@
 //	crash        print only to stderr and exit 1, like a CLI without auth
 //	garbage      interleave non-JSON lines with the output
 //	big          the tool prints about 2 MB on one JSON line
+//	huge N       the tool call's input (its command, as the CLI prints it)
+//	             carries N MB more on one JSON line, like a Write of a huge
+//	             file; what runs is the usual command (limit tests)
 //	ignore-term  ignore SIGTERM (so only SIGINT or SIGKILL stops it)
 //	ignore-int   ignore SIGINT as well (with ignore-term: only SIGKILL)
 //	grandchild   start a `sleep` child that outlives the fake unless its
@@ -139,6 +142,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // script is what the prompt asks the fake to do.
 type script struct {
 	sleep                                 time.Duration
+	huge                                  int // bytes added to the tool call's input
 	fail, crash, garbage, big, ignoreTerm bool
 	ignoreInt                             bool
 	grandchild                            bool
@@ -160,6 +164,12 @@ func newScript(prompt string) script {
 			if i+1 < len(words) {
 				if n, err := strconv.ParseFloat(words[i+1], 64); err == nil {
 					s.sleep = time.Duration(n * float64(time.Second))
+				}
+			}
+		case "huge":
+			if i+1 < len(words) {
+				if n, err := strconv.ParseFloat(words[i+1], 64); err == nil && n > 0 {
+					s.huge = int(n * (1 << 20))
 				}
 			}
 		case "hang":
@@ -229,10 +239,14 @@ func play(d dialect, inv invocation, s script, o *out, stderr io.Writer) int {
 		command = "seq 1 300000"
 	}
 	id := "call_" + randomHex(6)
-	d.toolCall(id, command)
+	shown := command
+	if s.huge > 0 {
+		shown = command + " # " + strings.Repeat("x", s.huge)
+	}
+	d.toolCall(id, shown)
 	output, code := shell(command)
 	o.noise(s.garbage, "panic: not really, just noise on stderr")
-	d.toolResult(id, command, output, code)
+	d.toolResult(id, shown, output, code)
 	n := len(strings.Fields(output))
 	d.text(fmt.Sprintf("Done. The command printed %d entries.", n))
 	d.done(fmt.Sprintf("Done. The command printed %d entries.", n))
