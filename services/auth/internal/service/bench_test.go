@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-// BenchmarkLogin is a whole login over loopback HTTP: throttle check in
-// Redis, one bcrypt comparison (cost 10), token signing, throttle reset.
+// BenchmarkLogin is a whole login over loopback HTTP: the throttle's Try in
+// Redis, one bcrypt comparison (cost 10), token signing, the throttle's Succeed.
 // bcrypt dominates on purpose.
 func BenchmarkLogin(b *testing.B) {
 	a := startAuth(b, map[string]string{"SORTIE_AUTH_PASSWORD": adminPassword, "SORTIE_LOG_LEVEL": "error"})
