@@ -115,7 +115,9 @@ func TestDryRunOnCluster(t *testing.T) {
 	wsns := cl.Namespace(t)
 	for name, set := range valueSets(wsns) {
 		t.Run(name, func(t *testing.T) {
-			r, err := Render(c, "sortie", ns, set.values)
+			// The default workspace namespace (<release>-workspaces) is not
+			// the test's: objects in it are checked in the test's own.
+			r, err := Render(c, "sortie", ns, withWorkspaceNamespace(set.values, wsns))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -136,4 +138,24 @@ func TestDryRunOnCluster(t *testing.T) {
 			t.Logf("%d of %d objects accepted", applied, len(r.Objects))
 		})
 	}
+}
+
+// withWorkspaceNamespace is values with workspaces.namespace set to ns
+// when they name none.
+func withWorkspaceNamespace(values map[string]any, ns string) map[string]any {
+	out := map[string]any{}
+	for k, v := range values {
+		out[k] = v
+	}
+	w := map[string]any{}
+	if old, ok := values["workspaces"].(map[string]any); ok {
+		for k, v := range old {
+			w[k] = v
+		}
+	}
+	if _, ok := w["namespace"]; !ok {
+		w["namespace"] = ns
+	}
+	out["workspaces"] = w
+	return out
 }

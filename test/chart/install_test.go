@@ -41,7 +41,13 @@ func TestHelmInstall(t *testing.T) {
 	cfg := helmConfig(t, cl.Kubeconfig, ns)
 	kube := kubernetes.NewForConfigOrDie(cl.Config)
 
-	values := localNodeValues()
+	// The chart makes the workspace namespace (Pod Security labels and
+	// all) and keeps it on uninstall: the test names it and deletes it.
+	wsns := ns + "-ws"
+	t.Cleanup(func() {
+		_ = kube.CoreV1().Namespaces().Delete(context.Background(), wsns, metav1.DeleteOptions{})
+	})
+	values := withWorkspaceNamespace(localNodeValues(), wsns)
 	values["crds"] = map[string]any{"enabled": false}
 	install := action.NewInstall(cfg)
 	install.ReleaseName, install.Namespace = "sortie", ns
@@ -54,9 +60,23 @@ func TestHelmInstall(t *testing.T) {
 	}
 	t.Logf("helm install: %s in %v", rel.Info.Status, time.Since(start).Round(time.Second))
 	checkAvailable(t, kube, ns)
+	wsNamespace, err := kube.CoreV1().Namespaces().Get(ctx, wsns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"enforce", "warn", "audit"} {
+		if got := wsNamespace.Labels["pod-security.kubernetes.io/"+mode]; got != "baseline" {
+			t.Errorf("the workspace namespace's Pod Security %s = %q, want baseline", mode, got)
+		}
+	}
 
 	secretsBefore := secretData(t, kube, ns)
 	journey(t, kube, ns)
+	// The host runtime runs in the workspace namespace, which enforces
+	// baseline: it was admitted.
+	if pods, err := kube.CoreV1().Pods(wsns).List(ctx, metav1.ListOptions{}); err != nil || len(pods.Items) == 0 {
+		t.Errorf("no workspace Pod in %s: %v", wsns, err)
+	}
 
 	upgrade := action.NewUpgrade(cfg)
 	upgrade.Namespace, upgrade.Wait, upgrade.Timeout = ns, true, testwait.Scaled(5*time.Minute)

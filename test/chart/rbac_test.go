@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -35,12 +36,14 @@ import (
 // verbs the Roles leave out are refused.
 func TestChartRBAC(t *testing.T) {
 	cl := clustertest.Require(t)
-	ns := cl.Namespace(t)
+	// The release's namespace (the control plane: its ServiceAccounts and
+	// Secrets) and the workspaces', as the chart installs them by default.
+	ns, wsns := cl.Namespace(t), cl.Namespace(t)
 	c := loadChart(t)
 	a := newApplier(t, cl.Config)
 	ensureCRD(t, a)
 
-	r, err := Render(c, "sortie", ns, localNodeValues())
+	r, err := Render(c, "sortie", ns, withWorkspaceNamespace(localNodeValues(), wsns))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +61,17 @@ func TestChartRBAC(t *testing.T) {
 	operatorCfg := asServiceAccount(cl.Config, ns, "sortie-workspace-operator")
 	libraryCfg := asServiceAccount(cl.Config, ns, "sortie-library")
 
+	// A Secret of the control plane's, which the operator must never read.
+	kube := kubernetes.NewForConfigOrDie(cl.Config)
+	if _, err := kube.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "sortie-auth-keys"},
+		StringData: map[string]string{"signing-key.pem": "not for workspaces"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	libURL := startProcess(t, testbin.Path(t, "library"), map[string]string{
 		"SORTIE_AUTH_DEV_MODE":               "true",
 		"SORTIE_LIBRARY_DATA_DIR":            filepath.Join(dir, "library"),
 		"SORTIE_LIBRARY_KUBECONFIG":          writeKubeconfig(t, cl.Kubeconfig, ns, "sortie-library"),
-		"SORTIE_LIBRARY_CONFIGMAP_NAMESPACE": ns,
+		"SORTIE_LIBRARY_CONFIGMAP_NAMESPACE": wsns,
 	})
 	env := containerEnv(t, r, "sortie-workspace-operator")
 	opURL := startProcess(t, testbin.Path(t, "workspace-operator"), map[string]string{
@@ -70,13 +79,18 @@ func TestChartRBAC(t *testing.T) {
 		"SORTIE_AUTH_DEV_MODE":       "true",
 		"SORTIE_METRICS_ADDR":        "0",
 		"SORTIE_PROBE_ADDR":          "0",
-		"SORTIE_WORKSPACE_NAMESPACE": ns,
+		"SORTIE_WORKSPACE_NAMESPACE": wsns,
 		"SORTIE_LIBRARY_URL":         libURL,
 		"SORTIE_AGENT_IMAGE":         env["SORTIE_AGENT_IMAGE"],
 		"SORTIE_DISTRO_IMAGES":       env["SORTIE_DISTRO_IMAGES"],
 		"SORTIE_DEFAULT_DISTRO":      env["SORTIE_DEFAULT_DISTRO"],
 		"SORTIE_WORKSPACE_STORAGE":   env["SORTIE_WORKSPACE_STORAGE"],
 		"SORTIE_HOST_STORAGE":        env["SORTIE_HOST_STORAGE"],
+		// The chart's workload settings, as the Deployment passes them.
+		"SORTIE_WORKSPACE_REQUESTS":      env["SORTIE_WORKSPACE_REQUESTS"],
+		"SORTIE_WORKSPACE_LIMITS":        env["SORTIE_WORKSPACE_LIMITS"],
+		"SORTIE_WORKSPACE_MAX_RESOURCES": env["SORTIE_WORKSPACE_MAX_RESOURCES"],
+		"SORTIE_WORKSPACE_CAPABILITIES":  env["SORTIE_WORKSPACE_CAPABILITIES"],
 	})
 
 	api := &apiClient{t: t, http: &http.Client{Timeout: 2 * time.Minute}}
@@ -98,10 +112,22 @@ func TestChartRBAC(t *testing.T) {
 		}
 	}
 
+	// The workspace Pods run in the workspace namespace, hardened.
+	pods, err := kube.CoreV1().Pods(wsns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(pods.Items) != 2 {
+		t.Fatalf("pods in the workspace namespace: %v %d, want the workspace's and the host runtime's", err, len(pods.Items))
+	}
+	for _, p := range pods.Items {
+		sc := p.Spec.Containers[0].SecurityContext
+		if p.Spec.SecurityContext == nil || p.Spec.SecurityContext.SeccompProfile == nil || sc == nil || sc.AllowPrivilegeEscalation == nil ||
+			*sc.AllowPrivilegeEscalation || sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || p.Spec.Containers[0].Resources.Limits.Memory().IsZero() {
+			t.Errorf("pod %s is not hardened: %+v %+v", p.Name, p.Spec.SecurityContext, sc)
+		}
+	}
+
 	// The library publishes through its Role: create at start, update on a save.
-	kube := kubernetes.NewForConfigOrDie(cl.Config)
 	revision := func() string {
-		cm, err := kube.CoreV1().ConfigMaps(ns).Get(ctx, "sortie-library-revision", metav1.GetOptions{})
+		cm, err := kube.CoreV1().ConfigMaps(wsns).Get(ctx, "sortie-library-revision", metav1.GetOptions{})
 		if err != nil {
 			return ""
 		}
@@ -127,7 +153,19 @@ func TestChartRBAC(t *testing.T) {
 	lib := kubernetes.NewForConfigOrDie(libraryCfg)
 	forbidden := map[string]func() error{
 		"operator deletes a workspace volume": func() error {
-			return op.CoreV1().PersistentVolumeClaims(ns).Delete(ctx, "sortie-host-runtime-data", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+			return op.CoreV1().PersistentVolumeClaims(wsns).Delete(ctx, "sortie-host-runtime-data", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		},
+		"operator reads a control-plane Secret": func() error {
+			_, err := op.CoreV1().Secrets(ns).Get(ctx, "sortie-auth-keys", metav1.GetOptions{})
+			return err
+		},
+		"operator lists the control plane's Secrets": func() error {
+			_, err := op.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+			return err
+		},
+		"operator lists Secrets cluster-wide": func() error {
+			_, err := op.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
+			return err
 		},
 		"operator lists Secrets in kube-system": func() error {
 			_, err := op.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
@@ -138,18 +176,18 @@ func TestChartRBAC(t *testing.T) {
 			return err
 		},
 		"operator execs into a Pod": func() error {
-			return op.CoreV1().RESTClient().Post().Namespace(ns).Resource("pods").Name("sortie-host-runtime-pod").SubResource("exec").Do(ctx).Error()
+			return op.CoreV1().RESTClient().Post().Namespace(wsns).Resource("pods").Name("sortie-host-runtime-pod").SubResource("exec").Do(ctx).Error()
 		},
 		"library reads another ConfigMap": func() error {
-			_, err := lib.CoreV1().ConfigMaps(ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+			_, err := lib.CoreV1().ConfigMaps(wsns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
 			return err
 		},
 		"library lists ConfigMaps": func() error {
-			_, err := lib.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+			_, err := lib.CoreV1().ConfigMaps(wsns).List(ctx, metav1.ListOptions{})
 			return err
 		},
 		"library deletes its ConfigMap": func() error {
-			return lib.CoreV1().ConfigMaps(ns).Delete(ctx, "sortie-library-revision", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+			return lib.CoreV1().ConfigMaps(wsns).Delete(ctx, "sortie-library-revision", metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
 		},
 		"library reads Secrets": func() error {
 			_, err := lib.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})

@@ -2,6 +2,7 @@ package chart
 
 import (
 	"bytes"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -220,6 +221,103 @@ func TestRenderDetails(t *testing.T) {
 				t.Errorf("egress [] must deny all egress: %+v", np.Spec)
 			}
 		}},
+		"default: workspaces in a namespace of their own, Pod Security baseline": {set: "default", check: func(t *testing.T, r *Rendered) {
+			const wsns = "sortie-workspaces"
+			nsObj, ok := r.Find("Namespace")[wsns]
+			if !ok {
+				t.Fatalf("no Namespace %s rendered", wsns)
+			}
+			for _, mode := range []string{"enforce", "warn", "audit"} {
+				if got := nsObj.GetLabels()["pod-security.kubernetes.io/"+mode]; got != "baseline" {
+					t.Errorf("pod-security %s = %q, want baseline", mode, got)
+				}
+			}
+			if nsObj.GetAnnotations()["helm.sh/resource-policy"] != "keep" {
+				t.Error("the workspace namespace (and its volumes) is not kept on uninstall")
+			}
+			for _, kind := range []string{"Role", "RoleBinding"} {
+				for _, name := range []string{"sortie-workspace-operator", "sortie-library"} {
+					if o := r.Find(kind)[name]; o == nil || o.GetNamespace() != wsns {
+						t.Errorf("%s %s not in %s", kind, name, wsns)
+					}
+				}
+			}
+			// Nothing grants the operator anything in the release namespace,
+			// where the control plane's Secrets are.
+			for name, o := range r.Find("RoleBinding") {
+				b := convert[rbacv1.RoleBinding](t, o)
+				for _, s := range b.Subjects {
+					if s.Name == "sortie-workspace-operator" && b.Namespace != wsns {
+						t.Errorf("RoleBinding %s/%s binds the operator outside the workspace namespace", b.Namespace, name)
+					}
+				}
+			}
+			if np := r.Find("NetworkPolicy")["sortie-workspaces"]; np == nil || np.GetNamespace() != wsns {
+				t.Errorf("the workspace NetworkPolicy is not in %s", wsns)
+			}
+			if env := containerEnv(t, r, "sortie-workspace-operator"); env["SORTIE_WORKSPACE_NAMESPACE"] != wsns {
+				t.Errorf("SORTIE_WORKSPACE_NAMESPACE = %q", env["SORTIE_WORKSPACE_NAMESPACE"])
+			}
+			if env := containerEnv(t, r, "sortie-library"); env["SORTIE_LIBRARY_CONFIGMAP_NAMESPACE"] != wsns {
+				t.Errorf("the library publishes in %q", env["SORTIE_LIBRARY_CONFIGMAP_NAMESPACE"])
+			}
+		}},
+		"default: the operator's workload settings": {set: "default", check: func(t *testing.T, r *Rendered) {
+			env := containerEnv(t, r, "sortie-workspace-operator")
+			for k, want := range map[string]string{
+				"SORTIE_WORKSPACE_REQUESTS":        "cpu=10m,memory=128Mi,ephemeral-storage=256Mi",
+				"SORTIE_WORKSPACE_LIMITS":          "cpu=2,memory=4Gi,ephemeral-storage=10Gi",
+				"SORTIE_WORKSPACE_MAX_RESOURCES":   "cpu=8,memory=16Gi,ephemeral-storage=50Gi",
+				"SORTIE_WORKSPACE_CAPABILITIES":    "CHOWN,DAC_OVERRIDE,FOWNER,FSETID,KILL,SETGID,SETUID",
+				"SORTIE_WORKSPACE_RUNTIME_CLASSES": "",
+				"SORTIE_WORKSPACE_RUNTIME_CLASS":   "",
+			} {
+				if got, ok := env[k]; !ok || got != want {
+					t.Errorf("%s = %q, want %q", k, got, want)
+				}
+			}
+			vap := r.Find("ValidatingAdmissionPolicy")["sortie-workspaces-sortie"]
+			bind := r.Find("ValidatingAdmissionPolicyBinding")["sortie-workspaces-sortie"]
+			if vap == nil || bind == nil {
+				t.Fatalf("no admission policy and binding: %v %v", keys(r.Find("ValidatingAdmissionPolicy")), keys(r.Find("ValidatingAdmissionPolicyBinding")))
+			}
+			sel, _, _ := unstructured.NestedString(bind.Object, "spec", "matchResources", "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name")
+			if sel != "sortie-workspaces" {
+				t.Errorf("the policy is bound to %q", sel)
+			}
+			if vs, _, _ := unstructured.NestedSlice(vap.Object, "spec", "validations"); len(vs) != 6 {
+				t.Errorf("%d validations, want one per request and limit of cpu, memory and ephemeral-storage", len(vs))
+			}
+		}},
+		"workspaces in the release namespace": {set: "default", check: func(t *testing.T, _ *Rendered) {
+			r := render(t, loadChart(t), "sortie", map[string]any{"workspaces": map[string]any{"namespace": "sortie"}})
+			if len(r.Find("Namespace")) != 0 {
+				t.Error("a Namespace was rendered for the release's own")
+			}
+			if role := r.Find("Role")["sortie-workspace-operator"]; role == nil || role.GetNamespace() != "sortie" {
+				t.Error("the operator's Role is not in the shared namespace")
+			}
+		}},
+		"default: workspace egress": {set: "default", check: func(t *testing.T, r *Rendered) {
+			np := convert[networkingv1.NetworkPolicy](t, r.Find("NetworkPolicy")["sortie-workspaces"])
+			for _, tc := range []struct {
+				addr string
+				port int32
+				want bool
+			}{
+				{"8.8.8.8", 443, true}, {"2001:4860:4860::8888", 443, true}, {"140.82.112.3", 22, true}, // the internet
+				{"10.96.0.10", 53, true}, {"169.254.20.10", 53, true}, // DNS, wherever the resolver is
+				{"169.254.169.254", 80, false}, {"169.254.170.2", 80, false}, // cloud metadata, ECS credentials
+				{"fd00:ec2::254", 80, false}, {"fe80::a9fe:a9fe", 80, false}, // IPv6 metadata, link-local
+				{"100.100.100.200", 80, false}, {"100.64.0.1", 443, false}, // CGNAT (Alibaba metadata)
+				{"10.96.0.1", 443, false}, {"10.244.0.5", 7070, false}, {"192.168.1.1", 80, false}, {"172.16.0.1", 80, false},
+				{"fd12:3456::1", 443, false}, {"::ffff:169.254.169.254", 80, false},
+			} {
+				if got := egressAllows(t, np.Spec.Egress, tc.addr, tc.port); got != tc.want {
+					t.Errorf("egress to %s:%d allowed %v, want %v", tc.addr, tc.port, got, tc.want)
+				}
+			}
+		}},
 		"control-plane NetworkPolicies never admit everyone": {set: "default", check: func(t *testing.T, r *Rendered) {
 			for name, o := range r.Find("NetworkPolicy") {
 				np := convert[networkingv1.NetworkPolicy](t, o)
@@ -275,6 +373,39 @@ func TestRenderDetails(t *testing.T) {
 			tc.check(t, render(t, c, "sortie", sets[tc.set].values))
 		})
 	}
+}
+
+// egressAllows evaluates NetworkPolicy egress rules for a TCP connection
+// to addr:port, as a CNI that enforces them does.
+func egressAllows(t *testing.T, rules []networkingv1.NetworkPolicyEgressRule, addr string, port int32) bool {
+	t.Helper()
+	ip := netip.MustParseAddr(addr)
+	inBlock := func(b *networkingv1.IPBlock) bool {
+		cidr := netip.MustParsePrefix(b.CIDR)
+		if !cidr.Contains(ip) {
+			return false
+		}
+		for _, e := range b.Except {
+			if netip.MustParsePrefix(e).Contains(ip) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, rule := range rules {
+		portOK := len(rule.Ports) == 0
+		for _, p := range rule.Ports {
+			portOK = portOK || ((p.Protocol == nil || *p.Protocol == corev1.ProtocolTCP) && (p.Port == nil || p.Port.IntValue() == int(port)))
+		}
+		peerOK := len(rule.To) == 0
+		for _, peer := range rule.To {
+			peerOK = peerOK || (peer.IPBlock != nil && inBlock(peer.IPBlock))
+		}
+		if portOK && peerOK {
+			return true
+		}
+	}
+	return false
 }
 
 func keys[V any](m map[string]V) []string {
@@ -422,7 +553,10 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"bad log level":                {map[string]any{"logLevel": "verbose"}, "logLevel"},
 		"typo in ingress":              {map[string]any{"ingress": map[string]any{"hostname": "x"}}, "hostname"},
 		"bad image digest":             {map[string]any{"auth": map[string]any{"image": map[string]any{"repository": "a", "digest": "latest"}}}, "/auth/image/digest"},
-		"create namespace without one": {map[string]any{"workspaces": map[string]any{"createNamespace": true}}, "/workspaces/namespace"},
+		"a capability beyond baseline": {map[string]any{"workspaces": map[string]any{"capabilities": []any{"CHOWN", "SYS_ADMIN"}}}, "/workspaces/capabilities/1"},
+		"a GPU maximum":                {map[string]any{"workspaces": map[string]any{"resources": map[string]any{"max": map[string]any{"nvidia.com/gpu": 1}}}}, "nvidia.com/gpu"},
+		"a bad limit":                  {map[string]any{"workspaces": map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": "4 gigs"}}}}, "/workspaces/resources/limits/memory"},
+		"a bad RuntimeClass":           {map[string]any{"workspaces": map[string]any{"runtimeClasses": []any{"gVisor"}}}, "/workspaces/runtimeClasses/0"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -23,7 +23,16 @@ Names. The release's base name is the release name when it already says
 
 {{/* The namespace Workspaces, their Pods and the host runtime live in. */}}
 {{- define "sortie.workspaceNamespace" -}}
-{{- default .Release.Namespace .Values.workspaces.namespace -}}
+{{- default (printf "%s-workspaces" .Release.Name | trunc 63 | trimSuffix "-") .Values.workspaces.namespace -}}
+{{- end -}}
+
+{{/* name=quantity pairs of a resource map, for the operator's settings. Call with the map. */}}
+{{- define "sortie.resourcePairs" -}}
+{{- $pairs := list -}}
+{{- range $name := list "cpu" "memory" "ephemeral-storage" -}}
+{{- with index $ $name }}{{ $pairs = append $pairs (printf "%s=%v" $name .) }}{{ end -}}
+{{- end -}}
+{{- join "," $pairs -}}
 {{- end -}}
 
 {{/* Labels on every object. Call with (list $ "component"). */}}
