@@ -119,7 +119,45 @@ else
 fi
 KUBECTL() { "$kubectl" --kubeconfig "$kubeconfig" "$@"; }
 KUBECTL apply --server-side -f "$root/api/crds/" >/dev/null
-KUBECTL create namespace "$namespace" --dry-run=client -o yaml | KUBECTL apply -f - >/dev/null
+# Workspace Pods run untrusted code: their namespace enforces Pod Security
+# baseline (they run as root with a few capabilities, never privileged or
+# with host access), and their egress skips the cluster, link-local (cloud
+# metadata), CGNAT and IPv6 private ranges, as the chart's policy does. The
+# services run on this machine, not in the cluster, so no ingress policy:
+# the operator reaches the agents from the host. (The local node's bridge
+# CNI does not enforce NetworkPolicies; a cluster of KUBECONFIG may.)
+KUBECTL apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $namespace
+  labels:
+    pod-security.kubernetes.io/enforce: baseline
+    pod-security.kubernetes.io/warn: baseline
+    pod-security.kubernetes.io/audit: baseline
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: sortie-workspaces-egress
+  namespace: $namespace
+spec:
+  podSelector:
+    matchLabels:
+      app.kubernetes.io/managed-by: sortie-workspace-operator
+  policyTypes: [Egress]
+  egress:
+    - ports:
+        - {port: 53, protocol: UDP}
+        - {port: 53, protocol: TCP}
+    - to:
+        - ipBlock:
+            cidr: 0.0.0.0/0
+            except: [10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10]
+        - ipBlock:
+            cidr: ::/0
+            except: ["fe80::/10", "fc00::/7", "fd00:ec2::254/128", "::ffff:0:0/96"]
+YAML
 
 # --- Redis ------------------------------------------------------------------
 if [ ! -s "$state/auth/admin-password" ]; then
