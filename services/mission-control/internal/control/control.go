@@ -54,6 +54,33 @@ type Run struct {
 type Store struct {
 	rdb        *redis.Client
 	onTakeover func(mission string)
+	// perMission and bytesPerUser bound the queues (LimitQueues); 0 is
+	// no bound.
+	perMission   int
+	bytesPerUser int64
+}
+
+// LimitQueues bounds how many messages may wait in one mission's queue and
+// how many bytes (of the stored messages) in all of one user's queues; call
+// it before the store is used. Enqueue refuses a message past either with
+// a *QueueFullError and stores nothing.
+func (s *Store) LimitQueues(perMission int, bytesPerUser int64) {
+	s.perMission, s.bytesPerUser = perMission, bytesPerUser
+}
+
+// QueueFullError is a message refused because a queue is full.
+type QueueFullError struct {
+	// PerMission is true when the mission's queue holds the most
+	// messages it may; false when the user's queues hold the most bytes.
+	PerMission bool
+	Limit      int64
+}
+
+func (e *QueueFullError) Error() string {
+	if e.PerMission {
+		return fmt.Sprintf("the mission's queue is full: %d messages are waiting already", e.Limit)
+	}
+	return fmt.Sprintf("your queues are full: waiting messages take their limit of %d bytes", e.Limit)
 }
 
 // OnTakeover installs fn, called each time Acquire takes a run's lease
@@ -69,6 +96,11 @@ func leaseKey(m string) string   { return "mc:m:{" + m + "}:lease" }
 func runningKey(u string) string { return "mc:u:{" + u + "}:running" }
 func queuedKey(u string) string  { return "mc:u:{" + u + "}:queued" }
 
+// queuedBytesKey counts the bytes of the user's waiting messages. Every
+// script that takes a message out of a queue lowers it, and it is dropped
+// once none waits, so any drift heals.
+func queuedBytesKey(u string) string { return "mc:u:{" + u + "}:queued-bytes" }
+
 const (
 	runsKey = "mc:runs"
 	// waitingKey lists the users with waiting messages, so that any
@@ -83,12 +115,19 @@ func RunKey(m string) string   { return runKey(m) }
 func LeaseKey(m string) string { return leaseKey(m) }
 
 var enqueueScript = redis.NewScript(`
+local max = tonumber(ARGV[5])
+if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return -1 end
 local busy = redis.call('EXISTS', KEYS[3]) == 1
 local full = redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[2])
 local queued = busy or full or redis.call('LLEN', KEYS[1]) > 0
 local msg = cjson.decode(ARGV[1])
 if queued then msg['queued'] = true end
-redis.call('RPUSH', KEYS[1], cjson.encode(msg))
+local enc = cjson.encode(msg)
+local maxBytes = tonumber(ARGV[6])
+local used = tonumber(redis.call('GET', KEYS[6]) or '0')
+if maxBytes > 0 and used + string.len(enc) > maxBytes then return -2 end
+redis.call('RPUSH', KEYS[1], enc)
+redis.call('INCRBY', KEYS[6], string.len(enc))
 redis.call('SADD', KEYS[2], ARGV[3])
 redis.call('SADD', KEYS[5], ARGV[4])
 if queued then return 1 end
@@ -97,26 +136,44 @@ return 0
 
 // Enqueue appends msg to its mission's queue. It reports whether the
 // message has to wait (the mission runs a turn, the user is at the limit,
-// or older messages wait before it).
+// or older messages wait before it). A full queue (LimitQueues) is a
+// *QueueFullError, and nothing is stored.
 func (s *Store) Enqueue(ctx context.Context, user string, msg Message, limit int) (bool, error) {
 	b, err := json.Marshal(msg)
 	if err != nil {
 		return false, fmt.Errorf("enqueue: %w", err)
 	}
-	n, err := enqueueScript.Run(ctx, s.rdb, []string{queueKey(msg.MissionID), queuedKey(user), runKey(msg.MissionID), runningKey(user), waitingKey},
-		b, limit, msg.MissionID, user).Int()
+	n, err := enqueueScript.Run(ctx, s.rdb, []string{queueKey(msg.MissionID), queuedKey(user), runKey(msg.MissionID), runningKey(user), waitingKey, queuedBytesKey(user)},
+		b, limit, msg.MissionID, user, s.perMission, s.bytesPerUser).Int()
 	if err != nil {
 		return false, fmt.Errorf("enqueue: %w", err)
+	}
+	switch n {
+	case -1:
+		return false, &QueueFullError{PerMission: true, Limit: int64(s.perMission)}
+	case -2:
+		return false, &QueueFullError{Limit: s.bytesPerUser}
 	}
 	return n == 1, nil
 }
 
-var startScript = redis.NewScript(`
+// unqueued is the Lua that lowers the user's queued bytes (KEYS[n]) by
+// ARGV-given bytes, dropping the counter when nothing waits (KEYS[m] is
+// the user's set of missions with waiting messages).
+const unqueued = `
+local function unqueued(bytesKey, queuedSet, n)
+  if n > 0 and redis.call('DECRBY', bytesKey, n) <= 0 then redis.call('DEL', bytesKey) end
+  if redis.call('SCARD', queuedSet) == 0 then redis.call('DEL', bytesKey) end
+end
+`
+
+var startScript = redis.NewScript(unqueued + `
 if redis.call('EXISTS', KEYS[3]) == 1 then return false end
 if redis.call('SCARD', KEYS[4]) >= tonumber(ARGV[1]) then return false end
 local msg = redis.call('LPOP', KEYS[1])
 if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
 if not msg then return false end
+unqueued(KEYS[7], KEYS[2], string.len(msg))
 redis.call('HSET', KEYS[3], 'user', ARGV[3], 'turn', ARGV[4], 'assistant', ARGV[5], 'msg', msg,
   'emitted', 0, 'offset', 0, 'started_at', ARGV[7])
 redis.call('SET', KEYS[5], ARGV[6], 'PX', ARGV[8])
@@ -131,7 +188,7 @@ return msg
 func (s *Store) TryStart(ctx context.Context, user, mission, owner string, limit int, ttl time.Duration, turnID, assistantID string) (*Run, error) {
 	now := time.Now().UTC()
 	raw, err := startScript.Run(ctx, s.rdb,
-		[]string{queueKey(mission), queuedKey(user), runKey(mission), runningKey(user), leaseKey(mission), runsKey},
+		[]string{queueKey(mission), queuedKey(user), runKey(mission), runningKey(user), leaseKey(mission), runsKey, queuedBytesKey(user)},
 		limit, mission, user, turnID, assistantID, owner, now.Format(time.RFC3339Nano), ttl.Milliseconds()).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -335,6 +392,13 @@ func (s *Store) Queue(ctx context.Context, user string) ([]Message, error) {
 	return out, nil
 }
 
+var removeScript = redis.NewScript(unqueued + `
+local n = redis.call('LREM', KEYS[1], 1, ARGV[1])
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+if n == 1 then unqueued(KEYS[3], KEYS[2], string.len(ARGV[1])) end
+return n
+`)
+
 // Remove drops one waiting message; false when it is not queued.
 func (s *Store) Remove(ctx context.Context, user, id string) (bool, error) {
 	ms, err := s.QueuedMissions(ctx, user)
@@ -349,7 +413,7 @@ func (s *Store) Remove(ctx context.Context, user, id string) (bool, error) {
 		for _, r := range raw {
 			var msg Message
 			if json.Unmarshal([]byte(r), &msg) == nil && msg.ID == id {
-				n, err := s.rdb.LRem(ctx, queueKey(m), 1, r).Result()
+				n, err := removeScript.Run(ctx, s.rdb, []string{queueKey(m), queuedKey(user), queuedBytesKey(user)}, r, m).Int()
 				if err != nil {
 					return false, fmt.Errorf("remove from queue: %w", err)
 				}
@@ -360,6 +424,22 @@ func (s *Store) Remove(ctx context.Context, user, id string) (bool, error) {
 	return false, nil
 }
 
+var dropQueueScript = redis.NewScript(unqueued + `
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local bytes = 0
+for _, m in ipairs(items) do bytes = bytes + string.len(m) end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+unqueued(KEYS[3], KEYS[2], bytes)
+return #items
+`)
+
+// dropQueue empties a mission's queue and returns how many messages it
+// held.
+func (s *Store) dropQueue(ctx context.Context, user, mission string) (int64, error) {
+	return dropQueueScript.Run(ctx, s.rdb, []string{queueKey(mission), queuedKey(user), queuedBytesKey(user)}, mission).Int64()
+}
+
 // Clear drops all of the user's waiting messages and returns how many.
 func (s *Store) Clear(ctx context.Context, user string) (int64, error) {
 	ms, err := s.QueuedMissions(ctx, user)
@@ -368,25 +448,21 @@ func (s *Store) Clear(ctx context.Context, user string) (int64, error) {
 	}
 	var n int64
 	for _, m := range ms {
-		l, err := s.rdb.LLen(ctx, queueKey(m)).Result()
+		l, err := s.dropQueue(ctx, user, m)
 		if err != nil {
-			return 0, fmt.Errorf("clear queue: %w", err)
+			return n, fmt.Errorf("clear queue: %w", err)
 		}
 		n += l
-		s.rdb.Del(ctx, queueKey(m))
-		s.rdb.SRem(ctx, queuedKey(user), m)
 	}
 	return n, nil
 }
 
 // DeleteMission drops a mission's queue.
 func (s *Store) DeleteMission(ctx context.Context, user, mission string) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, queueKey(mission))
-		p.SRem(ctx, queuedKey(user), mission)
-		return nil
-	})
-	return err
+	if _, err := s.dropQueue(ctx, user, mission); err != nil {
+		return fmt.Errorf("drop queue: %w", err)
+	}
+	return nil
 }
 
 // QueueDepth counts the messages waiting in every user's queues.
