@@ -234,11 +234,14 @@ if [ ! -s "$state/mission-control/credentials.key" ]; then
 fi
 
 # --- Services ---------------------------------------------------------------
+# Auth trusts the X-Forwarded-For of the gateway (on loopback) alone, so its
+# login throttle counts each real client address, not the gateway's.
 log "starting auth on 127.0.0.1:${ports[auth]}"
 start auth env \
   SORTIE_LISTEN_ADDR="127.0.0.1:${ports[auth]}" SORTIE_REDIS_URL="$redis_url" "${redis_password[@]}" \
   "${login_setting[@]}" SORTIE_AUTH_KEYS_DIR="$state/auth/keys" \
   SORTIE_AUTH_CLIENTS_FILE="$state/auth/clients.json" \
+  SORTIE_TRUSTED_PROXIES=127.0.0.1 \
   SORTIE_AUTH_GENERATE_KEY=true "$root/bin/auth"
 wait_ready auth "http://127.0.0.1:${ports[auth]}/readyz"
 
