@@ -91,7 +91,7 @@ func TestExecLargeOutputOnBothStreams(t *testing.T) {
 		wantTruncated bool
 	}{
 		"under the default cap": {maxOutput: 10 << 20, wantLen: size},
-		"over a 1 MiB cap":      {maxOutput: 1 << 20, wantLen: 1 << 20, wantTruncated: true},
+		"over a 1 MiB cap":      {maxOutput: 1 << 20, wantLen: 1<<20 + len(agentapi.TruncationMarker(1<<20)), wantTruncated: true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -106,7 +106,11 @@ func TestExecLargeOutputOnBothStreams(t *testing.T) {
 			if len(got.Stdout) != tc.wantLen || len(got.Stderr) != tc.wantLen {
 				t.Errorf("len(stdout)=%d len(stderr)=%d, want %d each", len(got.Stdout), len(got.Stderr), tc.wantLen)
 			}
-			if strings.Trim(got.Stdout, "o") != "" || strings.Trim(got.Stderr, "e") != "" {
+			marker := ""
+			if tc.wantTruncated {
+				marker = agentapi.TruncationMarker(tc.maxOutput)
+			}
+			if strings.Trim(strings.TrimSuffix(got.Stdout, marker), "o") != "" || strings.Trim(strings.TrimSuffix(got.Stderr, marker), "e") != "" {
 				t.Error("streams mixed up")
 			}
 			if got.StdoutTruncated != tc.wantTruncated || got.StderrTruncated != tc.wantTruncated {

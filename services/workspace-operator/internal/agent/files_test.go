@@ -19,7 +19,7 @@ import (
 
 func readFile(t *testing.T, c *agentapi.Client, path string) (string, error) {
 	t.Helper()
-	rc, err := c.GetFile(testwait.Context(t, 10*time.Second), path)
+	rc, err := c.GetFile(testwait.Context(t, 10*time.Second), path, 1<<30)
 	if err != nil {
 		return "", err
 	}

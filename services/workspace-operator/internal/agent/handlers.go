@@ -2,14 +2,12 @@ package agent
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"sortie.dev/services/workspace-operator/internal/agent/children"
 	"sortie.dev/services/workspace-operator/internal/agent/files"
@@ -49,7 +47,39 @@ func (a *Agent) exec(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	if !accepts(r, agentapi.ExecStreamType) {
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	head, err := json.Marshal(agentapi.ExecHead{
+		ExitCode: res.ExitCode, Signal: res.Signal, TimedOut: res.TimedOut,
+		StdoutBytes: int64(len(res.Stdout)), StderrBytes: int64(len(res.Stderr)),
+		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated, DurationMS: res.DurationMS,
+	})
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", agentapi.ExecStreamType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(head)+1+len(res.Stdout)+len(res.Stderr)))
+	w.WriteHeader(http.StatusOK)
+	// The client may be gone; nothing to do then.
+	_, _ = w.Write(append(head, '\n'))
+	_, _ = io.WriteString(w, res.Stdout)
+	_, _ = io.WriteString(w, res.Stderr)
+}
+
+// accepts reports whether the request's Accept header names media type mt.
+func accepts(r *http.Request, mt string) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			name, _, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(name), mt) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (a *Agent) startProcess(w http.ResponseWriter, r *http.Request) {
@@ -120,6 +150,11 @@ func (a *Agent) processOutput(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	limit, err := queryInt(r, "limit")
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
 	out, err := a.procs.Output(r.PathValue("id"), offset)
 	if err != nil {
 		a.fail(w, r, err)
@@ -133,7 +168,7 @@ func (a *Agent) processOutput(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush() // headers now, so a follower of a quiet process knows it is attached
 	enc := json.NewEncoder(w)
-	err = out.Stream(r.Context(), follow, a.stopping, func(ev agentapi.OutputEvent) error {
+	err = out.Stream(r.Context(), follow, limit, a.stopping, func(ev agentapi.OutputEvent) error {
 		if err := enc.Encode(ev); err != nil {
 			return err
 		}
@@ -218,44 +253,6 @@ func (a *Agent) untar(w http.ResponseWriter, r *http.Request) {
 
 func (a *Agent) initStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.init.Status())
-}
-
-// initLog serves the log from a byte offset. An offset at the end gives an
-// empty body; past the end, 416.
-func (a *Agent) initLog(w http.ResponseWriter, r *http.Request) {
-	offset, err := queryInt(r, "offset")
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	f, err := os.Open(filepath.Join(a.cfg.StateDir, "init.log"))
-	var size int64
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		// No run has written anything yet: an empty log.
-	case err != nil:
-		a.fail(w, r, err)
-		return
-	default:
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		size = fi.Size()
-	}
-	if offset > size {
-		a.fail(w, r, fmt.Errorf("%w: offset %d, log size %d", errOffset, offset, size))
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Log-Size", strconv.FormatInt(size, 10))
-	w.Header().Set("Content-Length", strconv.FormatInt(size-offset, 10))
-	w.WriteHeader(http.StatusOK)
-	if f != nil && size > offset {
-		_, _ = io.Copy(w, io.NewSectionReader(f, offset, size-offset))
-	}
 }
 
 func (a *Agent) rerunInit(w http.ResponseWriter, r *http.Request) {

@@ -63,7 +63,7 @@ func TestProcessFollowResume(t *testing.T) {
 	var got bytes.Buffer
 	var next int64
 	firstCtx, hangUp := context.WithCancel(ctx)
-	for ev, err := range h.client.FollowOutput(firstCtx, p.ID, 0, true) {
+	for ev, err := range h.client.FollowOutput(firstCtx, p.ID, agentapi.OutputQuery{Offset: 0, Follow: true}) {
 		if err != nil {
 			t.Fatalf("first follower: %v", err)
 		}
@@ -86,7 +86,7 @@ func TestProcessFollowResume(t *testing.T) {
 
 	// Second follower: from the last offset to the end.
 	var eof *agentapi.OutputEvent
-	for ev, err := range h.client.FollowOutput(ctx, p.ID, next, true) {
+	for ev, err := range h.client.FollowOutput(ctx, p.ID, agentapi.OutputQuery{Offset: next, Follow: true}) {
 		if err != nil {
 			t.Fatalf("second follower: %v", err)
 		}
@@ -142,7 +142,7 @@ func TestProcessOutputWithoutFollow(t *testing.T) {
 	})
 	collect := func(offset int64) []agentapi.OutputEvent {
 		var evs []agentapi.OutputEvent
-		for ev, err := range h.client.FollowOutput(ctx, p.ID, offset, false) {
+		for ev, err := range h.client.FollowOutput(ctx, p.ID, agentapi.OutputQuery{Offset: offset, Follow: false}) {
 			if err != nil {
 				t.Fatalf("FollowOutput: %v", err)
 			}
@@ -158,7 +158,7 @@ func TestProcessOutputWithoutFollow(t *testing.T) {
 		t.Errorf("at the end of a running process's output: %+v, want nothing", evs)
 	}
 	// Past the end: 416.
-	for _, err := range h.client.FollowOutput(ctx, p.ID, 9, false) {
+	for _, err := range h.client.FollowOutput(ctx, p.ID, agentapi.OutputQuery{Offset: 9, Follow: false}) {
 		if got := errCode(err); got != "offset_out_of_range" {
 			t.Errorf("offset past the end: %v, want offset_out_of_range", err)
 		}
@@ -187,7 +187,7 @@ func TestProcessOutputBinaryAndLongLines(t *testing.T) {
 	want := strings.Repeat("x", 100000) + "\n\xff\xfe\nno newline"
 	var got bytes.Buffer
 	var sawEOF bool
-	for ev, err := range h.client.FollowOutput(ctx, p.ID, 0, true) {
+	for ev, err := range h.client.FollowOutput(ctx, p.ID, agentapi.OutputQuery{Offset: 0, Follow: true}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestProcessStartVariants(t *testing.T) {
 				t.Fatalf("StartProcess: %v", err)
 			}
 			var out bytes.Buffer
-			for ev, err := range h.client.FollowOutput(ctx, p.ID, 0, true) {
+			for ev, err := range h.client.FollowOutput(ctx, p.ID, agentapi.OutputQuery{Offset: 0, Follow: true}) {
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -330,7 +330,7 @@ func TestProcessListSurvivesRestart(t *testing.T) {
 	}
 	// A lost process's output is still readable and ends with an unknown status.
 	var evs []agentapi.OutputEvent
-	for ev, err := range h2.client.FollowOutput(ctx, "long", 0, true) {
+	for ev, err := range h2.client.FollowOutput(ctx, "long", agentapi.OutputQuery{Offset: 0, Follow: true}) {
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,19 +7,22 @@
 //
 //	GET    /healthz                       200 Health
 //	GET    /readyz                        200 or 503 Readiness
-//	POST   /v1/exec                       ExecRequest -> 200 ExecResult
+//	POST   /v1/exec                       ExecRequest -> 200 ExecResult, or with
+//	                                      "Accept: application/vnd.sortie.exec-stream"
+//	                                      an ExecHead line and the raw output
 //	POST   /v1/processes                  StartProcessRequest -> 201 Process
 //	GET    /v1/processes                  200 ProcessList
 //	GET    /v1/processes/{id}             200 Process
 //	DELETE /v1/processes/{id}             204; 409 while running
-//	GET    /v1/processes/{id}/output      ?offset=N&follow=bool -> NDJSON of OutputEvent; 416 past the end
+//	GET    /v1/processes/{id}/output      ?offset=N&follow=bool&limit=L -> NDJSON of OutputEvent; 416 past the end
 //	POST   /v1/processes/{id}/signal      SignalRequest -> 204, to the process group
 //	PUT    /v1/files?path=&mode=          raw body -> 204
 //	GET    /v1/files?path=                raw body (Range supported)
 //	DELETE /v1/files?path=&recursive=     204
 //	POST   /v1/files/tar?dir=&replace=    tar or tar.gz body -> 200 TarResult
 //	GET    /v1/init                       200 InitStatus
-//	GET    /v1/init/log?offset=N          text/plain, X-Log-Size; 416 past the end
+//	GET    /v1/init/log?offset=N&limit=L  text/plain, one page (X-Log-* headers); 416 past the end
+//	GET    /v1/init/log?tail_lines=N&limit=L  the last N lines within the last L bytes
 //	POST   /v1/init/rerun                 202 InitStatus; 409 while running
 //	GET    /v1/stats                      200 Stats
 //
@@ -27,6 +30,7 @@
 package agentapi
 
 import (
+	"fmt"
 	"time"
 	"unicode/utf8"
 )
@@ -91,6 +95,36 @@ type ExecRequest struct {
 	TimeoutSecs int               `json:"timeout_secs,omitempty"`
 	Env         map[string]string `json:"env,omitempty"`
 	Stdin       string            `json:"stdin,omitempty"`
+}
+
+// ExecStreamType is the media type of the streamed exec answer, asked for
+// with Accept. Its body is one line of JSON, an ExecHead, then
+// ExecHead.StdoutBytes bytes of stdout and ExecHead.StderrBytes bytes of
+// stderr, raw. Unlike JSON it costs no escaping (which can make output six
+// times larger) and can be relayed without holding it: the operator reads
+// it a buffer at a time.
+const ExecStreamType = "application/vnd.sortie.exec-stream"
+
+// MaxExecHead bounds the ExecHead line of a streamed exec answer.
+const MaxExecHead = 4 << 10
+
+// ExecHead is the first line of a streamed exec answer: everything of an
+// ExecResult but the output itself, and the length of each stream.
+type ExecHead struct {
+	ExitCode        int    `json:"exit_code"`
+	Signal          string `json:"signal,omitempty"`
+	TimedOut        bool   `json:"timed_out"`
+	StdoutBytes     int64  `json:"stdout_bytes"`
+	StderrBytes     int64  `json:"stderr_bytes"`
+	StdoutTruncated bool   `json:"stdout_truncated"`
+	StderrTruncated bool   `json:"stderr_truncated"`
+	DurationMS      int64  `json:"duration_ms"`
+}
+
+// TruncationMarker is appended to a stream of exec output that was cut at
+// limit bytes, so that a reader of the text alone sees it is not whole.
+func TruncationMarker(limit int64) string {
+	return fmt.Sprintf("\n[sortie: output truncated after %d bytes]\n", limit)
 }
 
 // ExecResult is the body of a 200 answer to POST /v1/exec.
@@ -158,6 +192,10 @@ type SignalRequest struct {
 // MaxOutputChunk is the largest Data of one OutputEvent.
 const MaxOutputChunk = 64 << 10
 
+// MaxOutputEventLine bounds one NDJSON line of an output stream: a
+// MaxOutputChunk of control characters is six times larger escaped.
+const MaxOutputEventLine = 8 * MaxOutputChunk
+
 // OutputEvent is one line of the NDJSON stream of
 // GET /v1/processes/{id}/output. A data event carries the bytes that start at
 // Offset in the output file: in Data when they are valid UTF-8, otherwise in
@@ -220,12 +258,46 @@ type InitStatus struct {
 	Runs       int        `json:"runs"`
 }
 
-// InitLog is what GET /v1/init/log returns: the bytes from Offset on, and
-// the log's total size (header X-Log-Size).
+// Init log pages. The log is on the workspace's volume, where its user can
+// make it any size (a sparse file of terabytes costs nothing), so it is
+// only ever read a bounded page at a time.
+const (
+	// MaxInitLogPage is the most one GET /v1/init/log answers, and its
+	// default limit.
+	MaxInitLogPage = 1 << 20
+	// MaxInitLogTailLines bounds tail_lines.
+	MaxInitLogTailLines = 10_000
+	// MaxInitLogCount is the largest log whose lines the agent counts
+	// (X-Log-Lines); counting costs a read of the whole log.
+	MaxInitLogCount = 64 << 20
+)
+
+// Headers of an init log page.
+const (
+	HeaderLogSize       = "X-Log-Size"        // the whole log's size in bytes
+	HeaderLogOffset     = "X-Log-Offset"      // where the page starts
+	HeaderLogNextOffset = "X-Log-Next-Offset" // just past the page: where the next one starts
+	HeaderLogLines      = "X-Log-Lines"       // the log's lines, when it is at most MaxInitLogCount
+)
+
+// InitLogQuery asks for one page of the init log: Limit bytes (0 means
+// MaxInitLogPage) from Offset, or with TailLines the last TailLines lines
+// within the last Limit bytes, trailing line breaks left out.
+type InitLogQuery struct {
+	Offset    int64
+	Limit     int64
+	TailLines int
+}
+
+// InitLog is one page of the init log: the bytes from Offset to Next, and
+// the whole log's size. Lines counts the lines of the whole log (its
+// trailing line breaks left out), -1 when the log is too large to count.
 type InitLog struct {
 	Offset int64
+	Next   int64
 	Data   []byte
 	Size   int64
+	Lines  int64
 }
 
 // Stats sources.

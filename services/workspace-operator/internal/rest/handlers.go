@@ -1,12 +1,16 @@
 package rest
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,10 +55,31 @@ type Handler struct {
 	// Workload bounds what a new workspace may ask for (resources,
 	// RuntimeClass), as the controller does; nil: no bounds here.
 	Workload *config.Workload
+	// ExecMaxOutput caps each of stdout and stderr of an exec as the
+	// operator passes it on, whatever the agent sends (the agent has its
+	// own cap, SORTIE_AGENT_EXEC_MAX_OUTPUT); past it the stream is cut,
+	// marked truncated and ends with agentapi.TruncationMarker. Zero means
+	// DefaultExecMaxOutput.
+	ExecMaxOutput int64
 }
 
-// Register adds the routes behind auth.
+// DefaultExecMaxOutput is Handler.ExecMaxOutput's default, the agent's
+// own default cap.
+const DefaultExecMaxOutput = 10 << 20
+
+func (h *Handler) execMaxOutput() int64 {
+	if h.ExecMaxOutput > 0 {
+		return h.ExecMaxOutput
+	}
+	return DefaultExecMaxOutput
+}
+
+// Register adds the routes behind auth. Without an HTTP client of its
+// own the handler gets agentapi.NewHTTPClient's.
 func (h *Handler) Register(r gin.IRouter, auth gin.HandlerFunc) {
+	if h.HTTP == nil {
+		h.HTTP = agentapi.NewHTTPClient()
+	}
 	g := r.Group("/api/workspaces", auth)
 	g.GET("", h.list)
 	g.POST("", h.create)
@@ -537,16 +562,61 @@ func (h *Handler) agentFor(c *gin.Context, ws *v1alpha1.Workspace, requireReady 
 	return a, true
 }
 
-// agentError passes the agent's own 4xx refusals through and turns
-// anything else into a 502.
-func (h *Handler) agentError(c *gin.Context, err error) {
-	var ae *agentapi.Error
-	if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusUnauthorized {
-		apierror.Respond(c, apierror.New(ae.Status, ae.Code, ae.Message))
-		return
+// callerStatus is the status the caller gets for an agent's refusal that
+// is the caller's to fix. Any other answer of the agent (its 5xx, a 401, a
+// redirect, a code it should not send) is the operator's problem and a
+// 502, and the agent's own words reach only the log.
+func callerStatus(code string) (int, bool) {
+	switch code {
+	case agentapi.CodeBadRequest, agentapi.CodeInvalidJSON, agentapi.CodePathNotAllowed, agentapi.CodeInvalidCwd,
+		agentapi.CodeIsDirectory, agentapi.CodeInvalidTar, agentapi.CodeStartFailed:
+		return http.StatusBadRequest, true
+	case agentapi.CodeForbidden:
+		return http.StatusForbidden, true
+	case agentapi.CodeNotFound:
+		return http.StatusNotFound, true
+	case agentapi.CodeConflict:
+		return http.StatusConflict, true
+	case agentapi.CodeBodyTooLarge:
+		return http.StatusRequestEntityTooLarge, true
+	case agentapi.CodeOffsetOutOfRange:
+		return http.StatusRequestedRangeNotSatisfiable, true
 	}
-	h.Log.ErrorContext(c.Request.Context(), "workspace agent call failed", "error", err.Error())
-	apierror.Respond(c, apierror.New(http.StatusBadGateway, CodeAgentUnavailable, "the workspace agent did not answer: "+err.Error()))
+	return 0, false
+}
+
+// agentError answers for a failed agent call. A refusal callerStatus knows is
+// passed on with its code and the agent's message as agentapi cleaned it
+// (bounded, no control characters); anything else is a 502 with a message
+// of our own, and the detail (capped) is logged.
+func (h *Handler) agentError(c *gin.Context, err error) {
+	apierror.Respond(c, h.agentFailure(c.Request.Context(), err))
+}
+
+func (h *Handler) agentFailure(ctx context.Context, err error) *apierror.Error {
+	var ae *agentapi.Error
+	if errors.As(err, &ae) {
+		if status, ok := callerStatus(ae.Code); ok && ae.Status >= 400 && ae.Status < 500 {
+			msg := ae.Message
+			if msg == "" {
+				msg = "the workspace agent refused the request"
+			}
+			return apierror.New(status, ae.Code, msg)
+		}
+		h.Log.ErrorContext(ctx, "workspace agent call failed", "status", ae.Status, "code", ae.Code,
+			"message", ae.Message, "body", fmt.Sprintf("%q", ae.Detail))
+		return apierror.Newf(http.StatusBadGateway, CodeAgentUnavailable, "the workspace agent failed (%d %s)", ae.Status, ae.Code)
+	}
+	detail := err.Error()
+	h.Log.ErrorContext(ctx, "workspace agent call failed", "error", detail[:min(len(detail), 1024)])
+	msg := "the workspace agent did not answer"
+	switch {
+	case errors.Is(err, agentapi.ErrTooLarge):
+		msg = "the workspace agent's answer was larger than the operator accepts"
+	case errors.Is(err, context.DeadlineExceeded):
+		msg = "the workspace agent did not answer in time"
+	}
+	return apierror.New(http.StatusBadGateway, CodeAgentUnavailable, msg)
 }
 
 // ExecResponse is the seed's exec answer plus truncation flags.
@@ -560,21 +630,24 @@ type ExecResponse struct {
 	DurationMS      int64  `json:"duration_ms"`
 }
 
-func (h *Handler) exec(c *gin.Context) {
+// parseExec reads and checks an exec body.
+func parseExec(r *http.Request) (agentapi.ExecRequest, error) {
 	var req agentapi.ExecRequest
-	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
-		apierror.Respond(c, err)
-		return
+	if err := apierror.DecodeJSON(r, &req); err != nil {
+		return req, err
 	}
 	if strings.TrimSpace(req.Command) == "" {
-		apierror.Respond(c, apierror.BadRequest("command is required"))
-		return
+		return req, apierror.BadRequest("command is required")
 	}
-	if req.TimeoutSecs < 0 || req.TimeoutSecs > 600 {
-		apierror.Respond(c, apierror.BadRequest("timeout_secs must be between 1 and 600 (default 300)"))
-		return
+	if req.TimeoutSecs < 0 || req.TimeoutSecs > agentapi.MaxExecTimeoutSecs {
+		return req, apierror.BadRequest("timeout_secs must be between 1 and %d (default %d)", agentapi.MaxExecTimeoutSecs, agentapi.DefaultExecTimeoutSecs)
 	}
-	if err := validEnv(req.Env); err != nil {
+	return req, validEnv(req.Env)
+}
+
+func (h *Handler) exec(c *gin.Context) {
+	req, err := parseExec(c.Request)
+	if err != nil {
 		apierror.Respond(c, err)
 		return
 	}
@@ -597,52 +670,145 @@ func (h *Handler) exec(c *gin.Context) {
 	if !ok {
 		return
 	}
-	res, err := a.Exec(c.Request.Context(), req)
+	out, err := a.ExecStream(c.Request.Context(), req, h.execMaxOutput())
 	if err != nil {
 		h.agentError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, ExecResponse{
-		ExitCode: res.ExitCode, Stdout: res.Stdout, Stderr: res.Stderr, TimedOut: res.TimedOut,
-		StdoutTruncated: res.StdoutTruncated, StderrTruncated: res.StderrTruncated, DurationMS: res.DurationMS,
-	})
+	defer out.Close()
+	h.writeExec(c, out)
 }
 
-// initLogLines is how much of the log the endpoint returns, as the original.
+// writeExec writes an ExecResponse from the agent's answer as it reads it,
+// so that memory does not grow with the output. Once the 200 is out, a
+// stream that breaks is closed where it broke and marked truncated: the
+// caller always gets valid JSON.
+func (h *Handler) writeExec(c *gin.Context, out *agentapi.ExecOutput) {
+	hd := out.Head
+	c.Header("Content-Type", "application/json; charset=utf-8")
+	c.Status(http.StatusOK)
+	w := bufio.NewWriterSize(c.Writer, 32<<10)
+	fmt.Fprintf(w, `{"exit_code":%d,"stdout":"`, hd.ExitCode)
+	outErr := copyJSONString(w, out.Stdout())
+	w.WriteString(`","stderr":"`)
+	errErr := copyJSONString(w, out.Stderr())
+	fmt.Fprintf(w, `","timed_out":%t,"stdout_truncated":%t,"stderr_truncated":%t,"duration_ms":%d}`,
+		hd.TimedOut, hd.StdoutTruncated || outErr != nil, hd.StderrTruncated || errErr != nil, hd.DurationMS)
+	if err := errors.Join(outErr, errErr); err != nil && c.Request.Context().Err() == nil {
+		h.Log.WarnContext(c.Request.Context(), "exec output from the agent broke off; answered what arrived, marked truncated", "error", err.Error())
+	}
+	_ = w.Flush() // the caller may be gone; nothing to do then
+}
+
+// copyJSONString copies r into w as the inside of a JSON string and
+// returns a read error of r (a write error ends it silently: the caller
+// is gone).
+func copyJSONString(w io.Writer, r io.Reader) error {
+	s := newJSONString(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if _, werr := s.Write(buf[:n]); werr != nil {
+				return nil
+			}
+		}
+		if err != nil {
+			_ = s.Close()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// initLogLines is how much of the log the endpoint returns by default, as
+// the original.
 const initLogLines = 500
 
+// initLogQuery is what GET /init-log was asked for: without offset the
+// last lines (as the original), with it a page from there.
+type initLogQuery struct {
+	paged  bool
+	offset int64
+	limit  int64
+}
+
+// parseInitLogQuery reads ?offset=N&limit=L of GET /init-log; limit is
+// at most agentapi.MaxInitLogPage (the default).
+func parseInitLogQuery(v url.Values) (initLogQuery, error) {
+	q := initLogQuery{limit: agentapi.MaxInitLogPage}
+	if s := v.Get("offset"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return q, apierror.BadRequest("offset must be a byte offset (a whole number ≥ 0)")
+		}
+		q.paged, q.offset = true, n
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 || n > agentapi.MaxInitLogPage {
+			return q, apierror.BadRequest("limit must be a number of bytes from 1 to %d", agentapi.MaxInitLogPage)
+		}
+		q.limit = n
+	}
+	return q, nil
+}
+
+// initLog answers the init log: by default its last 500 lines within its
+// last MiB, else the page asked for. The agent's page is passed on as it
+// arrives, never held.
 func (h *Handler) initLog(c *gin.Context) {
+	q, err := parseInitLogQuery(c.Request.URL.Query())
+	if err != nil {
+		apierror.Respond(c, err)
+		return
+	}
 	ws, ok := h.find(c)
 	if !ok {
 		return
 	}
-	resp := gin.H{"exists": false, "content": "", "total_lines": 0, "log_path": "/workspace/.sortie/init.log"}
+	const logPath = "/workspace/.sortie/init.log"
 	if ws.Spec.Type != v1alpha1.TypeContainer || ws.Status.PodName == "" {
-		c.JSON(http.StatusOK, resp)
+		c.JSON(http.StatusOK, gin.H{"exists": false, "content": "", "total_lines": 0, "log_path": logPath,
+			"size": 0, "offset": 0, "next_offset": 0, "truncated": false})
 		return
 	}
 	a, ok := h.agentFor(c, ws, false)
 	if !ok {
 		return
 	}
-	l, err := a.InitLog(c.Request.Context(), 0)
+	aq := agentapi.InitLogQuery{Offset: q.offset, Limit: q.limit}
+	if !q.paged {
+		aq.TailLines = initLogLines
+	}
+	l, body, err := a.InitLogPage(c.Request.Context(), aq)
 	if err != nil {
 		h.agentError(c, err)
 		return
 	}
-	text := strings.TrimRight(string(l.Data), "\n")
-	lines := strings.Split(text, "\n")
-	if text == "" {
-		lines = nil
+	defer body.Close()
+	c.Header("Content-Type", "application/json; charset=utf-8")
+	c.Status(http.StatusOK)
+	w := bufio.NewWriterSize(c.Writer, 32<<10)
+	// truncated: the content is not the whole log.
+	truncated := l.Offset > 0 || (q.paged && l.Next < l.Size)
+	fmt.Fprintf(w, `{"exists":%t,"log_path":%q,"size":%d,"offset":%d,"next_offset":%d,"truncated":%t,"content":"`,
+		l.Size > 0, logPath, l.Size, l.Offset, l.Next, truncated)
+	s := newJSONString(w)
+	_, err = io.Copy(s, body)
+	_ = s.Close()
+	lines := l.Lines
+	if lines < 0 {
+		// Too large for the agent to count: the lines we have.
+		lines = s.Lines + int64(b2i(l.Next > l.Offset))
 	}
-	total := len(lines)
-	if total > initLogLines {
-		lines = lines[total-initLogLines:]
+	fmt.Fprintf(w, `","total_lines":%d}`, lines)
+	if err != nil && c.Request.Context().Err() == nil {
+		h.Log.WarnContext(c.Request.Context(), "init log from the agent broke off", "error", err.Error())
 	}
-	resp["exists"] = l.Size > 0
-	resp["content"] = strings.Join(lines, "\n")
-	resp["total_lines"] = total
-	c.JSON(http.StatusOK, resp)
+	_ = w.Flush()
 }
 
 // rerunInit runs the init script again and answers when it has finished,

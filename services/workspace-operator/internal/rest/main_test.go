@@ -39,6 +39,11 @@ var kube = kubetest.NewShared(kubetest.Options{CRDDirectoryPaths: []string{crdDi
 // prints a warning with a stack trace into every test run) and stops the
 // shared apiserver after the tests.
 func TestMain(m *testing.M) {
+	// Re-executed by startAgentProcess to be a real workspace-agent, in a
+	// process of its own so that its memory is not the operator's.
+	if os.Getenv(agentProcessEnv) == "1" {
+		os.Exit(runAgentProcess())
+	}
 	ctrllog.SetLogger(logr.Discard())
 	os.Exit(kube.Run(m))
 }

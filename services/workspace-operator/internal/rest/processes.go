@@ -3,6 +3,7 @@ package rest
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -118,32 +119,68 @@ func (h *Handler) getProcess(c *gin.Context) {
 	reply(c, http.StatusOK, t, p)
 }
 
-// processOutput relays the agent's NDJSON stream. With follow=true it is a
-// long-lived stream: kit ends it cleanly when the server shuts down, and
-// the client resumes from the last offset it saw.
+// MaxOutputLimit is the largest limit= of a read of process output.
+const MaxOutputLimit = 64 << 20
+
+// parseOutputQuery reads ?offset=N&follow=bool&limit=L of a read of
+// process output; anything else than what they can be is a 400.
+func parseOutputQuery(v url.Values) (agentapi.OutputQuery, error) {
+	var q agentapi.OutputQuery
+	if s := v.Get("offset"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return q, apierror.BadRequest("offset must be a byte offset (a whole number ≥ 0)")
+		}
+		q.Offset = n
+	}
+	if s := v.Get("follow"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return q, apierror.BadRequest("follow must be true or false")
+		}
+		q.Follow = b
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 1 || n > MaxOutputLimit {
+			return q, apierror.BadRequest("limit must be a number of bytes from 1 to %d", MaxOutputLimit)
+		}
+		q.Limit = n
+	}
+	return q, nil
+}
+
+// processOutput relays the agent's NDJSON stream, an event at a time (each
+// checked and bounded by the client). With follow=true it is a long-lived
+// stream: kit ends it cleanly when the server shuts down, and the client
+// resumes from the last offset it saw. limit= makes it a page.
 func (h *Handler) processOutput(c *gin.Context) {
-	offset, err := strconv.ParseInt(c.DefaultQuery("offset", "0"), 10, 64)
-	if err != nil || offset < 0 {
-		apierror.Respond(c, apierror.BadRequest("offset must be a byte offset (a whole number ≥ 0)"))
+	q, err := parseOutputQuery(c.Request.URL.Query())
+	if err != nil {
+		apierror.Respond(c, err)
 		return
 	}
-	follow := c.Query("follow") == "true" || c.Query("follow") == "1"
 	a, t, ok := h.agentOf(c)
 	if !ok {
 		return
 	}
 	ctx := c.Request.Context()
-	if follow {
+	if q.Follow {
 		ctx = server.StreamContext(c)
 	}
 	started := false
 	enc := json.NewEncoder(c.Writer)
-	for ev, err := range a.FollowOutput(ctx, t.agentID(c.Param("pid")), offset, follow) {
+	for ev, err := range a.FollowOutput(ctx, t.agentID(c.Param("pid")), q) {
 		if err != nil {
 			if !started {
 				h.agentError(c, err)
+				return
 			}
-			return // mid-stream: the client resumes from its last offset
+			// Mid-stream: the client resumes from its last offset.
+			if ctx.Err() == nil {
+				h.Log.WarnContext(ctx, "process output stream from the agent ended", "error", err.Error())
+			}
+			return
 		}
 		if !started {
 			c.Header("Content-Type", "application/x-ndjson")

@@ -63,24 +63,35 @@ func (o *Output) Close() error { return o.f.Close() }
 //
 // "Exited" is about the process itself: a grandchild left in its group that
 // writes after that has its output in the file but not in the stream.
-func (o *Output) Stream(ctx context.Context, follow bool, stop <-chan struct{}, emit func(agentapi.OutputEvent) error) error {
+//
+// A positive limit ends the stream (without an EOF event) once that many
+// bytes have been sent: a page of the output.
+func (o *Output) Stream(ctx context.Context, follow bool, limit int64, stop <-chan struct{}, emit func(agentapi.OutputEvent) error) error {
 	p, f, offset := o.p, o.f, o.offset
 	defer func() { o.offset = offset }()
 	tick := time.NewTicker(o.poll)
 	defer tick.Stop()
 	buf := make([]byte, agentapi.MaxOutputChunk)
+	left := limit
 	var partialSince time.Time
 	for {
+		if limit > 0 && left <= 0 {
+			return nil
+		}
 		// Look at the state before reading: everything the process wrote
 		// before it exited is then in what we read.
 		exited := p.exited()
-		n, err := f.ReadAt(buf, offset)
+		window := buf
+		if limit > 0 && left < int64(len(buf)) {
+			window = buf[:left]
+		}
+		n, err := f.ReadAt(window, offset)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read output: %w", err)
 		}
 		if n > 0 {
-			full := n == len(buf)
-			chunk, whole := cut(buf[:n], full)
+			full := n == len(window)
+			chunk, whole := cut(window[:n], full)
 			if !whole && !full && follow && !exited {
 				if partialSince.IsZero() {
 					partialSince = time.Now()
@@ -97,6 +108,7 @@ func (o *Output) Stream(ctx context.Context, follow bool, stop <-chan struct{}, 
 				return err
 			}
 			offset += int64(len(chunk))
+			left -= int64(len(chunk))
 			continue
 		}
 		if exited {

@@ -1,6 +1,10 @@
 package shell
 
-import "testing"
+import (
+	"testing"
+
+	"sortie.dev/services/workspace-operator/internal/agentapi"
+)
 
 func TestCapture(t *testing.T) {
 	euro := "\u20ac"
@@ -25,8 +29,12 @@ func TestCapture(t *testing.T) {
 			for _, w := range tc.writes {
 				c.add([]byte(w))
 			}
-			if got := c.String(); got != tc.want || c.truncated != tc.wantTruncated {
-				t.Errorf("got %q truncated=%v, want %q truncated=%v", got, c.truncated, tc.want, tc.wantTruncated)
+			want := tc.want
+			if tc.wantTruncated {
+				want += agentapi.TruncationMarker(tc.max)
+			}
+			if got := c.String(); got != want || c.truncated != tc.wantTruncated {
+				t.Errorf("got %q truncated=%v, want %q truncated=%v", got, c.truncated, want, tc.wantTruncated)
 			}
 			if int64(len(c.buf)) > tc.max {
 				t.Errorf("kept %d bytes over a cap of %d", len(c.buf), tc.max)

@@ -198,18 +198,21 @@ func (c *capture) add(p []byte) {
 }
 
 // String returns the kept bytes; a cap that fell inside a UTF-8 sequence
-// drops that sequence's first bytes rather than turn them into U+FFFD.
+// drops that sequence's first bytes rather than turn them into U+FFFD. Cut
+// output ends with agentapi.TruncationMarker, so that whoever reads only
+// the text still sees it is not whole.
 func (c *capture) String() string {
 	b := c.buf
-	if c.truncated {
-		for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
-			if utf8.RuneStart(b[len(b)-i]) {
-				if !utf8.FullRune(b[len(b)-i:]) {
-					b = b[:len(b)-i]
-				}
-				break
+	if !c.truncated {
+		return string(b)
+	}
+	for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				b = b[:len(b)-i]
 			}
+			break
 		}
 	}
-	return string(b)
+	return string(b) + agentapi.TruncationMarker(c.max)
 }
