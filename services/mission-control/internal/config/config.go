@@ -55,8 +55,13 @@ type Config struct {
 	// Credentials maps an environment variable (ANTHROPIC_API_KEY, ...) to
 	// its value, from the operator's configuration.
 	Credentials map[string]string
-	// ToolOutputLimit is the longest text stored in one event.
+	// ToolOutputLimit is the longest text stored in one field of an event
+	// (a tool's output, its arguments' strings, a turn's streamed text, a
+	// thinking block, a string of an over-long output line).
 	ToolOutputLimit int
+	// Limits bound what one user or agent can make the service hold
+	// (limits.go).
+	Limits Limits
 
 	LeaseTTL       time.Duration
 	CancelGrace    time.Duration
@@ -115,7 +120,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 		b.String(&creds[i], ce.flag, ce.env, "", "passed to the CLIs as "+ce.target)
 		b.String(&credFiles[i], ce.flag+"-file", ce.env+"_FILE", "", "file holding "+ce.target)
 	}
-	b.Int(&c.ToolOutputLimit, "tool-output-limit", "SORTIE_MC_TOOL_OUTPUT_LIMIT", 64<<10, "bytes of text kept per stored event; longer tool outputs are truncated with a marker")
+	b.Int(&c.ToolOutputLimit, "tool-output-limit", "SORTIE_MC_TOOL_OUTPUT_LIMIT", 64<<10, "bytes of text kept per stored field (tool output and arguments, a turn's streamed text, a thinking block); the rest is cut with a marker")
 	b.Duration(&c.LeaseTTL, "lease-ttl", "SORTIE_MC_LEASE_TTL", 15*time.Second, "how long a run's lease lasts without renewal; another replica takes a run over after it")
 	b.Duration(&c.CancelGrace, "cancel-grace", "SORTIE_MC_CANCEL_GRACE", 5*time.Second, "wait after SIGINT and after SIGTERM before escalating")
 	b.Duration(&c.KeepAlive, "sse-keepalive", "SORTIE_MC_SSE_KEEPALIVE", 15*time.Second, "interval of SSE keepalive comments")
@@ -124,6 +129,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&c.ReplicaID, "replica-id", "SORTIE_MC_REPLICA_ID", "", "this replica's name in run leases (default: host name plus a random suffix)")
 	checkProviders := c.bindProviders(b)
 	checkAgents := c.bindAgents(b)
+	checkLimits := c.bindLimits(b)
 	// Parse even for the flags that read the vars above in loops: the
 	// pointers were bound before the map copies.
 	if err := b.Parse(args); err != nil {
@@ -138,6 +144,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	c.Server.Validate(&p)
 	checkProviders(&p)
 	checkAgents(&p)
+	checkLimits(&p)
 	p.Check(c.RedisURL != "", "SORTIE_REDIS_URL is required (e.g. redis://redis:6379/0)")
 	p.Check(c.AuthDevMode || c.JWKSURL != "", "SORTIE_AUTH_JWKS_URL is required (the auth service's /api/auth/jwks), or SORTIE_AUTH_DEV_MODE=true on a development machine")
 	p.Check(c.WorkspacesURL != "", "SORTIE_WORKSPACES_URL is required (the workspace-operator's REST API, e.g. http://workspace-operator:8080)")
@@ -192,7 +199,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 		}
 	}
 	p.Check(c.MaxRunningPerUser >= 1, "SORTIE_MC_MAX_RUNNING_PER_USER must be at least 1")
-	p.Check(c.ToolOutputLimit >= 1024, "SORTIE_MC_TOOL_OUTPUT_LIMIT must be at least 1024 bytes")
+	p.Check(c.ToolOutputLimit >= 1024 && c.ToolOutputLimit <= 16<<20, "SORTIE_MC_TOOL_OUTPUT_LIMIT must be between 1024 bytes and 16 MiB")
 	p.Check(c.LeaseTTL >= time.Second, "SORTIE_MC_LEASE_TTL must be at least 1s")
 	p.Check(c.CancelGrace > 0, "SORTIE_MC_CANCEL_GRACE must be positive")
 	p.Check(c.KeepAlive >= 100*time.Millisecond, "SORTIE_MC_SSE_KEEPALIVE must be at least 100ms")

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,8 +18,8 @@ import (
 
 	"sortie.dev/services/kit/apierror"
 	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/kit/redisconn"
 	"sortie.dev/services/kit/server"
-	"sortie.dev/services/mission-control/internal/backend"
 	"sortie.dev/services/mission-control/internal/config"
 	"sortie.dev/services/mission-control/internal/control"
 	"sortie.dev/services/mission-control/internal/event"
@@ -26,6 +27,7 @@ import (
 	"sortie.dev/services/mission-control/internal/missions"
 	"sortie.dev/services/mission-control/internal/providers"
 	"sortie.dev/services/mission-control/internal/sse"
+	"sortie.dev/services/mission-control/internal/streamcap"
 	"sortie.dev/services/mission-control/internal/workspaces"
 )
 
@@ -65,6 +67,52 @@ type Handler struct {
 	MaxRunningPerUser int
 	AuthMode          config.AuthMode
 	DevMode           bool
+	// Limits bound messages and pages; Streams caps each user's open
+	// event streams (nil: no cap).
+	Limits  config.Limits
+	Streams *streamcap.Limiter
+	// Log reports what a request cannot tell its client (nil: the
+	// default logger).
+	Log *slog.Logger
+}
+
+// Codes of this API's own refusals.
+const (
+	CodeQueueFull       = "queue_full"
+	CodeTooManyStreams  = "too_many_streams"
+	CodeMessageTooLarge = "message_too_large"
+)
+
+// retryQueue and retryStream are the Retry-After of a full queue and of a
+// stream past the cap: a turn takes seconds, and a closed tab frees its
+// slot at once.
+const (
+	retryQueue  = 10 * time.Second
+	retryStream = 10 * time.Second
+)
+
+// respond writes err as the error shape. Redis at maxmemory is 503
+// storage_full with Retry-After: the write was refused whole, nothing
+// stored changed and reads go on working. A full queue is 429 queue_full.
+// Anything else is apierror.Respond's.
+func respond(c *gin.Context, err error) {
+	var full *control.QueueFullError
+	switch {
+	case redisconn.IsOOM(err):
+		_ = c.Error(err)
+		err = apierror.StorageFull("cannot save this")
+	case errors.As(err, &full):
+		err = apierror.New(http.StatusTooManyRequests, CodeQueueFull,
+			full.Error()+"; wait for the mission to take them, or remove some (DELETE /api/control/queue/{id})").WithRetryAfter(retryQueue)
+	}
+	apierror.Respond(c, err)
+}
+
+func (h *Handler) log() *slog.Logger {
+	if h.Log == nil {
+		return slog.Default()
+	}
+	return h.Log
 }
 
 // Register installs every route. The stream authenticates on its own: a
@@ -101,22 +149,6 @@ func user(c *gin.Context) string {
 	return id.UserID
 }
 
-// decodeOptional decodes a body that may be absent.
-func decodeOptional(c *gin.Context, v any) bool {
-	if c.Request.ContentLength == 0 {
-		return true
-	}
-	if err := apierror.DecodeJSON(c.Request, v); err != nil {
-		var ae *apierror.Error
-		if errors.As(err, &ae) && strings.Contains(ae.Message, "empty") {
-			return true
-		}
-		apierror.Respond(c, err)
-		return false
-	}
-	return true
-}
-
 func nonEmpty(s *string) *string {
 	if s == nil || strings.TrimSpace(*s) == "" {
 		return nil
@@ -129,52 +161,39 @@ func nonEmpty(s *string) *string {
 func (h *Handler) mission(c *gin.Context) (*missions.Mission, bool) {
 	m, err := h.Missions.Get(c.Request.Context(), user(c), c.Param("id"))
 	if errors.Is(err, missions.ErrNotFound) {
-		apierror.Respond(c, apierror.NotFound("mission %s not found", c.Param("id")))
+		respond(c, apierror.NotFound("mission %s not found", c.Param("id")))
 		return nil, false
 	}
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return nil, false
 	}
 	return m, true
 }
 
-type createRequest struct {
-	Title         *string `json:"title"`
-	WorkspaceID   *string `json:"workspace_id"`
-	Agent         *string `json:"agent"`
-	ModelOverride *string `json:"model_override"`
-	ModelEffort   *string `json:"model_effort"`
-	Backend       *string `json:"backend"`
-}
-
 func (h *Handler) createMission(c *gin.Context) {
-	var req createRequest
-	if !decodeOptional(c, &req) {
+	req, err := DecodeCreate(c.Request)
+	if err != nil {
+		respond(c, err)
 		return
 	}
 	m, err := h.newMission(c, user(c), req)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, m)
 }
 
 func (h *Handler) newMission(c *gin.Context, uid string, req createRequest) (*missions.Mission, error) {
+	if err := req.check(); err != nil {
+		return nil, err
+	}
 	m := &missions.Mission{UserID: uid, Title: nonEmpty(req.Title), Agent: nonEmpty(req.Agent),
 		ModelOverride: nonEmpty(req.ModelOverride), ModelEffort: nonEmpty(req.ModelEffort), Backend: h.DefaultBackend,
 		WorkspaceID: DefaultWorkspace, History: []missions.Message{}}
 	if b := nonEmpty(req.Backend); b != nil {
-		if !config.IsBackend(*b) {
-			return nil, apierror.BadRequest("unknown backend %q (known: %s)", *b, strings.Join(config.Backends, ", "))
-		}
 		m.Backend = *b
-	}
-	if m.ModelEffort != nil {
-		if _, err := backend.ParseEffort(*m.ModelEffort); err != nil || *m.ModelEffort == "" {
-			return nil, apierror.BadRequest("model_effort must be low, medium or high, not %q", *m.ModelEffort)
-		}
 	}
 	if w := nonEmpty(req.WorkspaceID); w != nil {
 		m.WorkspaceID = *w
@@ -189,10 +208,7 @@ func (h *Handler) newMission(c *gin.Context, uid string, req createRequest) (*mi
 	if m.Backend == "claudecode" {
 		m.SessionID = missions.NewID()
 	}
-	if err := h.Missions.Create(c.Request.Context(), m); err != nil {
-		return nil, err
-	}
-	if err := h.Missions.SetCurrent(c.Request.Context(), uid, m.ID); err != nil {
+	if err := h.Missions.CreateCurrent(c.Request.Context(), m); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -223,62 +239,80 @@ func (h *Handler) workspace(c *gin.Context, uid, id string) (*workspaces.Workspa
 }
 
 func (h *Handler) listMissions(c *gin.Context) {
-	limit, offset, ok := paging(c, 50, 500)
-	if !ok {
+	limit, offset, err := Paging(c.Query("limit"), c.Query("offset"), config.MissionsPageDefault, config.MissionsPageMax)
+	if err != nil {
+		respond(c, err)
 		return
 	}
 	list, total, err := h.Missions.List(c.Request.Context(), user(c), limit, offset)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.Header("X-Total-Count", strconv.FormatInt(total, 10))
 	c.JSON(http.StatusOK, list)
 }
 
-func paging(c *gin.Context, def, maxLimit int) (int, int, bool) {
-	limit, offset := def, 0
-	if v := c.Query("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxLimit {
-			apierror.Respond(c, apierror.BadRequest("limit must be a whole number from 1 to %d", maxLimit))
-			return 0, 0, false
+// maxOffset bounds offset, so that offset+limit cannot overflow: past it
+// every list is empty anyway.
+const maxOffset = 1 << 31
+
+// Paging reads the limit and offset query parameters. A missing limit is
+// def; a limit above maxLimit is clamped to it (the original server had no
+// maximum, and its clients must keep working: they page with offset); a
+// limit that is not a whole number of at least 1, or an offset that is not
+// a whole number of at least 0, is 400 bad_request.
+func Paging(limitParam, offsetParam string, def, maxLimit int) (limit, offset int, err error) {
+	limit = def
+	if limitParam != "" {
+		n, err := strconv.Atoi(limitParam)
+		if err != nil && !errors.Is(err, strconv.ErrRange) || n < 1 {
+			return 0, 0, apierror.BadRequest("limit must be a whole number of at least 1 (at most %d are returned)", maxLimit)
 		}
 		limit = n
 	}
-	if v := c.Query("offset"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			apierror.Respond(c, apierror.BadRequest("offset must be a whole number ≥ 0"))
-			return 0, 0, false
+	limit = min(limit, maxLimit)
+	if offsetParam != "" {
+		n, err := strconv.Atoi(offsetParam)
+		if err != nil && !errors.Is(err, strconv.ErrRange) || n < 0 {
+			return 0, 0, apierror.BadRequest("offset must be a whole number ≥ 0")
 		}
-		offset = n
+		offset = min(n, maxOffset)
 	}
-	return limit, offset, true
+	return limit, offset, nil
 }
 
+// historyLen is how many messages a mission's history holds, as the
+// original sends: the last 200.
+const historyLen = 200
+
 func (h *Handler) withHistory(c *gin.Context, m *missions.Mission) (*missions.Mission, error) {
-	evs, err := h.Events.Replay(c.Request.Context(), m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0)
+	// Only the last historyLen messages are kept while the log is read,
+	// however long the mission is.
+	seen := map[string]bool{}
+	hist := make([]missions.Message, 0, historyLen)
+	start := 0 // hist is a ring once full; start is its oldest entry
+	err := h.Events.Each(c.Request.Context(), m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0, func(e event.Event) error {
+		msg := missions.Message{Role: "assistant", Content: e.Content}
+		if e.Kind == event.KindUserMessage {
+			if seen[e.ID] {
+				return nil // re-sent when a queued message started
+			}
+			seen[e.ID] = true
+			msg.Role = "user"
+		}
+		if len(hist) < historyLen {
+			hist = append(hist, msg)
+			return nil
+		}
+		hist[start] = msg
+		start = (start + 1) % historyLen
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
-	hist := []missions.Message{}
-	for _, e := range evs {
-		if e.Kind == event.KindUserMessage {
-			if seen[e.ID] {
-				continue // re-sent when a queued message started
-			}
-			seen[e.ID] = true
-			hist = append(hist, missions.Message{Role: "user", Content: e.Content})
-		} else {
-			hist = append(hist, missions.Message{Role: "assistant", Content: e.Content})
-		}
-	}
-	if len(hist) > 200 {
-		hist = hist[len(hist)-200:]
-	}
-	m.History = hist
+	m.History = append(hist[start:len(hist):len(hist)], hist[:start]...)
 	return m, nil
 }
 
@@ -289,7 +323,7 @@ func (h *Handler) getMission(c *gin.Context) {
 	}
 	m, err := h.withHistory(c, m)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, m)
@@ -298,7 +332,7 @@ func (h *Handler) getMission(c *gin.Context) {
 func (h *Handler) currentMission(c *gin.Context) {
 	id, err := h.Missions.Current(c.Request.Context(), user(c))
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if id == "" {
@@ -311,11 +345,11 @@ func (h *Handler) currentMission(c *gin.Context) {
 		return
 	}
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if m, err = h.withHistory(c, m); err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, m)
@@ -327,12 +361,12 @@ func (h *Handler) loadMission(c *gin.Context) {
 		return
 	}
 	if err := h.Missions.SetCurrent(c.Request.Context(), user(c), m.ID); err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	m, err := h.withHistory(c, m)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, m)
@@ -377,11 +411,11 @@ func (h *Handler) deleteMission(c *gin.Context) {
 	}
 	run, err := h.settledRun(c.Request.Context(), m)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if run != nil {
-		apierror.Respond(c, apierror.New(http.StatusConflict, apierror.CodeConflict, "Cannot delete a running mission. Cancel it first."))
+		respond(c, apierror.New(http.StatusConflict, apierror.CodeConflict, "Cannot delete a running mission. Cancel it first."))
 		return
 	}
 	uid := user(c)
@@ -391,7 +425,7 @@ func (h *Handler) deleteMission(c *gin.Context) {
 		func() error { return h.Missions.Delete(c.Request.Context(), uid, m.ID) },
 	} {
 		if err := fn(); err != nil {
-			apierror.Respond(c, err)
+			respond(c, err)
 			return
 		}
 	}
@@ -405,16 +439,9 @@ func (h *Handler) append(c *gin.Context, e event.Event) error {
 }
 
 func (h *Handler) setStatus(c *gin.Context) {
-	var req struct {
-		Status string `json:"status"`
-	}
-	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
-		apierror.Respond(c, err)
-		return
-	}
-	st := missions.Status(req.Status)
-	if !st.Valid() {
-		apierror.Respond(c, apierror.BadRequest("status must be one of pending, active, completed, failed, interrupted, blocked, not_feasible"))
+	st, err := DecodeStatus(c.Request)
+	if err != nil {
+		respond(c, err)
 		return
 	}
 	m, ok := h.mission(c)
@@ -422,30 +449,20 @@ func (h *Handler) setStatus(c *gin.Context) {
 		return
 	}
 	if _, err := h.Missions.SetStatus(c.Request.Context(), m.ID, st, ""); err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if err := h.append(c, event.Event{Kind: event.KindMissionStatusChanged, MissionID: m.ID, Status: string(st)}); err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"ok": true})
 }
 
-type messageRequest struct {
-	Content   string  `json:"content"`
-	Agent     *string `json:"agent"`
-	MissionID *string `json:"mission_id"`
-}
-
 func (h *Handler) message(c *gin.Context) {
-	var req messageRequest
-	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
-		apierror.Respond(c, err)
-		return
-	}
-	if strings.TrimSpace(req.Content) == "" {
-		apierror.Respond(c, apierror.BadRequest("content must not be empty"))
+	req, err := DecodeMessage(c.Request, h.Limits.MessageBytes)
+	if err != nil {
+		respond(c, err)
 		return
 	}
 	uid := user(c)
@@ -456,7 +473,7 @@ func (h *Handler) message(c *gin.Context) {
 	} else {
 		cur, err := h.Missions.Current(c.Request.Context(), uid)
 		if err != nil {
-			apierror.Respond(c, err)
+			respond(c, err)
 			return
 		}
 		target = cur
@@ -466,28 +483,35 @@ func (h *Handler) message(c *gin.Context) {
 		m, err = h.Missions.Get(c.Request.Context(), uid, target)
 		if errors.Is(err, missions.ErrNotFound) {
 			if nonEmpty(req.MissionID) != nil {
-				apierror.Respond(c, apierror.NotFound("mission %s not found", target))
+				respond(c, apierror.NotFound("mission %s not found", target))
 				return
 			}
 			m = nil // the current mission was deleted: start a new one
 		} else if err != nil {
-			apierror.Respond(c, err)
+			respond(c, err)
 			return
 		}
 	}
 	if m == nil {
 		var err error
 		if m, err = h.newMission(c, uid, createRequest{}); err != nil {
-			apierror.Respond(c, err)
+			respond(c, err)
 			return
 		}
 	} else if _, err := h.workspace(c, uid, m.WorkspaceID); err != nil {
 		// Nothing is stored for a message to a workspace the user
 		// cannot (or can no longer) see.
-		apierror.Respond(c, err)
+		respond(c, err)
+		return
+	}
+	msg := control.Message{ID: missions.NewID(), Content: req.Content, Agent: nonEmpty(req.Agent), MissionID: m.ID}
+	queued, err := h.send(c, uid, msg)
+	if err != nil {
+		respond(c, err)
 		return
 	}
 	if m.Title == nil {
+		// Only once the message is stored: a refused one changes nothing.
 		if t := missions.TitleFrom(req.Content); t != "" {
 			_, _ = h.Missions.Update(c.Request.Context(), m.ID, func(mm *missions.Mission) error {
 				if mm.Title == nil {
@@ -497,26 +521,30 @@ func (h *Handler) message(c *gin.Context) {
 			})
 		}
 	}
-	msg := control.Message{ID: missions.NewID(), Content: req.Content, Agent: nonEmpty(req.Agent), MissionID: m.ID}
-	queued, err := h.send(c, uid, msg)
-	if err != nil {
-		apierror.Respond(c, err)
-		return
-	}
 	c.JSON(http.StatusOK, gin.H{"id": msg.ID, "queued": queued})
 }
 
 // send queues a message, records its user_message and starts it if it can.
+// A message refused (its queue is full, Redis is full) leaves nothing
+// stored: when its user_message cannot be stored, it is taken out of the
+// queue again.
 func (h *Handler) send(c *gin.Context, uid string, msg control.Message) (bool, error) {
-	queued, err := h.Control.Enqueue(c.Request.Context(), uid, msg, h.MaxRunningPerUser)
+	ctx := c.Request.Context()
+	queued, err := h.Control.Enqueue(ctx, uid, msg, h.MaxRunningPerUser)
 	if err != nil {
 		return false, err
 	}
 	if err := h.append(c, event.Event{Kind: event.KindUserMessage, MissionID: msg.MissionID, ID: msg.ID, Content: msg.Content, Queued: queued}); err != nil {
+		// The queue may have been started already; a message that is
+		// no longer queued runs, and its user_message is re-sent then.
+		if _, rerr := h.Control.Remove(context.WithoutCancel(ctx), uid, msg.ID); rerr != nil {
+			h.log().Warn("cannot take back a message whose user_message was not stored", "mission_id", msg.MissionID, "error", rerr.Error())
+		}
 		return false, err
 	}
-	if err := h.Runner.Kick(context.WithoutCancel(c.Request.Context()), uid); err != nil {
-		return false, err
+	if err := h.Runner.Kick(context.WithoutCancel(ctx), uid); err != nil {
+		// The message is stored: any replica starts it once it can.
+		h.log().Warn("cannot start the message now; it waits in the queue", "mission_id", msg.MissionID, "error", err.Error())
 	}
 	return queued, nil
 }
@@ -525,13 +553,13 @@ func (h *Handler) cancelCurrent(c *gin.Context) {
 	uid := user(c)
 	cur, err := h.Missions.Current(c.Request.Context(), uid)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	ok := false
 	if cur != "" {
 		if ok, err = h.Control.RequestCancel(c.Request.Context(), cur); err != nil {
-			apierror.Respond(c, err)
+			respond(c, err)
 			return
 		}
 	}
@@ -549,22 +577,20 @@ func (h *Handler) cancelMission(c *gin.Context) {
 	}
 	ok, err := h.Control.RequestCancel(c.Request.Context(), m.ID)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if !ok {
-		apierror.Respond(c, apierror.New(http.StatusConflict, apierror.CodeConflict, "mission "+m.ID+" is not running"))
+		respond(c, apierror.New(http.StatusConflict, apierror.CodeConflict, "mission "+m.ID+" is not running"))
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"ok": true, "cancelled": m.ID})
 }
 
 func (h *Handler) resumeMission(c *gin.Context) {
-	var req struct {
-		SkipMessage    bool `json:"skip_message"`
-		CleanWorkspace bool `json:"clean_workspace"`
-	}
-	if !decodeOptional(c, &req) {
+	req, err := DecodeResume(c.Request)
+	if err != nil {
+		respond(c, err)
 		return
 	}
 	m, ok := h.mission(c)
@@ -572,42 +598,42 @@ func (h *Handler) resumeMission(c *gin.Context) {
 		return
 	}
 	if !m.Status.Resumable() {
-		apierror.Respond(c, apierror.BadRequest("mission %s is %s and cannot be resumed (only interrupted, blocked or failed missions can)", m.ID, m.Status))
+		respond(c, apierror.BadRequest("mission %s is %s and cannot be resumed (only interrupted, blocked or failed missions can)", m.ID, m.Status))
 		return
 	}
 	uid := user(c)
 	if !req.SkipMessage {
 		if _, err := h.workspace(c, uid, m.WorkspaceID); err != nil {
-			apierror.Respond(c, err)
+			respond(c, err)
 			return
 		}
 	}
 	if _, err := h.Missions.SetStatus(c.Request.Context(), m.ID, missions.Active, ""); err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if err := h.append(c, event.Event{Kind: event.KindMissionStatusChanged, MissionID: m.ID, Status: string(missions.Active)}); err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if err := h.Missions.SetCurrent(c.Request.Context(), uid, m.ID); err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if !req.SkipMessage {
 		prompt := "MISSION RESUMED: the previous turn stopped (" + string(m.Status) + "). Look at the state of the working directory and continue the mission where it stopped."
 		if _, err := h.send(c, uid, control.Message{ID: missions.NewID(), Content: prompt, MissionID: m.ID}); err != nil {
-			apierror.Respond(c, err)
+			respond(c, err)
 			return
 		}
 	}
-	m, err := h.Missions.Get(c.Request.Context(), uid, m.ID)
+	m, err = h.Missions.Get(c.Request.Context(), uid, m.ID)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if m, err = h.withHistory(c, m); err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, m)
@@ -616,7 +642,7 @@ func (h *Handler) resumeMission(c *gin.Context) {
 func (h *Handler) queue(c *gin.Context) {
 	q, err := h.Control.Queue(c.Request.Context(), user(c))
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, q)
@@ -625,11 +651,11 @@ func (h *Handler) queue(c *gin.Context) {
 func (h *Handler) removeQueued(c *gin.Context) {
 	ok, err := h.Control.Remove(c.Request.Context(), user(c), c.Param("id"))
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	if !ok {
-		apierror.Respond(c, apierror.NotFound("message %s is not in the queue", c.Param("id")))
+		respond(c, apierror.NotFound("message %s is not in the queue", c.Param("id")))
 		return
 	}
 	_ = h.Runner.Snapshot(c.Request.Context(), user(c))
@@ -639,7 +665,7 @@ func (h *Handler) removeQueued(c *gin.Context) {
 func (h *Handler) clearQueue(c *gin.Context) {
 	n, err := h.Control.Clear(c.Request.Context(), user(c))
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	_ = h.Runner.Snapshot(c.Request.Context(), user(c))
@@ -702,41 +728,85 @@ func stored(e event.Event) (StoredEvent, error) {
 	return s, nil
 }
 
-func (h *Handler) missionEvents(c *gin.Context) {
+// ParseKinds reads the types query parameter: a comma list of event
+// kinds, empty for all.
+func ParseKinds(param string) ([]event.Kind, error) {
 	var kinds []event.Kind
-	for _, t := range strings.Split(c.Query("types"), ",") {
+	for _, t := range strings.Split(param, ",") {
 		if t = strings.TrimSpace(t); t == "" {
 			continue
 		}
 		if !event.Kind(t).Valid() {
-			apierror.Respond(c, apierror.BadRequest("unknown event type %q", t))
-			return
+			return nil, apierror.BadRequest("unknown event type %q", clipParam(t))
 		}
 		kinds = append(kinds, event.Kind(t))
 	}
-	limit, offset, ok := paging(c, 50000, 50000)
-	if !ok {
+	return kinds, nil
+}
+
+// clipParam keeps an echoed query value short.
+func clipParam(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// missionEvents answers a page of stored events. The page is written as it
+// is read, a chunk at a time, so its size does not bound the memory it
+// takes; limit is clamped to the page maximum (SORTIE_MC_EVENTS_PAGE_MAX).
+func (h *Handler) missionEvents(c *gin.Context) {
+	kinds, err := ParseKinds(c.Query("types"))
+	if err != nil {
+		respond(c, err)
+		return
+	}
+	limit, offset, err := Paging(c.Query("limit"), c.Query("offset"), h.Limits.EventsPage, h.Limits.EventsPage)
+	if err != nil {
+		respond(c, err)
 		return
 	}
 	m, ok := h.mission(c)
 	if !ok {
 		return
 	}
-	evs, err := h.Events.Replay(c.Request.Context(), m.ID, kinds, limit, offset)
-	if err != nil {
-		apierror.Respond(c, err)
-		return
-	}
-	out := make([]StoredEvent, 0, len(evs))
-	for _, e := range evs {
+	w := c.Writer
+	n := 0
+	err = h.Events.Each(c.Request.Context(), m.ID, kinds, limit, offset, func(e event.Event) error {
 		s, err := stored(e)
 		if err != nil {
-			apierror.Respond(c, err)
-			return
+			return err
 		}
-		out = append(out, s)
+		b, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		sep := ","
+		if n == 0 {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusOK)
+			sep = "["
+		}
+		n++
+		if _, err := w.WriteString(sep); err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	})
+	switch {
+	case err != nil && n == 0:
+		respond(c, err)
+	case err != nil:
+		// Part of the page is sent: end the response broken, so the
+		// client cannot take it for a whole page.
+		_ = c.Error(err)
+		panic(http.ErrAbortHandler)
+	case n == 0:
+		c.JSON(http.StatusOK, []StoredEvent{})
+	default:
+		_, _ = w.WriteString("]")
 	}
-	c.JSON(http.StatusOK, out)
 }
 
 func (h *Handler) stream(c *gin.Context) {
@@ -746,19 +816,33 @@ func (h *Handler) stream(c *gin.Context) {
 		last = c.Query("last_event_id")
 	}
 	if last != "" && !events.ValidCursor(last) {
-		apierror.Respond(c, apierror.BadRequest("Last-Event-ID %q is not an event id of this stream", last))
+		respond(c, apierror.BadRequest("Last-Event-ID %q is not an event id of this stream", clipParam(last)))
 		return
 	}
 	mission := c.Query("mission_id")
 	if mission != "" {
 		if _, err := h.Missions.Get(c.Request.Context(), uid, mission); errors.Is(err, missions.ErrNotFound) {
-			apierror.Respond(c, apierror.NotFound("mission %s not found", mission))
+			respond(c, apierror.NotFound("mission %s not found", mission))
 			return
 		}
 	}
+	if h.Streams != nil {
+		release, err := h.Streams.Acquire(c.Request.Context(), uid)
+		if errors.Is(err, streamcap.ErrFull) {
+			respond(c, apierror.Newf(http.StatusTooManyRequests, CodeTooManyStreams,
+				"you have %d event streams open, the most one user may (SORTIE_MC_MAX_STREAMS_PER_USER): close one (another tab?) and retry", h.Streams.Max()).WithRetryAfter(retryStream))
+			return
+		}
+		if err != nil {
+			respond(c, err)
+			return
+		}
+		// Freed when the client goes away (or the server shuts down).
+		defer release()
+	}
 	snap, err := h.Runner.Status(c.Request.Context(), uid)
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	ctx := server.StreamContext(c)

@@ -17,7 +17,7 @@ import (
 func (h *Handler) listProviders(c *gin.Context) {
 	list, err := h.Providers.List(c.Request.Context(), user(c), c.Query("include_all") == "true")
 	if err != nil {
-		apierror.Respond(c, err)
+		respond(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"providers": list})
@@ -39,7 +39,7 @@ func scope(c *gin.Context) (providers.Scope, bool) {
 	if v := c.Query("shared"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			apierror.Respond(c, apierror.BadRequest("shared must be true or false, not %q", v))
+			respond(c, apierror.BadRequest("shared must be true or false, not %q", v))
 			return providers.Scope{}, false
 		}
 		shared = b
@@ -49,7 +49,7 @@ func scope(c *gin.Context) (providers.Scope, bool) {
 	}
 	id, _ := authn.FromContext(c.Request.Context())
 	if !id.IsAdmin() {
-		apierror.Respond(c, apierror.Forbidden("only an administrator may change shared provider credentials; without shared=true you set your own"))
+		respond(c, apierror.Forbidden("only an administrator may change shared provider credentials; without shared=true you set your own"))
 		return providers.Scope{}, false
 	}
 	return providers.SharedScope(), true
@@ -57,7 +57,8 @@ func scope(c *gin.Context) (providers.Scope, bool) {
 
 func (h *Handler) setProviderAuth(c *gin.Context) {
 	var req providerAuthRequest
-	if !decodeOptional(c, &req) {
+	if err := decodeOptional(c.Request, &req); err != nil {
+		respond(c, err)
 		return
 	}
 	sc, ok := scope(c)
@@ -68,11 +69,11 @@ func (h *Handler) setProviderAuth(c *gin.Context) {
 	key, code := nonEmpty(req.APIKey), nonEmpty(req.Code)
 	switch {
 	case req.APIKey != nil && key == nil:
-		apierror.Respond(c, apierror.BadRequest("api_key must not be empty"))
+		respond(c, apierror.BadRequest("api_key must not be empty"))
 	case req.Code != nil && code == nil:
-		apierror.Respond(c, apierror.BadRequest("code must not be empty"))
+		respond(c, apierror.BadRequest("code must not be empty"))
 	case key != nil && code != nil:
-		apierror.Respond(c, apierror.BadRequest("send api_key or code, not both"))
+		respond(c, apierror.BadRequest("send api_key or code, not both"))
 	case key != nil:
 		if err := h.Providers.SetKey(c.Request.Context(), sc, id, *key); err != nil {
 			providerError(c, err)
@@ -120,21 +121,21 @@ func providerError(c *gin.Context, err error) {
 	var oe *providers.OAuthError
 	switch {
 	case errors.Is(err, providers.ErrUnknown):
-		apierror.Respond(c, apierror.NotFound("unknown provider %q", c.Param("id")))
+		respond(c, apierror.NotFound("unknown provider %q", c.Param("id")))
 	case errors.Is(err, providers.ErrNoOAuth):
-		apierror.Respond(c, apierror.BadRequest("provider %q takes an API key only: send {\"api_key\"}", c.Param("id")))
+		respond(c, apierror.BadRequest("provider %q takes an API key only: send {\"api_key\"}", c.Param("id")))
 	case errors.Is(err, providers.ErrBadState):
-		apierror.Respond(c, apierror.BadRequest("%v", err))
+		respond(c, apierror.BadRequest("%v", err))
 	case errors.As(err, &oe):
 		// A wrong, used or expired code is the caller's input.
-		apierror.Respond(c, apierror.New(http.StatusBadRequest, "oauth_failed", oe.Error()))
+		respond(c, apierror.New(http.StatusBadRequest, "oauth_failed", oe.Error()))
 	case errors.Is(err, providers.ErrNoKey):
-		apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, "credentials_key_missing",
+		respond(c, apierror.New(http.StatusServiceUnavailable, "credentials_key_missing",
 			"credentials cannot be stored: the administrator must set SORTIE_MC_CREDENTIALS_KEY_FILE (32 random bytes, hex or base64); configured keys (SORTIE_MC_*_API_KEY) still work"))
 	case errors.Is(err, providers.ErrTokenEndpoint):
 		_ = c.Error(err)
-		apierror.Respond(c, apierror.New(http.StatusBadGateway, "oauth_unavailable", "the provider's token endpoint did not answer properly; retry shortly"))
+		respond(c, apierror.New(http.StatusBadGateway, "oauth_unavailable", "the provider's token endpoint did not answer properly; retry shortly"))
 	default:
-		apierror.Respond(c, err)
+		respond(c, err)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"sortie.dev/services/kit/redisconn"
 )
 
 // Status is a mission's state.
@@ -107,7 +109,14 @@ func NewID() string {
 }
 
 // Create stores a new pending mission for m.UserID.
-func (s *Store) Create(ctx context.Context, m *Mission) error {
+func (s *Store) Create(ctx context.Context, m *Mission) error { return s.create(ctx, m, false) }
+
+// CreateCurrent stores a new pending mission and loads it into its user's
+// control session, in one transaction: when Redis refuses it (full) there
+// is neither a mission nor a session pointing at one.
+func (s *Store) CreateCurrent(ctx context.Context, m *Mission) error { return s.create(ctx, m, true) }
+
+func (s *Store) create(ctx context.Context, m *Mission, current bool) error {
 	now := s.now().UTC()
 	m.ID = NewID()
 	m.Status = Pending
@@ -116,12 +125,15 @@ func (s *Store) Create(ctx context.Context, m *Mission) error {
 	if err != nil {
 		return fmt.Errorf("create mission: %w", err)
 	}
-	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, missionKey(m.ID), b, 0)
 		p.ZAdd(ctx, indexKey(m.UserID), redis.Z{Score: float64(now.UnixMicro()), Member: m.ID})
+		if current {
+			p.HSet(ctx, sessionKey(m.UserID), "current", m.ID)
+		}
 		return nil
 	})
-	if err != nil {
+	if err := redisconn.TxErr(cmds, err); err != nil {
 		return fmt.Errorf("create mission: %w", err)
 	}
 	return nil
@@ -187,12 +199,12 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Mission) error) 
 		if err != nil {
 			return err
 		}
-		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Set(ctx, missionKey(id), b, 0)
 			return nil
 		})
 		out = &m
-		return err
+		return redisconn.TxErr(cmds, err)
 	}
 	for range 50 {
 		err := s.rdb.Watch(ctx, txf, missionKey(id))
@@ -256,20 +268,20 @@ func (s *Store) List(ctx context.Context, user string, limit, offset int) ([]*Mi
 	return out, total, nil
 }
 
+var deleteScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HGET', KEYS[3], 'current') == ARGV[1] then redis.call('HDEL', KEYS[3], 'current') end
+return 0
+`)
+
 // Delete removes a mission and, if it was the user's current one, the
-// session's pointer to it.
+// session's pointer to it, atomically. It is a script, not MULTI, so that
+// it works while Redis is full (Redis refuses every command queued in a
+// transaction then), which is when deleting is how to make room.
 func (s *Store) Delete(ctx context.Context, user, id string) error {
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, missionKey(id))
-		p.ZRem(ctx, indexKey(user), id)
-		return nil
-	})
-	if err != nil {
+	if err := deleteScript.Run(ctx, s.rdb, []string{missionKey(id), indexKey(user), sessionKey(user)}, id).Err(); err != nil {
 		return fmt.Errorf("delete mission: %w", err)
-	}
-	cur, _ := s.Current(ctx, user)
-	if cur == id {
-		s.rdb.HDel(ctx, sessionKey(user), "current")
 	}
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"sortie.dev/services/mission-control/internal/providers"
 	"sortie.dev/services/mission-control/internal/runner"
 	"sortie.dev/services/mission-control/internal/sse"
+	"sortie.dev/services/mission-control/internal/streamcap"
 	"sortie.dev/services/mission-control/internal/workspaces"
 )
 
@@ -80,6 +81,7 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 	ms := missions.NewStore(rdb)
 	es := events.NewStore(rdb, cfg.ToolOutputLimit, cfg.StreamMaxLen)
 	cs := control.NewStore(rdb)
+	cs.LimitQueues(cfg.Limits.QueuedPerMission, int64(cfg.Limits.QueuedBytesPerUser))
 	ps, err := providers.NewStore(rdb, providers.Options{Configured: cfg.Credentials, Key: cfg.CredentialsKey,
 		EphemeralKey: cfg.AuthDevMode, OAuth: cfg.OAuth, Log: log})
 	if err != nil {
@@ -108,6 +110,7 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 		Agents: agents,
 		Owner:  owner, MaxRunning: cfg.MaxRunningPerUser, LeaseTTL: cfg.LeaseTTL, CancelGrace: cfg.CancelGrace,
 		CLIs: cfg.CLIs, Credential: ps.Credential, Log: log,
+		LineLimit: cfg.Limits.OutputLine, FieldLimit: cfg.ToolOutputLimit,
 		StartupTimeout: cfg.Agents.StartupTimeout, IdleTimeout: cfg.Agents.IdleTimeout,
 		OpenAI: openai.Config{BaseURL: cfg.Agents.OpenAIBaseURL, Model: cfg.Agents.OpenAIModel,
 			MaxSteps: cfg.Agents.OpenAIMaxSteps, ShellTimeout: cfg.Agents.OpenAIShellTimeout, MaxRetries: 2},
@@ -121,6 +124,9 @@ func Build(cfg *config.Config, log *slog.Logger, rdb *redis.Client) (*Service, e
 		MaxRunningPerUser: cfg.MaxRunningPerUser,
 		AuthMode:          cfg.AuthMode,
 		DevMode:           cfg.AuthDevMode,
+		Limits:            cfg.Limits,
+		Streams:           streamcap.New(rdb, cfg.Limits.StreamsPerUser, cfg.Limits.StreamSlotTTL, log),
+		Log:               log,
 	}
 	h.Register(srv.Engine, authn.NewAuthenticator(verifier, cfg.AuthDevMode, log))
 	srv.AddReadinessCheck("redis", redisconn.Check(rdb))

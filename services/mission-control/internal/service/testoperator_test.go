@@ -340,8 +340,10 @@ func (op *tenantOperator) output(w http.ResponseWriter, r *http.Request, ws *ten
 	p.mu.Unlock()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	if offset < int64(len(out)) {
-		enc.Encode(map[string]any{"offset": offset, "data": string(out[offset:])})
+	// In pages (raw bytes, so a page may end inside a character), as the
+	// workspace-agent sends it: the client reads one NDJSON line at a time.
+	for ; offset < int64(len(out)); offset += 256 << 10 {
+		enc.Encode(map[string]any{"offset": offset, "data_b64": out[offset:min(offset+256<<10, int64(len(out)))]})
 	}
 	enc.Encode(map[string]any{"offset": len(out), "eof": true, "exit_code": p.code})
 	return 200
