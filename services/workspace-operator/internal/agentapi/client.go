@@ -214,7 +214,15 @@ func (c *Client) FollowOutput(ctx context.Context, id string, q OutputQuery) ite
 			yield(OutputEvent{}, decodeError(resp))
 			return
 		}
-		sc := bufio.NewScanner(resp.Body)
+		ReadOutputEvents(resp.Body, q)(yield)
+	}
+}
+
+// ReadOutputEvents reads the NDJSON output stream of a read asked for with
+// q from r, checking every event.
+func ReadOutputEvents(r io.Reader, q OutputQuery) iter.Seq2[OutputEvent, error] {
+	return func(yield func(OutputEvent, error) bool) {
+		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 0, 64<<10), MaxOutputEventLine)
 		check := outputChecker{next: q.Offset, limit: q.Limit}
 		for sc.Scan() {
