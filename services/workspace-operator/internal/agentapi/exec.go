@@ -13,6 +13,11 @@ import (
 	"strings"
 )
 
+// maxExecSkip is the most of stdout past the operator's cap that is read
+// (and dropped) to reach stderr: an agent whose cap is larger than the
+// operator's has sent that much at most.
+const maxExecSkip = 64 << 20
+
 // ExecOutput is the answer to an exec, read as it arrives: Head first,
 // then Stdout, then Stderr, each at most the cap given to ExecStream (the
 // rest is dropped, the stream marked truncated and TruncationMarker
@@ -34,6 +39,11 @@ func (o *ExecOutput) Stdout() io.Reader { return o.stdout }
 func (o *ExecOutput) Stderr() io.Reader {
 	if _, err := io.Copy(io.Discard, o.stdout); err != nil {
 		return errReader{err}
+	}
+	if o.skip > maxExecSkip {
+		// Only an agent that ignores its own cap gets here; reading a
+		// GiB it claims to have would cost time for nothing.
+		return errReader{fmt.Errorf("%w: %d bytes of stdout past the cap to skip", ErrTooLarge, o.skip)}
 	}
 	if o.skip > 0 {
 		n, err := io.CopyN(io.Discard, o.body, o.skip)

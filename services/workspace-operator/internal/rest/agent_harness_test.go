@@ -95,6 +95,18 @@ func freePort(t testing.TB) int {
 // with a Pod at 127.0.0.1, as the controller would.
 func readyAgentWorkspace(t testing.TB, e *restEnv, port int, name string, env map[string]string) *agentWorkspace {
 	t.Helper()
+	token := "agent-token-" + name
+	aw := startAgentProcess(t, port, token, env)
+	id, wsName := readyWorkspaceAt(t, e, name, "127.0.0.1", token)
+	aw.id, aw.name = id, wsName
+	return aw
+}
+
+// readyWorkspaceAt creates a container workspace over REST whose Pod is at
+// ip, with the agent token token, and makes it ready; it returns its REST
+// id and object name.
+func readyWorkspaceAt(t testing.TB, e *restEnv, name, ip, token string) (string, string) {
+	t.Helper()
 	ctx := context.Background()
 	r := e.do("POST", "/api/workspaces", map[string]any{"name": name, "workspace_type": "container"})
 	if r.Status != 200 {
@@ -103,10 +115,6 @@ func readyAgentWorkspace(t testing.TB, e *restEnv, port int, name string, env ma
 	var created Workspace
 	r.Decode(t, &created)
 	ws := objectOf(t, e, created.ID)
-
-	token := "agent-token-" + name
-	aw := startAgentProcess(t, port, token, env)
-	aw.id, aw.name = created.ID, ws.Name
 
 	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: controller.AgentSecretName(ws, false), Namespace: e.ns},
 		Data: map[string][]byte{"token": []byte(token)}}
@@ -117,7 +125,7 @@ func readyAgentWorkspace(t testing.TB, e *restEnv, port int, name string, env ma
 			t.Fatal(err)
 		}
 	}
-	pod.Status.PodIP = "127.0.0.1"
+	pod.Status.PodIP = ip
 	if err := e.client.Status().Update(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +138,7 @@ func readyAgentWorkspace(t testing.TB, e *restEnv, port int, name string, env ma
 		e.do("GET", "/api/workspaces/"+created.ID, nil).Decode(t, &got)
 		return got.Status == "ready", got.Status
 	})
-	return aw
+	return created.ID, ws.Name
 }
 
 // objectOf is the Workspace with REST id id.
