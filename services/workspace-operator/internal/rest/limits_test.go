@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -316,5 +318,83 @@ func TestInitLogMemoryBound(t *testing.T) {
 	t.Logf("50 pages: %d bytes, %d allocated", total, alloc)
 	if alloc > 16<<20 {
 		t.Errorf("the operator allocated %d bytes paging through a 50 MiB init log, want well under its size", alloc)
+	}
+}
+
+// Process output is read in pages when asked: limit= ends the stream
+// after that many bytes, and the next page starts where it ended.
+func TestProcessOutputPaged(t *testing.T) {
+	e, port := startAgentREST(t, nil)
+	ws := readyAgentWorkspace(t, e, port, "output-pages", nil)
+	if r := e.do("POST", "/api/workspaces/"+ws.id+"/processes", map[string]any{"id": "p1", "command": "head -c 300000 /dev/zero | tr '\\0' o"}); r.Status != 201 {
+		t.Fatalf("start: %d %s", r.Status, r.Body)
+	}
+	testwait.Eventually(t, 20*time.Second, "the process to exit", func() (bool, string) {
+		var p agentapi.Process
+		e.do("GET", "/api/workspaces/"+ws.id+"/processes/p1", nil).Decode(t, &p)
+		return !p.Running, fmt.Sprint(p.OutputBytes)
+	})
+	var offset int64
+	pages := 0
+	for {
+		evs := e.ndjson(fmt.Sprintf("/api/workspaces/%s/processes/p1/output?offset=%d&limit=100000", ws.id, offset))
+		pages++
+		var n int64
+		eof := false
+		for _, ev := range evs {
+			if ev["offset"].(float64) != float64(offset+n) {
+				t.Fatalf("event at %v, want %d", ev["offset"], offset+n)
+			}
+			d, _ := ev["data"].(string)
+			n += int64(len(d))
+			eof = eof || ev["eof"] == true
+		}
+		if n > 100000 {
+			t.Fatalf("a page of %d bytes, asked for 100000", n)
+		}
+		offset += n
+		if eof {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("no end after 10 pages")
+		}
+	}
+	if offset != 300000 || pages != 4 {
+		t.Errorf("%d bytes in %d pages, want 300000 in 4 (3 full, then the end)", offset, pages)
+	}
+}
+
+// Nonsense in the output query is a 400 with the JSON error shape.
+func TestProcessOutputBadQuery(t *testing.T) {
+	e, port := startAgentREST(t, nil)
+	ws := readyAgentWorkspace(t, e, port, "output-query", nil)
+	for name, q := range map[string]string{
+		"negative offset": "offset=-1", "offset not a number": "offset=1e3", "follow not a boolean": "follow=maybe",
+		"zero limit": "limit=0", "negative limit": "limit=-5", "limit over the max": "limit=" + strconv.Itoa(MaxOutputLimit+1),
+		"limit overflows": "limit=99999999999999999999",
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := e.do("GET", "/api/workspaces/"+ws.id+"/processes/p1/output?"+q, nil)
+			var got struct{ Error, Code string }
+			r.Decode(t, &got)
+			if r.Status != 400 || got.Code != "bad_request" || got.Error == "" {
+				t.Errorf("%d %+v, want 400 bad_request", r.Status, got)
+			}
+		})
+	}
+}
+
+// The operator publishes its resident memory for the abuse suite to read.
+func TestMetricsHaveResidentMemory(t *testing.T) {
+	e := startOnAPIServer(t)
+	res, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if !regexp.MustCompile(`(?m)^process_resident_memory_bytes [0-9.e+]+$`).Match(b) {
+		t.Errorf("/metrics has no process_resident_memory_bytes:\n%.2000s", b)
 	}
 }
