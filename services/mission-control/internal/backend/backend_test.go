@@ -366,3 +366,20 @@ func FuzzClean(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkLines30MB splits a 30 MB JSON line (a tool call writing a huge
+// file) arriving in 64 KiB pieces: B/op is what a run holds for it.
+func BenchmarkLines30MB(b *testing.B) {
+	head := []byte(`{"type":"assistant","message":{"content":[{"type":"tool_use","id":"t","name":"Write","input":{"content":"`)
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	b.SetBytes(30 << 20)
+	b.ReportAllocs()
+	for b.Loop() {
+		l := NewLines(DefaultMaxLine, DefaultFieldLimit, func(Line) error { return nil })
+		_, _ = l.Write(head)
+		for n := 0; n < 30<<20; n += len(chunk) {
+			_, _ = l.Write(chunk)
+		}
+		_, _ = l.Write([]byte("\"}}]}}\n"))
+	}
+}

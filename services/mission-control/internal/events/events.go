@@ -66,12 +66,12 @@ func NewStore(rdb *redis.Client, limit int, maxLen int64) *Store {
 	return &Store{rdb: rdb, limit: limit, maxLen: maxLen, now: time.Now}
 }
 
-func seqKey(m string) string     { return "mc:m:{" + m + "}:seq" }
-func logKey(m string) string     { return "mc:m:{" + m + "}:events" }
-func textRowKey(m string) string { return "mc:m:{" + m + "}:textrow" }
-func textPrefix(m string) string { return "mc:m:{" + m + "}:text:" }
+func seqKey(m string) string      { return "mc:m:{" + m + "}:seq" }
+func logKey(m string) string      { return "mc:m:{" + m + "}:events" }
+func textRowKey(m string) string  { return "mc:m:{" + m + "}:textrow" }
+func textPrefix(m string) string  { return "mc:m:{" + m + "}:text:" }
 func thinkRowKey(m string) string { return "mc:m:{" + m + "}:thinkrow" }
-func streamKey(u string) string  { return "mc:u:{" + u + "}:stream" }
+func streamKey(u string) string   { return "mc:u:{" + u + "}:stream" }
 
 // Fence ties an append to a run: the append fails with ErrLeaseLost unless
 // LeaseKey holds Owner, and it increments the run's emitted counter and

@@ -190,7 +190,7 @@ func FuzzQueryParams(f *testing.F) {
 			t.Fatalf("Paging(%q, %q) = %d, %d", limit, offset, l, o)
 		}
 		kinds, err := ParseKinds(types)
-		if ae := clientError(t, err); ae != nil && len(ae.Message) > 200 {
+		if ae := clientError(t, err); ae != nil && len(ae.Message) > 512 {
 			t.Fatalf("an error of %d bytes echoes the input", len(ae.Message))
 		}
 		for _, k := range kinds {

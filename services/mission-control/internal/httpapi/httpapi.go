@@ -744,10 +744,13 @@ func ParseKinds(param string) ([]event.Kind, error) {
 	return kinds, nil
 }
 
-// clipParam keeps an echoed query value short.
+// clipParam keeps a value echoed in an error short and printable: at most
+// 32 characters (quoted with %q, at most 10 bytes each), invalid UTF-8
+// replaced.
 func clipParam(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "…"
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if r := []rune(s); len(r) > 32 {
+		return string(r[:32]) + "…"
 	}
 	return s
 }

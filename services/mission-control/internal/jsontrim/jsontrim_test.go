@@ -228,3 +228,27 @@ func TestCut(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCut: Cut never panics, keeps a prefix of the text at a character
+// boundary within the limit, and counts what it dropped.
+func FuzzCut(f *testing.F) {
+	for _, s := range []string{"hello world", "ééé", "x" + Marker(7), "ab\n[truncated  bytes]", "\n[truncated 99999999999999999999 bytes]"} {
+		f.Add(s, uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, text string, limit uint8) {
+		got := Cut(text, int(limit))
+		if len(text) <= int(limit) {
+			if got != text {
+				t.Fatalf("Cut(%q, %d) changed a short text: %q", text, limit, got)
+			}
+			return
+		}
+		i := strings.LastIndex(got, "\n[truncated ")
+		if i < 0 || i > int(limit) || !strings.HasPrefix(text, got[:i]) {
+			t.Fatalf("Cut(%q, %d) = %q: not a prefix within the limit and a marker", text, limit, got)
+		}
+		if !strings.Contains(text, "[truncated") && got[i:] != Marker(int64(len(text)-i)) {
+			t.Fatalf("Cut(%q, %d) = %q: marker %q, want %q", text, limit, got, got[i:], Marker(int64(len(text)-i)))
+		}
+	})
+}

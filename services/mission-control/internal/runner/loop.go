@@ -74,31 +74,38 @@ func (t *turn) executeLoop(ctx context.Context, ws *workspaces.Workspace, req ba
 	return t.conclude(ctx, run, exit)
 }
 
-// history returns the mission's conversation before this turn.
+// history returns the mission's conversation before this turn: its last
+// historyLimit messages, the only ones kept while the log is read.
 func (t *turn) history(ctx context.Context) ([]openai.Message, error) {
-	evs, err := t.r.events.Replay(ctx, t.m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0)
-	if err != nil {
-		return nil, fmt.Errorf("load history: %w", err)
-	}
 	seen := map[string]bool{}
-	var out []openai.Message
-	for _, e := range evs {
+	out := make([]openai.Message, 0, historyLimit)
+	oldest := 0 // out is a ring once full
+	add := func(m openai.Message) {
+		if len(out) < historyLimit {
+			out = append(out, m)
+			return
+		}
+		out[oldest] = m
+		oldest = (oldest + 1) % historyLimit
+	}
+	err := t.r.events.Each(ctx, t.m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0, func(e event.Event) error {
 		switch {
 		case e.Kind == event.KindUserMessage && e.ID == t.run.Message.ID:
 			// This turn's prompt; it goes last.
 		case e.Kind == event.KindUserMessage:
 			if !seen[e.ID] { // re-sent when a queued message started
 				seen[e.ID] = true
-				out = append(out, openai.Message{Role: "user", Content: e.Content})
+				add(openai.Message{Role: "user", Content: e.Content})
 			}
 		default:
-			out = append(out, openai.Message{Role: "assistant", Content: e.Content})
+			add(openai.Message{Role: "assistant", Content: e.Content})
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load history: %w", err)
 	}
-	if len(out) > historyLimit {
-		out = out[len(out)-historyLimit:]
-	}
-	return out, nil
+	return append(out[oldest:len(out):len(out)], out[:oldest]...), nil
 }
 
 // abandonLoop ends a built-in turn whose driver died mid-loop (see above).

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"sortie.dev/services/kit/redisconn"
 	"sortie.dev/services/mission-control/internal/backend"
 	"sortie.dev/services/mission-control/internal/backend/openai"
 	"sortie.dev/services/mission-control/internal/control"
@@ -47,6 +48,7 @@ type Events interface {
 	Publish(ctx context.Context, user string, e event.Event) error
 	Count(ctx context.Context, missionID string) (int64, error)
 	Replay(ctx context.Context, missionID string, kinds []event.Kind, limit, offset int) ([]event.Event, error)
+	Each(ctx context.Context, missionID string, kinds []event.Kind, limit, offset int, fn func(event.Event) error) error
 }
 
 // Workspaces is the workspace-operator. The runner reaches it only through
@@ -322,6 +324,13 @@ func (r *Runner) drive(base context.Context, id string) {
 		// this one after its restart) take over at once.
 		_ = r.control.Release(context.WithoutCancel(base), id, r.opts.Owner)
 		log.Info("released run for another replica")
+		return
+	case redisconn.IsOOM(err):
+		// Redis is full: the turn's events cannot be stored. The agent's
+		// output stays in the workspace; once Redis has room a replica
+		// adopts the run (taking its lease is a write, so none can
+		// before) and stores exactly the events not stored yet.
+		log.Warn("redis is full: the turn waits until it has room", "error", err.Error())
 		return
 	case err != nil:
 		log.Error("turn failed to run", "error", err.Error())
