@@ -71,7 +71,7 @@ func TestClientErrorsAreNotReflected(t *testing.T) {
 	}{
 		"agent error": {status: 404, body: `{"error":"process not found: p1","code":"not_found"}`,
 			wantCode: "not_found", wantMessage: "process not found: p1"},
-		"html page": {status: 502, body: "<html><script>alert(1)</script></html>", wantCode: "http_502"},
+		"html page":  {status: 502, body: "<html><script>alert(1)</script></html>", wantCode: "http_502"},
 		"plain text": {status: 400, body: "you have been hacked, visit evil.example", wantCode: "http_400"},
 		"control characters": {status: 409, body: `{"error":"busy\u001b[2J\r\nFAKE LOG LINE\u202e","code":"conflict"}`,
 			wantCode: "conflict", wantMessage: "busy [2J  FAKE LOG LINE "},
@@ -121,9 +121,9 @@ func TestClientCapsAnswers(t *testing.T) {
 		serve http.HandlerFunc
 		call  func(*Client) error
 	}{
-		"stats": {huge(`{"source":"`, MaxSmallAnswer, `"}`), func(c *Client) error { _, err := c.Stats(context.Background()); return err }},
+		"stats":       {huge(`{"source":"`, MaxSmallAnswer, `"}`), func(c *Client) error { _, err := c.Stats(context.Background()); return err }},
 		"init status": {huge(`{"state":"`, MaxSmallAnswer, `"}`), func(c *Client) error { _, err := c.InitStatus(context.Background()); return err }},
-		"process": {huge(`{"id":"`, MaxProcessAnswer, `"}`), func(c *Client) error { _, err := c.GetProcess(context.Background(), "p"); return err }},
+		"process":     {huge(`{"id":"`, MaxProcessAnswer, `"}`), func(c *Client) error { _, err := c.GetProcess(context.Background(), "p"); return err }},
 		"start": {huge(`{"id":"`, MaxProcessAnswer, `"}`), func(c *Client) error {
 			_, err := c.StartProcess(context.Background(), StartProcessRequest{Command: "true"})
 			return err
