@@ -41,7 +41,7 @@ func TestComputePhase(t *testing.T) {
 
 func TestUserFixable(t *testing.T) {
 	for reason, want := range map[string]bool{
-		ReasonImagePullFailed: true, ReasonInitScriptFailed: true, ReasonQuotaExceeded: true, ReasonInvalidSpec: true,
+		ReasonImagePullFailed: true, ReasonInitScriptFailed: true, ReasonQuotaExceeded: true, ReasonInvalidSpec: true, ReasonLimitExceeded: true,
 		ReasonUnschedulable: false, ReasonVolumeFailed: false, ReasonPodFailed: false, ReasonAgentUnreachable: false, ReasonStartTimeout: false,
 	} {
 		if got := UserFixable(reason); got != want {
@@ -52,7 +52,7 @@ func TestUserFixable(t *testing.T) {
 
 func TestIsFailure(t *testing.T) {
 	for reason, want := range map[string]bool{
-		ReasonInitScriptFailed: true, ReasonStartTimeout: true, ReasonUnschedulable: true,
+		ReasonInitScriptFailed: true, ReasonStartTimeout: true, ReasonUnschedulable: true, ReasonLimitExceeded: true,
 		ReasonCreating: false, ReasonPending: false, ReasonSuspended: false, ReasonAsExpected: false,
 	} {
 		if got := IsFailure(reason); got != want {

@@ -223,6 +223,7 @@ const (
 	ReasonUnschedulable    = "Unschedulable"    // infra: no node fits
 	ReasonVolumeFailed     = "VolumeFailed"     // infra: the volume cannot be bound or mounted
 	ReasonPodFailed        = "PodFailed"        // infra: the container crashed or was evicted
+	ReasonLimitExceeded    = "LimitExceeded"    // user: evicted for using more than its limits (ephemeral storage)
 	ReasonAgentUnreachable = "AgentUnreachable" // infra: the agent does not answer
 	ReasonStartTimeout     = "StartTimeout"     // infra: not ready within the start deadline
 	ReasonSyncFailed       = "SyncFailed"       // infra: skills could not be written
@@ -237,7 +238,7 @@ const (
 // UserFixable reports whether a failure reason is the user's to fix.
 func UserFixable(reason string) bool {
 	switch reason {
-	case ReasonImagePullFailed, ReasonInitScriptFailed, ReasonQuotaExceeded, ReasonInvalidSpec:
+	case ReasonImagePullFailed, ReasonInitScriptFailed, ReasonQuotaExceeded, ReasonInvalidSpec, ReasonLimitExceeded:
 		return true
 	}
 	return false
@@ -247,7 +248,7 @@ func UserFixable(reason string) bool {
 // stage False for such a reason makes the phase error.
 func IsFailure(reason string) bool {
 	switch reason {
-	case ReasonImagePullFailed, ReasonInitScriptFailed, ReasonQuotaExceeded, ReasonInvalidSpec,
+	case ReasonImagePullFailed, ReasonInitScriptFailed, ReasonQuotaExceeded, ReasonInvalidSpec, ReasonLimitExceeded,
 		ReasonUnschedulable, ReasonVolumeFailed, ReasonPodFailed, ReasonStartTimeout, ReasonSyncFailed:
 		return true
 	}

@@ -265,3 +265,34 @@ func TestRuntimeClass(t *testing.T) {
 		t.Error("a pod was made with a RuntimeClass the operator does not allow")
 	}
 }
+
+// TestStoppedPods: a Pod evicted for using more than its limits fails the
+// workspace with a reason the user can act on; any other Pod that stopped
+// for good fails it too, rather than leaving it "starting".
+func TestStoppedPods(t *testing.T) {
+	e := startOperator(t, localImages)
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		phase           corev1.PodPhase
+		reason, message string
+		want            string
+	}{
+		"over": {corev1.PodSucceeded, "Evicted", "Pod ephemeral local storage usage exceeds the total limit of containers 2Gi. ", v1alpha1.ReasonLimitExceeded},
+		"node": {corev1.PodFailed, "Evicted", "The node was low on resource: memory.", v1alpha1.ReasonPodFailed},
+		"done": {corev1.PodSucceeded, "", "", v1alpha1.ReasonPodFailed},
+	} {
+		create(t, e, newWS(e.ns, name))
+		eventually(t, name+": the pod", podExists(e, name+"-pod"))
+		runPod(t, e, name+"-pod")
+		pod, _ := getPod(e, name+"-pod")
+		pod.Status.Phase, pod.Status.Reason, pod.Status.Message = tc.phase, tc.reason, tc.message
+		if err := e.client.Status().Update(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, name+": "+tc.want, func() (bool, string) {
+			ws := getWS(t, e, name)
+			c := meta.FindStatusCondition(ws.Status.Conditions, v1alpha1.ConditionAgentReady)
+			return ws.Status.Phase == v1alpha1.PhaseError && c != nil && c.Reason == tc.want, fmt.Sprintf("%s %+v", ws.Status.Phase, c)
+		})
+	}
+}

@@ -114,8 +114,17 @@ func observePod(o *observation, gen int64, pod *corev1.Pod, now time.Time, unsch
 			return false
 		}
 	}
-	if pod.Status.Phase == corev1.PodFailed {
-		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonPodFailed, "the pod failed: "+pod.Status.Message)
+	if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+		// Stopped for good (an evicted Pod ends Failed or, when its agent
+		// exits cleanly on the kubelet's SIGTERM, Succeeded): a rebuild
+		// makes a new one, with the volume kept.
+		msg := strings.TrimSpace(pod.Status.Reason + ": " + pod.Status.Message)
+		if pod.Status.Reason == "Evicted" && strings.Contains(pod.Status.Message, "exceed") {
+			o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonLimitExceeded,
+				"the workspace used more than its limits and was stopped ("+pod.Status.Message+"); rebuild it to start again (its volume is kept), with larger limits if it needs them")
+			return false
+		}
+		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonPodFailed, "the pod stopped: "+strings.TrimPrefix(msg, ": "))
 		return false
 	}
 	if pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" {
