@@ -294,5 +294,9 @@ func TestStoppedPods(t *testing.T) {
 			c := meta.FindStatusCondition(ws.Status.Conditions, v1alpha1.ConditionAgentReady)
 			return ws.Status.Phase == v1alpha1.PhaseError && c != nil && c.Reason == tc.want, fmt.Sprintf("%s %+v", ws.Status.Phase, c)
 		})
+		if c := meta.FindStatusCondition(getWS(t, e, name).Status.Conditions, v1alpha1.ConditionAgentReady); name == "done" &&
+			!strings.Contains(c.Message, "ephemeral-storage limit, 10Gi") {
+			t.Errorf("a pod that stopped without a reason: %q, want a word on the ephemeral-storage limit", c.Message)
+		}
 	}
 }

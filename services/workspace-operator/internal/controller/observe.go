@@ -124,7 +124,19 @@ func observePod(o *observation, gen int64, pod *corev1.Pod, now time.Time, unsch
 				"the workspace used more than its limits and was stopped ("+pod.Status.Message+"); rebuild it to start again (its volume is kept), with larger limits if it needs them")
 			return false
 		}
-		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonPodFailed, "the pod stopped: "+strings.TrimPrefix(msg, ": "))
+		if msg == ":" {
+			// The kubelet's eviction leaves only an Event on some nodes (the
+			// local one): say what it likely was.
+			msg = "its container exited"
+			if cs := pod.Status.ContainerStatuses; len(cs) > 0 && cs[0].State.Terminated != nil {
+				msg = fmt.Sprintf("its container exited with code %d", cs[0].State.Terminated.ExitCode)
+			}
+			if l, ok := pod.Spec.Containers[0].Resources.Limits[corev1.ResourceEphemeralStorage]; ok {
+				msg += fmt.Sprintf(" (the node stops a workspace that writes more than its ephemeral-storage limit, %s, outside its volume)", l.String())
+			}
+		}
+		o.set(gen, v1alpha1.ConditionAgentReady, metav1.ConditionFalse, v1alpha1.ReasonPodFailed,
+			"the pod stopped: "+strings.TrimPrefix(msg, ": ")+"; rebuild the workspace to start it again (its volume is kept)")
 		return false
 	}
 	if pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" {
