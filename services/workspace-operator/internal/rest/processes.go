@@ -43,17 +43,21 @@ func reply(c *gin.Context, status int, t target, p *agentapi.Process) {
 	c.JSON(status, out)
 }
 
-func (h *Handler) startProcess(c *gin.Context) {
+// parseStartProcess reads and checks a process start body.
+func parseStartProcess(r *http.Request) (agentapi.StartProcessRequest, error) {
 	var req agentapi.StartProcessRequest
-	if err := apierror.DecodeJSON(c.Request, &req); err != nil {
-		apierror.Respond(c, err)
-		return
+	if err := apierror.DecodeJSON(r, &req); err != nil {
+		return req, err
 	}
 	if req.Command == "" && len(req.Argv) == 0 {
-		apierror.Respond(c, apierror.BadRequest("command or argv is required"))
-		return
+		return req, apierror.BadRequest("command or argv is required")
 	}
-	if err := validEnv(req.Env); err != nil {
+	return req, validEnv(req.Env)
+}
+
+func (h *Handler) startProcess(c *gin.Context) {
+	req, err := parseStartProcess(c.Request)
+	if err != nil {
 		apierror.Respond(c, err)
 		return
 	}
