@@ -64,7 +64,7 @@ func New(cfg Config, log *slog.Logger) (*Agent, error) {
 	env := children.InheritedEnv(os.Environ())
 	pm, err := procs.New(procs.Options{
 		Dir: filepath.Join(cfg.StateDir, "procs"), Workdir: cfg.Workdir, Env: env,
-		Children: tracker, Log: log.With("component", "procs"),
+		Children: tracker, Log: log.With("component", "procs"), MaxOutput: cfg.ProcessMaxOutput,
 	})
 	if err != nil {
 		return nil, err

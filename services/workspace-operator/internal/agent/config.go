@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,10 @@ type Config struct {
 	StateDir      string        // SORTIE_AGENT_STATE_DIR
 	Roots         []string      // SORTIE_AGENT_ROOTS, comma-separated
 	ExecMaxOutput int64         // SORTIE_AGENT_EXEC_MAX_OUTPUT, bytes per stream
+	// ProcessMaxOutput is how much of a detached process's output is kept
+	// on the volume (SORTIE_AGENT_PROCESS_MAX_OUTPUT): the oldest bytes
+	// past it are dropped.
+	ProcessMaxOutput int64
 	Grace         time.Duration // SORTIE_AGENT_GRACE
 	CgroupRoot    string        // SORTIE_AGENT_CGROUP_ROOT
 	// Subreaper makes an agent that is not PID 1 adopt and reap orphans
@@ -40,7 +45,8 @@ func Defaults() Config {
 		Workdir:       "/workspace",
 		StateDir:      "/workspace/.sortie",
 		Roots:         []string{"/workspace", "/tmp"},
-		ExecMaxOutput: 10 << 20,
+		ExecMaxOutput:    10 << 20,
+		ProcessMaxOutput: 256 << 20,
 		Grace:         10 * time.Second,
 		CgroupRoot:    "/sys/fs/cgroup",
 		LogLevel:      slog.LevelInfo,
@@ -82,13 +88,18 @@ func FromEnv(lookup func(string) (string, bool)) (Config, error) {
 			}
 		}
 	}
-	if v, ok := lookup("SORTIE_AGENT_EXEC_MAX_OUTPUT"); ok && v != "" {
-		n, err := parseBytes(v)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("SORTIE_AGENT_EXEC_MAX_OUTPUT: %w", err))
+	size := func(key string, dst *int64) {
+		if v, ok := lookup(key); ok && v != "" {
+			n, err := parseBytes(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+				return
+			}
+			*dst = n
 		}
-		c.ExecMaxOutput = n
 	}
+	size("SORTIE_AGENT_EXEC_MAX_OUTPUT", &c.ExecMaxOutput)
+	size("SORTIE_AGENT_PROCESS_MAX_OUTPUT", &c.ProcessMaxOutput)
 	if v, ok := lookup("SORTIE_AGENT_SUBREAPER"); ok && v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
@@ -139,8 +150,15 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("root %q is not absolute", r))
 		}
 	}
-	if c.ExecMaxOutput <= 0 {
-		errs = append(errs, errors.New("exec max output must be positive"))
+	// Exec output is held in memory (twice: stdout and stderr) until the
+	// command ends.
+	if c.ExecMaxOutput <= 0 || c.ExecMaxOutput > MaxExecOutput {
+		errs = append(errs, fmt.Errorf("exec max output (SORTIE_AGENT_EXEC_MAX_OUTPUT) must be from 1 byte to %d MiB, not %d", MaxExecOutput>>20, c.ExecMaxOutput))
+	}
+	// Less than a MiB would drop output a follower has not read yet even
+	// when it keeps up.
+	if c.ProcessMaxOutput < 1<<20 {
+		errs = append(errs, fmt.Errorf("process max output (SORTIE_AGENT_PROCESS_MAX_OUTPUT) must be at least 1Mi, not %d", c.ProcessMaxOutput))
 	}
 	if c.InitTimeout <= 0 || c.Grace < 0 {
 		errs = append(errs, errors.New("init timeout must be positive and grace not negative"))
@@ -162,8 +180,11 @@ func parseBytes(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 {
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("invalid byte size %q", s)
 	}
 	return n * mult, nil
 }
+
+// MaxExecOutput is the largest SORTIE_AGENT_EXEC_MAX_OUTPUT.
+const MaxExecOutput = 256 << 20

@@ -173,6 +173,10 @@ type Process struct {
 	FinishedAt *time.Time `json:"finished_at"`
 	// OutputBytes is the current size of the output file.
 	OutputBytes int64 `json:"output_bytes"`
+	// OutputStart is where the output kept starts: the agent keeps the
+	// last SORTIE_AGENT_PROCESS_MAX_OUTPUT bytes of a process's output,
+	// and a read from before OutputStart starts there.
+	OutputStart int64 `json:"output_start,omitempty"`
 	// Lost is true for a process started by an earlier agent incarnation
 	// whose end was never recorded.
 	Lost bool `json:"lost,omitempty"`

@@ -47,6 +47,9 @@ func (m *Manager) Output(id string, offset int64) (*Output, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: offset %d, size %d", ErrOffset, offset, fi.Size())
 	}
+	// What was dropped (Options.MaxOutput) is not read: the stream starts
+	// where the kept output does, and its first event says so.
+	offset = max(offset, p.outputStart())
 	return &Output{p: p, f: f, offset: offset, poll: m.opts.Poll}, nil
 }
 
@@ -85,9 +88,16 @@ func (o *Output) Stream(ctx context.Context, follow bool, limit int64, stop <-ch
 		if limit > 0 && left < int64(len(buf)) {
 			window = buf[:left]
 		}
+		if start := p.outputStart(); offset < start {
+			offset = start
+		}
 		n, err := f.ReadAt(window, offset)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("read output: %w", err)
+		}
+		if start := p.outputStart(); offset < start {
+			// Dropped while we read: what we have may be the hole's zeros.
+			continue
 		}
 		if n > 0 {
 			full := n == len(window)
@@ -170,6 +180,12 @@ func (p *proc) exited() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return !p.meta.Running
+}
+
+func (p *proc) outputStart() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.meta.OutputStart
 }
 
 func (p *proc) status() (*int, *string) {

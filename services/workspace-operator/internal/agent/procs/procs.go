@@ -63,6 +63,14 @@ type Options struct {
 	Poll time.Duration
 	// Log receives failures that do not fail a request. Default: discarded.
 	Log *slog.Logger
+	// MaxOutput bounds the output a process keeps on disk: past it the
+	// oldest bytes are dropped (a hole is punched, so offsets keep naming
+	// the same bytes) and a read from before the kept part starts at it.
+	// Zero keeps everything.
+	MaxOutput int64
+	// TrimEvery is how often a running process's output is brought back
+	// within MaxOutput. Default 1s.
+	TrimEvery time.Duration
 }
 
 // Manager owns the detached processes.
@@ -76,10 +84,11 @@ type Manager struct {
 // proc is one process. meta is guarded by mu; done is closed once the end
 // of the process has been recorded (at once for a process loaded from disk).
 type proc struct {
-	dir  string
-	mu   sync.Mutex
-	meta meta
-	done chan struct{}
+	dir      string
+	mu       sync.Mutex
+	meta     meta
+	done     chan struct{}
+	trimming sync.Mutex // one trim of the output at a time
 }
 
 // meta is what meta.json holds.
@@ -95,6 +104,9 @@ type meta struct {
 	StartedAt  time.Time  `json:"started_at"`
 	FinishedAt *time.Time `json:"finished_at"`
 	Lost       bool       `json:"lost,omitempty"`
+	// OutputStart is where the kept output starts; the bytes before it
+	// were dropped to keep within Options.MaxOutput.
+	OutputStart int64 `json:"output_start,omitempty"`
 }
 
 // New returns a Manager over opts.Dir, loading the processes an earlier
@@ -106,6 +118,9 @@ func New(opts Options) (*Manager, error) {
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.TrimEvery <= 0 {
+		opts.TrimEvery = time.Second
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create process dir: %w", err)
@@ -187,6 +202,9 @@ func (m *Manager) Start(req agentapi.StartProcessRequest) (agentapi.Process, err
 	}
 	m.procs[id] = p
 	m.waiters.Go(func() { m.wait(p, cmd) })
+	if m.opts.MaxOutput > 0 {
+		m.waiters.Go(func() { m.bound(p) })
+	}
 	return p.view(), nil
 }
 
@@ -238,6 +256,13 @@ func (m *Manager) start(s spec) (*proc, *exec.Cmd, error) {
 // wait records the end of a process.
 func (m *Manager) wait(p *proc, cmd *exec.Cmd) {
 	_ = m.opts.Children.Wait(cmd) // the status is in cmd.ProcessState
+	if m.opts.MaxOutput > 0 {
+		// Before the end is recorded, so that whoever sees it has ended
+		// also finds its output within the bound.
+		if err := m.trim(p); err != nil {
+			m.opts.Log.Warn("bound process output", "id", p.id(), "err", err)
+		}
+	}
 	code, sig := children.Status(cmd.ProcessState)
 	now := time.Now().UTC()
 	p.mu.Lock()
@@ -353,6 +378,7 @@ func (p *proc) view() agentapi.Process {
 		ID: md.ID, PID: md.PID, Command: md.Command, Argv: md.Argv, Cwd: md.Cwd,
 		Running: md.Running, ExitCode: md.ExitCode, Signal: md.Signal,
 		StartedAt: md.StartedAt, FinishedAt: md.FinishedAt, OutputBytes: size, Lost: md.Lost,
+		OutputStart: md.OutputStart,
 	}
 }
 
