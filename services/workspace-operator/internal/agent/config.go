@@ -28,8 +28,8 @@ type Config struct {
 	// on the volume (SORTIE_AGENT_PROCESS_MAX_OUTPUT): the oldest bytes
 	// past it are dropped.
 	ProcessMaxOutput int64
-	Grace         time.Duration // SORTIE_AGENT_GRACE
-	CgroupRoot    string        // SORTIE_AGENT_CGROUP_ROOT
+	Grace            time.Duration // SORTIE_AGENT_GRACE
+	CgroupRoot       string        // SORTIE_AGENT_CGROUP_ROOT
 	// Subreaper makes an agent that is not PID 1 adopt and reap orphans
 	// (SORTIE_AGENT_SUBREAPER). PID 1 always reaps.
 	Subreaper bool
@@ -40,16 +40,16 @@ type Config struct {
 // the token.
 func Defaults() Config {
 	return Config{
-		Addr:          ":7070",
-		InitTimeout:   30 * time.Minute,
-		Workdir:       "/workspace",
-		StateDir:      "/workspace/.sortie",
-		Roots:         []string{"/workspace", "/tmp"},
+		Addr:             ":7070",
+		InitTimeout:      30 * time.Minute,
+		Workdir:          "/workspace",
+		StateDir:         "/workspace/.sortie",
+		Roots:            []string{"/workspace", "/tmp"},
 		ExecMaxOutput:    10 << 20,
 		ProcessMaxOutput: 256 << 20,
-		Grace:         10 * time.Second,
-		CgroupRoot:    "/sys/fs/cgroup",
-		LogLevel:      slog.LevelInfo,
+		Grace:            10 * time.Second,
+		CgroupRoot:       "/sys/fs/cgroup",
+		LogLevel:         slog.LevelInfo,
 	}
 }
 
