@@ -29,8 +29,10 @@ const (
 	// a request body of at most 1 MiB, up to six times larger escaped, and
 	// a command is in argv too.
 	MaxProcessAnswer = 16 << 20
-	// MaxProcessList bounds the list of processes.
-	MaxProcessList = 64 << 20
+	// MaxProcessList bounds the list of processes (agent CLIs get their
+	// prompts on stdin, which a process's description leaves out, so an
+	// entry is small).
+	MaxProcessList = 16 << 20
 	// maxErrorBody is what is read of an error answer.
 	maxErrorBody = 4 << 10
 	// maxMessage bounds the agent's error message kept in an Error.

@@ -47,7 +47,7 @@ func FuzzExecBody(f *testing.F) {
 			refusal(t, err)
 			return
 		}
-		if strings.TrimSpace(req.Command) == "" || req.TimeoutSecs < 0 || req.TimeoutSecs > agentapi.MaxExecTimeoutSecs {
+		if strings.TrimSpace(req.Command) == "" || len(req.Command) >= MaxArg || req.TimeoutSecs < 0 || req.TimeoutSecs > agentapi.MaxExecTimeoutSecs {
 			t.Fatalf("accepted %+v", req)
 		}
 		for k := range req.Env {
@@ -74,8 +74,13 @@ func FuzzStartProcessBody(f *testing.F) {
 			refusal(t, err)
 			return
 		}
-		if req.Command == "" && len(req.Argv) == 0 {
+		if req.Command == "" && len(req.Argv) == 0 || len(req.Command) >= MaxArg {
 			t.Fatalf("accepted %+v", req)
+		}
+		for _, a := range req.Argv {
+			if len(a) >= MaxArg {
+				t.Fatalf("accepted an argument of %d bytes", len(a))
+			}
 		}
 		for k := range req.Env {
 			if !envName.MatchString(k) {

@@ -630,6 +630,18 @@ type ExecResponse struct {
 	DurationMS      int64  `json:"duration_ms"`
 }
 
+// MaxArg is the longest command or argv element: the kernel runs none
+// longer (MAX_ARG_STRLEN), so a longer one is refused here with a clear
+// 400 rather than failing to start.
+const MaxArg = 128 << 10
+
+func validArg(field, s string) error {
+	if len(s) >= MaxArg {
+		return apierror.BadRequest("%s: an argument of %d bytes is longer than the %d the kernel runs", field, len(s), MaxArg-1)
+	}
+	return nil
+}
+
 // parseExec reads and checks an exec body.
 func parseExec(r *http.Request) (agentapi.ExecRequest, error) {
 	var req agentapi.ExecRequest
@@ -638,6 +650,9 @@ func parseExec(r *http.Request) (agentapi.ExecRequest, error) {
 	}
 	if strings.TrimSpace(req.Command) == "" {
 		return req, apierror.BadRequest("command is required")
+	}
+	if err := validArg("command", req.Command); err != nil {
+		return req, err
 	}
 	if req.TimeoutSecs < 0 || req.TimeoutSecs > agentapi.MaxExecTimeoutSecs {
 		return req, apierror.BadRequest("timeout_secs must be between 1 and %d (default %d)", agentapi.MaxExecTimeoutSecs, agentapi.DefaultExecTimeoutSecs)

@@ -398,3 +398,32 @@ func TestMetricsHaveResidentMemory(t *testing.T) {
 		t.Errorf("/metrics has no process_resident_memory_bytes:\n%.2000s", b)
 	}
 }
+
+// A command or argument longer than the kernel would run is refused with
+// a 400 before the agent is asked, and nothing starts.
+func TestArgumentTooLong(t *testing.T) {
+	e, port := startAgentREST(t, nil)
+	ws := readyAgentWorkspace(t, e, port, "long-args", nil)
+	long := "echo " + strings.Repeat("a", MaxArg)
+	for name, tc := range map[string]struct {
+		path string
+		body map[string]any
+	}{
+		"exec command":    {"/exec", map[string]any{"command": "touch /tmp/ran; " + long}},
+		"process command": {"/processes", map[string]any{"id": "p1", "command": long}},
+		"process argv":    {"/processes", map[string]any{"id": "p2", "argv": []string{"echo", long}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := e.do("POST", "/api/workspaces/"+ws.id+tc.path, tc.body)
+			var got struct{ Error, Code string }
+			r.Decode(t, &got)
+			if r.Status != 400 || got.Code != "bad_request" {
+				t.Errorf("%d %+v, want 400 bad_request", r.Status, got)
+			}
+		})
+	}
+	var list struct{ Processes []agentapi.Process }
+	if e.do("GET", "/api/workspaces/"+ws.id+"/processes", nil).Decode(t, &list); len(list.Processes) != 0 {
+		t.Errorf("processes started: %+v", list.Processes)
+	}
+}

@@ -52,6 +52,14 @@ func parseStartProcess(r *http.Request) (agentapi.StartProcessRequest, error) {
 	if req.Command == "" && len(req.Argv) == 0 {
 		return req, apierror.BadRequest("command or argv is required")
 	}
+	if err := validArg("command", req.Command); err != nil {
+		return req, err
+	}
+	for _, a := range req.Argv {
+		if err := validArg("argv", a); err != nil {
+			return req, err
+		}
+	}
 	return req, validEnv(req.Env)
 }
 
