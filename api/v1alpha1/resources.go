@@ -8,9 +8,18 @@ import (
 
 // ResourceAmounts are amounts of the resources a workspace container may
 // ask for. Other resources (GPUs, hugepages) are not offered.
-// +kubebuilder:validation:XValidation:rule="!has(self.cpu) || quantity(string(self.cpu)).isGreaterThan(quantity('0'))",message="cpu must be positive"
-// +kubebuilder:validation:XValidation:rule="!has(self.memory) || quantity(string(self.memory)).isGreaterThan(quantity('0'))",message="memory must be positive"
-// +kubebuilder:validation:XValidation:rule="!has(self.ephemeral__dash__storage) || quantity(string(self.ephemeral__dash__storage)).isGreaterThan(quantity('0'))",message="ephemeral-storage must be positive"
+//
+// Amounts are plain quantities ("500m", "2", "4Gi"): no sign and no
+// exponent. resource.ParseQuantity, which the CEL quantity() function and
+// every decode of a Workspace call, does not return on a huge exponent
+// such as "1e1444444444444444440"; each rule checks the text before it
+// calls quantity(), so such a value is refused without being parsed.
+// +kubebuilder:validation:XValidation:rule="!has(self.cpu) || string(self.cpu).matches('^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$')",message="cpu must be a plain quantity such as 500m, 2 or 4Gi (no sign, no exponent)"
+// +kubebuilder:validation:XValidation:rule="!has(self.cpu) || !string(self.cpu).matches('^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$') || quantity(string(self.cpu)).isGreaterThan(quantity('0'))",message="cpu must be positive"
+// +kubebuilder:validation:XValidation:rule="!has(self.memory) || string(self.memory).matches('^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$')",message="memory must be a plain quantity such as 500m, 2 or 4Gi (no sign, no exponent)"
+// +kubebuilder:validation:XValidation:rule="!has(self.memory) || !string(self.memory).matches('^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$') || quantity(string(self.memory)).isGreaterThan(quantity('0'))",message="memory must be positive"
+// +kubebuilder:validation:XValidation:rule="!has(self.ephemeral__dash__storage) || string(self.ephemeral__dash__storage).matches('^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$')",message="ephemeral-storage must be a plain quantity such as 500m, 2 or 4Gi (no sign, no exponent)"
+// +kubebuilder:validation:XValidation:rule="!has(self.ephemeral__dash__storage) || !string(self.ephemeral__dash__storage).matches('^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$') || quantity(string(self.ephemeral__dash__storage)).isGreaterThan(quantity('0'))",message="ephemeral-storage must be positive"
 type ResourceAmounts struct {
 	// CPU in cores ("500m", "2").
 	// +optional
@@ -24,11 +33,16 @@ type ResourceAmounts struct {
 	EphemeralStorage *resource.Quantity `json:"ephemeral-storage,omitempty"`
 }
 
+// PlainQuantity is the text of an amount a workspace may ask for, as the
+// CRD's rules accept it: checking it before resource.ParseQuantity keeps
+// a huge exponent from hanging the parse.
+const PlainQuantity = `^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$`
+
 // WorkspaceResources are a workspace container's requests and limits, in
-// the shape of a container's resources.
-// +kubebuilder:validation:XValidation:rule="!has(self.requests) || !has(self.limits) || !has(self.requests.cpu) || !has(self.limits.cpu) || quantity(string(self.requests.cpu)).compareTo(quantity(string(self.limits.cpu))) <= 0",message="the cpu request must not exceed the cpu limit"
-// +kubebuilder:validation:XValidation:rule="!has(self.requests) || !has(self.limits) || !has(self.requests.memory) || !has(self.limits.memory) || quantity(string(self.requests.memory)).compareTo(quantity(string(self.limits.memory))) <= 0",message="the memory request must not exceed the memory limit"
-// +kubebuilder:validation:XValidation:rule="!has(self.requests) || !has(self.limits) || !has(self.requests.ephemeral__dash__storage) || !has(self.limits.ephemeral__dash__storage) || quantity(string(self.requests.ephemeral__dash__storage)).compareTo(quantity(string(self.limits.ephemeral__dash__storage))) <= 0",message="the ephemeral-storage request must not exceed the ephemeral-storage limit"
+// the shape of a container's resources. (A request above its limit is
+// refused by the REST API and the operator, and by the Pod's own
+// validation; a CEL rule comparing the two would cost more than the
+// apiserver allows on fields without a length bound.)
 type WorkspaceResources struct {
 	// Requests are what the scheduler reserves for the workspace.
 	// +optional

@@ -51,6 +51,10 @@ type TemplateResources struct {
 // templateResourceNames are the resources a template may set.
 var templateResourceNames = []string{"cpu", "memory", "ephemeral-storage"}
 
+// plainQuantity is the Workspace CRD's shape of a resource amount
+// (v1alpha1.PlainQuantity): digits, an optional fraction and suffix.
+var plainQuantity = regexp.MustCompile(`^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$`)
+
 // runtimeClassName is a DNS label.
 var runtimeClassName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
@@ -64,8 +68,13 @@ func validTemplateResources(r *TemplateResources) error {
 				return invalidf(CodeInvalidTemplate, "resources.%s: %q is not cpu, memory or ephemeral-storage", kind, name)
 			}
 			// The operator checks them against its maxima; the library keeps
-			// what is not a positive quantity out of the repository.
-			if v, err := resource.ParseQuantity(q); len(q) > 32 || err != nil || v.Sign() <= 0 {
+			// what is not a positive plain quantity out of the repository.
+			// The shape comes first: resource.ParseQuantity does not return
+			// on a huge exponent ("1e1444444444444444440").
+			if len(q) > 32 || !plainQuantity.MatchString(q) {
+				return invalidf(CodeInvalidTemplate, "resources.%s.%s: %q is not a positive quantity such as 500m or 4Gi (no sign, no exponent)", kind, name, q)
+			}
+			if v, err := resource.ParseQuantity(q); err != nil || v.Sign() <= 0 {
 				return invalidf(CodeInvalidTemplate, "resources.%s.%s: %q is not a positive quantity such as 500m or 4Gi", kind, name, q)
 			}
 		}

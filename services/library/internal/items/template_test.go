@@ -20,6 +20,7 @@ func TestTemplateWorkload(t *testing.T) {
 		"unknown resource":    {body: `{"resources":{"limits":{"nvidia.com/gpu":"1"}}}`, want: "is not cpu, memory or ephemeral-storage"},
 		"not a quantity":      {body: `{"resources":{"requests":{"memory":"lots"}}}`, want: "not a positive quantity"},
 		"zero":                {body: `{"resources":{"limits":{"cpu":"0"}}}`, want: "not a positive quantity"},
+		"a huge exponent":     {body: `{"resources":{"limits":{"cpu":"1e1444444444444444440"}}}`, want: "not a positive quantity"},
 		"a number":            {body: `{"resources":{"limits":{"cpu":2}}}`, want: "not a valid object"},
 		"unknown field":       {body: `{"resources":{"limit":{"cpu":"2"}}}`, want: "not a valid object"},
 		"class not a label":   {body: `{"runtime_class_name":"Kata_Containers"}`, want: "not a RuntimeClass name"},

@@ -59,7 +59,10 @@ var DefaultCapabilities = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER",
 var baselineCapabilities = []corev1.Capability{"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
 	"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+var (
+	dnsLabel      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	plainQuantity = regexp.MustCompile(v1alpha1.PlainQuantity)
+)
 
 // bindWorkload registers the workload settings; finish parses them.
 func bindWorkload(b *config.Binder) func(*Workload, *config.Problems) {
@@ -155,6 +158,12 @@ func parseResourceList(p *config.Problems, env, s string) corev1.ResourceList {
 		}
 		if _, dup := out[r]; dup {
 			p.Addf("%s: %s is given twice", env, name)
+			continue
+		}
+		// The shape first: resource.ParseQuantity does not return on a
+		// huge exponent.
+		if !plainQuantity.MatchString(value) {
+			p.Addf("%s: %s=%q is not a plain quantity such as 500m or 4Gi (no sign, no exponent)", env, name, value)
 			continue
 		}
 		q, err := resource.ParseQuantity(value)

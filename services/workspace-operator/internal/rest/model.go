@@ -147,6 +147,8 @@ var distroAliases = map[string]v1alpha1.Distro{
 var (
 	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	dnsLabel  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// plainQuantity is the CRD's shape of a resource amount.
+	plainQuantity = regexp.MustCompile(v1alpha1.PlainQuantity)
 	itemName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	slugSpace = regexp.MustCompile(`[^a-z0-9]+`)
 )
@@ -263,8 +265,13 @@ func parseResources(where string, r *ResourcesRequest) (*v1alpha1.WorkspaceResou
 			default:
 				return nil, apierror.BadRequest("%s.%s: %q is not cpu, memory or ephemeral-storage", where, kind, name)
 			}
+			// The shape first: resource.ParseQuantity does not return on a
+			// huge exponent ("1e1444444444444444440").
+			if len(text) > maxQuantityText || !plainQuantity.MatchString(text) {
+				return nil, apierror.BadRequest("%s.%s.%s: %q is not a plain quantity such as 500m, 2 or 4Gi (no sign, no exponent)", where, kind, name, truncate(text, maxQuantityText))
+			}
 			q, err := resource.ParseQuantity(text)
-			if err != nil || len(text) > maxQuantityText {
+			if err != nil {
 				return nil, apierror.BadRequest("%s.%s.%s: %q is not a quantity such as 500m or 4Gi", where, kind, name, truncate(text, maxQuantityText))
 			}
 			if q.Sign() <= 0 {

@@ -18,6 +18,7 @@ func FuzzResourcesBody(f *testing.F) {
 		`{"limits":{"memory":"0"}}`, `{"requests":{"cpu":-1}}`, `{"limits":{"nvidia.com/gpu":"1"}}`,
 		`{"requests":{"cpu":"1e308"}}`, `{"limits":{"memory":"9999999999999999999999Ei"}}`, `{"requests":{"cpu":null}}`,
 		`{"requests":{"ephemeral_storage":"1Gi","ephemeral-storage":"2Gi"}}`, `{}`, `null`, `{"requests":[]}`,
+		`{"limits":{"cpu":"1e1444444444444444440"}}`, `{"limits":{"cpu":1e1444444444444444440}}`, `{"limits":{"memory":"1E9Mi"}}`,
 	} {
 		f.Add(seed, "SORTIE_AGENT_X")
 	}
