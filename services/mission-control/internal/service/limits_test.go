@@ -270,7 +270,8 @@ func TestRedisFull(t *testing.T) {
 	}
 }
 
-// The stand-in agent prints a 30 MB tool call on one line: the turn goes
+// The stand-in agent prints a tool call of 8 MB (eight times the line
+// limit; the e2e suite and TestLines try 30 MB) on one line: the turn goes
 // on, and the call is stored with its command cut to the text limit.
 func TestHugeToolLineStoredCut(t *testing.T) {
 	is := newIssuer(t)
@@ -280,7 +281,7 @@ func TestHugeToolLineStoredCut(t *testing.T) {
 	for _, backend := range []string{"claudecode", "codex"} {
 		t.Run(backend, func(t *testing.T) {
 			m := e.create(t, map[string]any{"backend": backend})
-			e.send(t, m.ID, "huge 30")
+			e.send(t, m.ID, "huge 8")
 			if got := e.waitStatus(t, m.ID, "completed", "failed"); got.Status != "completed" {
 				t.Fatalf("the turn %s: %v", got.Status, kinds(e.events(t, m.ID)))
 			}
