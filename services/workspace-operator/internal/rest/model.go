@@ -145,12 +145,12 @@ var distroAliases = map[string]v1alpha1.Distro{
 }
 
 var (
-	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	dnsLabel  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	// plainQuantity is the CRD's shape of a resource amount.
 	plainQuantity = regexp.MustCompile(v1alpha1.PlainQuantity)
-	itemName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-	slugSpace = regexp.MustCompile(`[^a-z0-9]+`)
+	itemName      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	slugSpace     = regexp.MustCompile(`[^a-z0-9]+`)
 )
 
 // slug makes a DNS-label prefix of a workspace name from a display name,
