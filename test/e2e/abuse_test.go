@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -251,7 +252,7 @@ func TestStreamCapPerUser(t *testing.T) {
 	u := loggedInAs(t, "bob")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	tr := &http.Transport{MaxConnsPerHost: 0, MaxIdleConnsPerHost: 300}
+	tr := &http.Transport{MaxIdleConnsPerHost: 300}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	var mu sync.Mutex
@@ -459,8 +460,8 @@ func TestHugeToolCallIsStoredTruncated(t *testing.T) {
 				if e["event_type"] != "tool_call" {
 					continue
 				}
-				raw := fmt.Sprint(e)
-				if strings.Contains(raw, "[truncated ") {
+				raw, _ := json.Marshal(e)
+				if strings.Contains(string(raw), "[truncated ") {
 					found = true
 				}
 			}
