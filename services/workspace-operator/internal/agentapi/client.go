@@ -82,19 +82,24 @@ type Client struct {
 }
 
 // NewClient returns a client for the agent at baseURL (e.g.
-// "http://10.0.0.7:7070") authenticating with token. A nil hc means
-// http.DefaultClient's transport; deadlines come from the contexts passed
-// to each call, because exec and output streams may legitimately run for
-// many minutes. Whatever hc says, redirects are never followed: a 3xx is
+// "http://10.0.0.7:7070") authenticating with token. A nil hc means one
+// shared NewHTTPClient, so every caller gets its bounded headers and
+// pooled connections; deadlines come from the contexts passed to each
+// call, because exec and output streams may legitimately run for many
+// minutes. Whatever hc says, redirects are never followed: a 3xx is
 // answered as an Error with CodeRedirect.
 func NewClient(baseURL, token string, hc *http.Client) *Client {
-	c := http.Client{}
-	if hc != nil {
-		c = *hc
+	if hc == nil {
+		hc = defaultHTTP
 	}
+	c := *hc
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &c}
 }
+
+// defaultHTTP is the client NewClient uses when given none: one transport
+// for the process, so its idle connections are reused.
+var defaultHTTP = NewHTTPClient()
 
 // NewHTTPClient is an HTTP client for agents with a transport of its own
 // whose response headers are bounded (net/http allows 10 MiB by default).

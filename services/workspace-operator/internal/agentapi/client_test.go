@@ -227,3 +227,16 @@ func TestExecStreamCapsAndChecks(t *testing.T) {
 		})
 	}
 }
+
+// A client made without an HTTP client of its own gets NewHTTPClient's
+// bounds: an answer whose headers are larger than net/http's default
+// would allow is still refused.
+func TestClientDefaultBoundsHeaders(t *testing.T) {
+	c := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Padding", strings.Repeat("p", 128<<10))
+		w.Write([]byte(`{"status":"ok"}`))
+	})
+	if err := c.Health(context.Background()); err == nil {
+		t.Fatal("an answer with 128 KiB of headers was accepted")
+	}
+}

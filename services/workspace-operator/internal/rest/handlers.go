@@ -45,7 +45,7 @@ type Handler struct {
 	Namespace     string
 	DefaultDistro v1alpha1.Distro
 	AgentPort     int
-	HTTP          *http.Client // for agent calls
+	HTTP          *http.Client // for agent calls; nil: agentapi.NewClient's default
 	Library       *library.Client
 	Log           *slog.Logger
 	// MultiUser (SORTIE_AUTH_MODE=multi_user): the nil UUID is the caller's
@@ -74,12 +74,8 @@ func (h *Handler) execMaxOutput() int64 {
 	return DefaultExecMaxOutput
 }
 
-// Register adds the routes behind auth. Without an HTTP client of its
-// own the handler gets agentapi.NewHTTPClient's.
+// Register adds the routes behind auth.
 func (h *Handler) Register(r gin.IRouter, auth gin.HandlerFunc) {
-	if h.HTTP == nil {
-		h.HTTP = agentapi.NewHTTPClient()
-	}
 	g := r.Group("/api/workspaces", auth)
 	g.GET("", h.list)
 	g.POST("", h.create)
