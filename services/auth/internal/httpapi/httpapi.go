@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -167,12 +166,12 @@ func (h *Handler) login(c *gin.Context) {
 	h.issueLogin(c, u)
 }
 
-// tooManyTries answers 429 with Retry-After in whole seconds, rounded up
-// so a client that waits that long is not refused again.
+// tooManyTries answers 429 with Retry-After in whole seconds (at least 1),
+// rounded up so a client that waits that long is not refused again.
 func tooManyTries(c *gin.Context, wait time.Duration, format string) {
 	secs := max(1, int((wait+time.Second-1)/time.Second))
-	c.Header("Retry-After", strconv.Itoa(secs))
-	apierror.Respond(c, apierror.Newf(http.StatusTooManyRequests, apierror.CodeRateLimited, format, secs))
+	apierror.Respond(c, apierror.Newf(http.StatusTooManyRequests, apierror.CodeRateLimited, format, secs).
+		WithRetryAfter(time.Duration(secs)*time.Second))
 }
 
 func (h *Handler) issueLogin(c *gin.Context, u *users.User) {
