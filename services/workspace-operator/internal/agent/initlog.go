@@ -157,7 +157,7 @@ func rangePage(f io.ReaderAt, size, offset, limit int64) (logPage, error) {
 	if _, err := f.ReadAt(last[:], end-utf8.UTFMax); err != nil {
 		return logPage{}, fmt.Errorf("read init log: %w", err)
 	}
-	return logPage{start: offset, end: end - int64(incompleteTail(last[:]))}, nil
+	return logPage{start: offset, end: end - int64(agentapi.PartialRune(last[:]))}, nil
 }
 
 // tailPage is the last n lines of the log within its last limit bytes,
@@ -188,20 +188,6 @@ func tailPage(f io.ReaderAt, size int64, lines int, limit int64) (logPage, error
 		}
 	}
 	return logPage{start: from + int64(start), end: from + int64(len(buf)), data: buf[start:]}, nil
-}
-
-// incompleteTail is how many bytes at the end of b begin a UTF-8 sequence
-// that b does not finish.
-func incompleteTail(b []byte) int {
-	for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
-		if utf8.RuneStart(b[len(b)-i]) {
-			if !utf8.FullRune(b[len(b)-i:]) {
-				return i
-			}
-			return 0
-		}
-	}
-	return 0
 }
 
 // countLines counts the lines of the first size bytes of f as the REST

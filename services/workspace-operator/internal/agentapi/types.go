@@ -223,6 +223,22 @@ func NewOutputData(offset int64, raw []byte) OutputEvent {
 	return OutputEvent{Offset: offset, DataBase64: raw}
 }
 
+// PartialRune is how many bytes at the end of b begin a UTF-8 sequence
+// that b does not finish (0 when b ends with a whole rune, or with bytes
+// that are no UTF-8 at all). Whoever cuts text into pieces holds those
+// bytes back for the next piece, so that the pieces join into the text.
+func PartialRune(b []byte) int {
+	for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return i
+			}
+			return 0
+		}
+	}
+	return 0
+}
+
 // Bytes returns the raw output bytes of a data event.
 func (e OutputEvent) Bytes() []byte {
 	if e.DataBase64 != nil {

@@ -52,3 +52,14 @@ func TestErrorCode(t *testing.T) {
 		t.Errorf("ErrorCode(nil) = %q", got)
 	}
 }
+
+func TestPartialRune(t *testing.T) {
+	for in, want := range map[string]int{
+		"": 0, "abc": 0, "a\u20ac": 0, "a\xe2": 1, "a\xe2\x82": 2, "\xf0\x9f\x98": 3, "\xf0\x9f\x98\x80": 0,
+		"a\xff": 0, "a\x80": 0, "\xe2\xf0": 1, "\xed\xa0": 0,
+	} {
+		if got := PartialRune([]byte(in)); got != want {
+			t.Errorf("PartialRune(%q) = %d, want %d", in, got, want)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-	"unicode/utf8"
 
 	"sortie.dev/services/workspace-operator/internal/agentapi"
 )
@@ -141,15 +140,9 @@ func cut(b []byte, full bool) (chunk []byte, whole bool) {
 	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
 		return b[:i+1], true
 	}
-	if full {
-		for i := 1; i < utf8.UTFMax && i < len(b); i++ {
-			if utf8.RuneStart(b[len(b)-i]) {
-				if !utf8.FullRune(b[len(b)-i:]) {
-					return b[:len(b)-i], false
-				}
-				break
-			}
-		}
+	if k := agentapi.PartialRune(b); full && k < len(b) {
+		// Never all of it: a chunk that is one rune's start is sent as it is.
+		return b[:len(b)-k], false
 	}
 	return b, false
 }

@@ -17,7 +17,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"sortie.dev/services/workspace-operator/internal/agent/children"
 	"sortie.dev/services/workspace-operator/internal/agentapi"
@@ -206,13 +205,6 @@ func (c *capture) String() string {
 	if !c.truncated {
 		return string(b)
 	}
-	for i := 1; i < utf8.UTFMax && i <= len(b); i++ {
-		if utf8.RuneStart(b[len(b)-i]) {
-			if !utf8.FullRune(b[len(b)-i:]) {
-				b = b[:len(b)-i]
-			}
-			break
-		}
-	}
+	b = b[:len(b)-agentapi.PartialRune(b)]
 	return string(b) + agentapi.TruncationMarker(c.max)
 }
