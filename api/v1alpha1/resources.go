@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"errors"
+	"regexp"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -33,10 +35,28 @@ type ResourceAmounts struct {
 	EphemeralStorage *resource.Quantity `json:"ephemeral-storage,omitempty"`
 }
 
-// PlainQuantity is the text of an amount a workspace may ask for, as the
-// CRD's rules accept it: checking it before resource.ParseQuantity keeps
-// a huge exponent from hanging the parse.
-const PlainQuantity = `^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$`
+// plainQuantity is the text of an amount a workspace may ask for, as the
+// CRD's rules above accept it.
+var plainQuantity = regexp.MustCompile(`^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$`)
+
+// errNotPlainQuantity: the text is not a plain quantity.
+var errNotPlainQuantity = errors.New("not a plain quantity such as 500m, 2 or 4Gi (no sign, no exponent)")
+
+// ParseAmount parses an amount as the CRD accepts it: the text is checked
+// against plainQuantity before resource.ParseQuantity sees it, so a huge
+// exponent is refused without being parsed. Every reader of an amount a
+// user wrote (the REST API, the operator's settings, the library's
+// templates) goes through it. Zero passes; positivity is the caller's.
+func ParseAmount(s string) (resource.Quantity, error) {
+	if !plainQuantity.MatchString(s) {
+		return resource.Quantity{}, errNotPlainQuantity
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return resource.Quantity{}, errNotPlainQuantity
+	}
+	return q, nil
+}
 
 // WorkspaceResources are a workspace container's requests and limits, in
 // the shape of a container's resources. (A request above its limit is

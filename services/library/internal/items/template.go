@@ -9,8 +9,7 @@ import (
 	"regexp"
 	"slices"
 
-	"k8s.io/apimachinery/pkg/api/resource"
-
+	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/library/internal/secrets"
 )
 
@@ -51,10 +50,6 @@ type TemplateResources struct {
 // templateResourceNames are the resources a template may set.
 var templateResourceNames = []string{"cpu", "memory", "ephemeral-storage"}
 
-// plainQuantity is the Workspace CRD's shape of a resource amount
-// (v1alpha1.PlainQuantity): digits, an optional fraction and suffix.
-var plainQuantity = regexp.MustCompile(`^[0-9]{1,15}([.][0-9]{1,9})?([numkMGTPE]|[KMGTPE]i)?$`)
-
 // runtimeClassName is a DNS label.
 var runtimeClassName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
@@ -68,14 +63,10 @@ func validTemplateResources(r *TemplateResources) error {
 				return invalidf(CodeInvalidTemplate, "resources.%s: %q is not cpu, memory or ephemeral-storage", kind, name)
 			}
 			// The operator checks them against its maxima; the library keeps
-			// what is not a positive plain quantity out of the repository.
-			// The shape comes first: resource.ParseQuantity does not return
-			// on a huge exponent ("1e1444444444444444440").
-			if len(q) > 32 || !plainQuantity.MatchString(q) {
+			// what is not a positive plain quantity (as the Workspace CRD
+			// takes it) out of the repository.
+			if v, err := v1alpha1.ParseAmount(q); err != nil || v.Sign() <= 0 {
 				return invalidf(CodeInvalidTemplate, "resources.%s.%s: %q is not a positive quantity such as 500m or 4Gi (no sign, no exponent)", kind, name, q)
-			}
-			if v, err := resource.ParseQuantity(q); err != nil || v.Sign() <= 0 {
-				return invalidf(CodeInvalidTemplate, "resources.%s.%s: %q is not a positive quantity such as 500m or 4Gi", kind, name, q)
 			}
 		}
 	}

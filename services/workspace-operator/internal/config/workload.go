@@ -59,10 +59,7 @@ var DefaultCapabilities = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER",
 var baselineCapabilities = []corev1.Capability{"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
 	"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
 
-var (
-	dnsLabel      = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	plainQuantity = regexp.MustCompile(v1alpha1.PlainQuantity)
-)
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
 // bindWorkload registers the workload settings; finish parses them.
 func bindWorkload(b *config.Binder) func(*Workload, *config.Problems) {
@@ -160,14 +157,12 @@ func parseResourceList(p *config.Problems, env, s string) corev1.ResourceList {
 			p.Addf("%s: %s is given twice", env, name)
 			continue
 		}
-		// The shape first: resource.ParseQuantity does not return on a
-		// huge exponent.
-		if !plainQuantity.MatchString(value) {
-			p.Addf("%s: %s=%q is not a plain quantity such as 500m or 4Gi (no sign, no exponent)", env, name, value)
+		q, err := v1alpha1.ParseAmount(value)
+		if err != nil {
+			p.Addf("%s: %s=%q is %v", env, name, value, err)
 			continue
 		}
-		q, err := resource.ParseQuantity(value)
-		if err != nil || q.Sign() <= 0 {
+		if q.Sign() <= 0 {
 			p.Addf("%s: %s=%q is not a positive quantity such as 500m or 4Gi", env, name, value)
 			continue
 		}

@@ -98,10 +98,7 @@ func FuzzResources(f *testing.F) {
 		// exponent would hang resource.ParseQuantity itself; the first
 		// crasher found).
 		parse := func(s string) *resource.Quantity {
-			if !plainQuantity.MatchString(s) {
-				return nil
-			}
-			v, err := resource.ParseQuantity(s)
+			v, err := v1alpha1.ParseAmount(s)
 			if err != nil {
 				return nil
 			}

@@ -145,12 +145,10 @@ var distroAliases = map[string]v1alpha1.Distro{
 }
 
 var (
-	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-	// plainQuantity is the CRD's shape of a resource amount.
-	plainQuantity = regexp.MustCompile(v1alpha1.PlainQuantity)
-	itemName      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-	slugSpace     = regexp.MustCompile(`[^a-z0-9]+`)
+	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	dnsLabel  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	itemName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	slugSpace = regexp.MustCompile(`[^a-z0-9]+`)
 )
 
 // slug makes a DNS-label prefix of a workspace name from a display name,
@@ -232,8 +230,8 @@ type ResourcesRequest struct {
 	Limits   map[string]Quantity `json:"limits"`
 }
 
-// maxQuantityText bounds the text of one quantity; the longest sane one
-// ("999999999999Mi") is far shorter.
+// maxQuantityText bounds the text of a refused quantity in the answer;
+// the longest one accepted ("999999999999999.999999999Ki") is shorter.
 const maxQuantityText = 64
 
 // parseResources turns a body's resources into the spec's, refusing
@@ -265,14 +263,9 @@ func parseResources(where string, r *ResourcesRequest) (*v1alpha1.WorkspaceResou
 			default:
 				return nil, apierror.BadRequest("%s.%s: %q is not cpu, memory or ephemeral-storage", where, kind, name)
 			}
-			// The shape first: resource.ParseQuantity does not return on a
-			// huge exponent ("1e1444444444444444440").
-			if len(text) > maxQuantityText || !plainQuantity.MatchString(text) {
-				return nil, apierror.BadRequest("%s.%s.%s: %q is not a plain quantity such as 500m, 2 or 4Gi (no sign, no exponent)", where, kind, name, truncate(text, maxQuantityText))
-			}
-			q, err := resource.ParseQuantity(text)
+			q, err := v1alpha1.ParseAmount(text)
 			if err != nil {
-				return nil, apierror.BadRequest("%s.%s.%s: %q is not a quantity such as 500m or 4Gi", where, kind, name, truncate(text, maxQuantityText))
+				return nil, apierror.BadRequest("%s.%s.%s: %q is %v", where, kind, name, truncate(text, maxQuantityText), err)
 			}
 			if q.Sign() <= 0 {
 				return nil, apierror.BadRequest("%s.%s.%s must be positive, not %s", where, kind, name, q.String())
