@@ -89,7 +89,7 @@ const StorageFullRetry = 30 * time.Second
 // because the store is full (see redisconn.IsOOM) and nothing was changed.
 func StorageFull(what string) *Error {
 	return Newf(http.StatusServiceUnavailable, CodeStorageFull,
-		"%s: storage is full (Redis reached its maxmemory); nothing was changed, stored data is intact and can still be read; retry later or delete old missions to make room", what).WithRetryAfter(StorageFullRetry)
+		"%s: storage is full (Redis reached its maxmemory); nothing was changed, stored data is intact and can still be read; retry later", what).WithRetryAfter(StorageFullRetry)
 }
 
 // Forbidden is a 403 with code forbidden.

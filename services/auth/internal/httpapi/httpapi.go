@@ -21,6 +21,7 @@ import (
 	"sortie.dev/services/auth/internal/users"
 	"sortie.dev/services/kit/apierror"
 	"sortie.dev/services/kit/authn"
+	"sortie.dev/services/kit/redisconn"
 )
 
 // Error codes of this service, beside kit's.
@@ -425,13 +426,17 @@ func unauthorized(c *gin.Context, msg string) {
 	apierror.Respond(c, apierror.Unauthorized(msg))
 }
 
-// unavailable answers 503 when Redis (throttling, revocation) is down:
-// failing closed, since both are security controls.
+// unavailable answers 503 when Redis (throttling, revocation) is down or
+// full: failing closed, since both are security controls. Full (maxmemory)
+// is 503 storage_full with Retry-After, as from every service.
 func (h *Handler) unavailable(c *gin.Context, op string, err error) {
 	h.Log.ErrorContext(c.Request.Context(), "dependency failed", "op", op, "error", err.Error())
-	if errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, context.Canceled):
 		c.Abort()
-		return
+	case redisconn.IsOOM(err):
+		apierror.Respond(c, apierror.StorageFull("cannot record the " + op))
+	default:
+		apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "the service cannot reach its store; try again shortly"))
 	}
-	apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "the service cannot reach its store; try again shortly"))
 }

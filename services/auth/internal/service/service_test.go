@@ -531,3 +531,37 @@ func TestRedisDownFailsClosed(t *testing.T) {
 		t.Errorf("readyz with Redis down: %d, want 503", resp.StatusCode)
 	}
 }
+
+// Redis at maxmemory (noeviction) refuses the writes a login and a logout
+// need: both fail closed with 503 storage_full and Retry-After, the same
+// answer every service gives; verifying only reads and goes on working.
+func TestRedisFullFailsClosed(t *testing.T) {
+	t.Parallel()
+	a := startAuth(t, map[string]string{"SORTIE_AUTH_PASSWORD": adminPassword})
+	tok := a.login("", adminPassword).Token
+	ctx := context.Background()
+	rdb := a.redis.Client
+	big := strings.Repeat("x", 64<<10)
+	for i := range 32 {
+		if err := rdb.Set(ctx, fmt.Sprint("fill", i), big, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory", "1mb").Err(); err != nil {
+		t.Fatal(err)
+	}
+	full := func(what string, r response) {
+		t.Helper()
+		if r.Status != 503 || r.Code(t) != "storage_full" || r.Header.Get("Retry-After") == "" {
+			t.Errorf("%s with Redis full: %d %s (Retry-After %q), want 503 storage_full", what, r.Status, r.Body, r.Header.Get("Retry-After"))
+		}
+	}
+	full("login", a.postJSON("/api/auth/login", map[string]string{"password": adminPassword}))
+	if r := a.verify(tok); r.Status != 200 {
+		t.Errorf("verify with Redis full: %d %s, want 200", r.Status, r.Body)
+	}
+	full("logout", a.do("POST", "/api/auth/logout", tok, "", nil))
+}
