@@ -118,4 +118,10 @@ func TestServerSettings(t *testing.T) {
 	if err := q.Err(); err == nil || len(err.(*Error).Problems) != 2 {
 		t.Errorf("an empty address and a bad level must both be reported: %v", err)
 	}
+	proxies := Server{ListenAddr: ":1", LogLevel: "info", TrustedProxies: []string{"10.0.0.0/8", "::1", "ingress-nginx", "10.0.0.0/33", "*"}}
+	var r Problems
+	proxies.Validate(&r)
+	if err := r.Err(); err == nil || len(err.(*Error).Problems) != 3 {
+		t.Errorf("each trusted proxy that is not an address or CIDR must be reported: %v", err)
+	}
 }

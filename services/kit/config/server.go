@@ -2,6 +2,7 @@ package config
 
 import (
 	"log/slog"
+	"net/netip"
 
 	"sortie.dev/services/kit/logging"
 )
@@ -30,6 +31,23 @@ func (s *Server) Validate(p *Problems) {
 	p.Check(s.ListenAddr != "", "SORTIE_LISTEN_ADDR must not be empty")
 	if _, err := logging.ParseLevel(s.LogLevel); err != nil {
 		p.Add(err.Error())
+	}
+	s.validateProxies(p)
+}
+
+// validateProxies refuses a trusted proxy that is not an address or a
+// CIDR. Trusting too much is the dangerous mistake, so a typo must stop the
+// start rather than be skipped: every client behind a proxy would look
+// like the proxy's address, or anyone could choose their own.
+func (s *Server) validateProxies(p *Problems) {
+	for _, proxy := range s.TrustedProxies {
+		if _, err := netip.ParsePrefix(proxy); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(proxy); err == nil {
+			continue
+		}
+		p.Addf("SORTIE_TRUSTED_PROXIES: %q is not an IP address or CIDR (e.g. 127.0.0.1 or 10.0.0.0/8)", proxy)
 	}
 }
 

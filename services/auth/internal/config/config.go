@@ -6,7 +6,6 @@ package config
 import (
 	"flag"
 	"fmt"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -159,28 +158,10 @@ func (c *Config) Validate() error {
 	p.Check(c.LoginMaxFailuresPerIP >= c.LoginMaxFailures, "SORTIE_AUTH_LOGIN_MAX_FAILURES_PER_IP must be at least SORTIE_AUTH_LOGIN_MAX_FAILURES")
 	p.Check(c.LoginUserCeiling == 0 || c.LoginUserCeiling >= c.LoginMaxFailures, "SORTIE_AUTH_LOGIN_USER_CEILING must be 0 (no ceiling) or at least SORTIE_AUTH_LOGIN_MAX_FAILURES")
 	p.Check(c.LoginWindow >= time.Second, "SORTIE_AUTH_LOGIN_WINDOW must be at least 1s")
-	c.validateProxies(&p)
 	p.Check(c.ReloadEvery >= time.Second && c.ReloadEvery <= 30*time.Second,
 		"SORTIE_AUTH_RELOAD_EVERY must be between 1s and 30s: losing access reaches every service within it plus 15s")
 	c.validateDelegating(&p)
 	return p.Err()
-}
-
-// validateProxies refuses a trusted proxy that is not an address or a
-// CIDR. Trusting too much is the dangerous mistake, so a typo must stop the
-// start rather than be skipped: every client behind a proxy would look
-// like the proxy's address, or anyone could choose their own.
-func (c *Config) validateProxies(p *config.Problems) {
-	for _, proxy := range c.TrustedProxies {
-		proxy = strings.TrimSpace(proxy)
-		if _, err := netip.ParsePrefix(proxy); err == nil {
-			continue
-		}
-		if _, err := netip.ParseAddr(proxy); err == nil {
-			continue
-		}
-		p.Addf("SORTIE_TRUSTED_PROXIES: %q is not an IP address or CIDR (e.g. 127.0.0.1 or 10.0.0.0/8)", proxy)
-	}
 }
 
 // validateDelegating checks that every delegating client is a client of the
