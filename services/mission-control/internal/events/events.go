@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -256,6 +257,42 @@ func (s *Store) Replay(ctx context.Context, missionID string, kinds []event.Kind
 		return nil, err
 	}
 	return out, nil
+}
+
+// Conversation returns the last n messages of a mission in order: its
+// user_message and assistant_message events, each user message once (a
+// queued one is stored again when it starts), leaving out those skip (when
+// set) is true for. The log is read a chunk at a time and no more than n
+// messages are held, however long the mission is.
+func (s *Store) Conversation(ctx context.Context, missionID string, n int, skip func(event.Event) bool) ([]event.Event, error) {
+	if n <= 0 {
+		return []event.Event{}, nil
+	}
+	seen := map[string]bool{}
+	ring := make([]event.Event, 0, n)
+	oldest := 0 // ring is full from here on: its oldest entry
+	err := s.Each(ctx, missionID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, math.MaxInt, 0, func(e event.Event) error {
+		if skip != nil && skip(e) {
+			return nil
+		}
+		if e.Kind == event.KindUserMessage {
+			if seen[e.ID] {
+				return nil
+			}
+			seen[e.ID] = true
+		}
+		if len(ring) < n {
+			ring = append(ring, e)
+			return nil
+		}
+		ring[oldest] = e
+		oldest = (oldest + 1) % n
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(ring[oldest:len(ring):len(ring)], ring[:oldest]...), nil
 }
 
 // replayChunk is how many stored events Each reads from Redis at a time:

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -191,5 +192,41 @@ func TestEachStops(t *testing.T) {
 	})
 	if !errors.Is(err, stop) || n != 150 {
 		t.Errorf("Each: %v after %d events", err, n)
+	}
+}
+
+// Conversation keeps the last n messages in order, each user message once
+// (a queued one is stored again when it starts), without the skipped ones.
+func TestConversation(t *testing.T) {
+	rs := redistest.Start(t)
+	s := NewStore(rs.Client, 1024, 1000)
+	ctx := context.Background()
+	add := func(e event.Event) {
+		t.Helper()
+		e.MissionID = "m"
+		if _, _, err := s.Append(ctx, e, AppendOptions{UserID: "u"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 250 {
+		add(event.Event{Kind: event.KindUserMessage, ID: fmt.Sprint("u", i), Content: fmt.Sprint("q", i)})
+		add(event.Event{Kind: event.KindUserMessage, ID: fmt.Sprint("u", i), Content: fmt.Sprint("q", i)}) // re-sent
+		add(event.Event{Kind: event.KindError, Message: "not a message"})
+		add(event.Event{Kind: event.KindAssistantMessage, ID: fmt.Sprint("a", i), Content: fmt.Sprint("r", i)})
+	}
+	add(event.Event{Kind: event.KindUserMessage, ID: "now", Content: "the prompt"})
+	got, err := s.Conversation(ctx, "m", 7, func(e event.Event) bool { return e.ID == "now" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var contents []string
+	for _, e := range got {
+		contents = append(contents, e.Content)
+	}
+	if want := "r246 q247 r247 q248 r248 q249 r249"; strings.Join(contents, " ") != want {
+		t.Errorf("conversation %q, want %q", contents, want)
+	}
+	if got, _ := s.Conversation(ctx, "m", 1000, nil); len(got) != 501 || got[0].Content != "q0" || got[500].Content != "the prompt" {
+		t.Errorf("whole conversation: %d messages", len(got))
 	}
 }

@@ -287,32 +287,19 @@ func Paging(limitParam, offsetParam string, def, maxLimit int) (limit, offset in
 const historyLen = 200
 
 func (h *Handler) withHistory(c *gin.Context, m *missions.Mission) (*missions.Mission, error) {
-	// Only the last historyLen messages are kept while the log is read,
-	// however long the mission is.
-	seen := map[string]bool{}
-	hist := make([]missions.Message, 0, historyLen)
-	start := 0 // hist is a ring once full; start is its oldest entry
-	err := h.Events.Each(c.Request.Context(), m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0, func(e event.Event) error {
-		msg := missions.Message{Role: "assistant", Content: e.Content}
-		if e.Kind == event.KindUserMessage {
-			if seen[e.ID] {
-				return nil // re-sent when a queued message started
-			}
-			seen[e.ID] = true
-			msg.Role = "user"
-		}
-		if len(hist) < historyLen {
-			hist = append(hist, msg)
-			return nil
-		}
-		hist[start] = msg
-		start = (start + 1) % historyLen
-		return nil
-	})
+	evs, err := h.Events.Conversation(c.Request.Context(), m.ID, historyLen, nil)
 	if err != nil {
 		return nil, err
 	}
-	m.History = append(hist[start:len(hist):len(hist)], hist[:start]...)
+	hist := make([]missions.Message, 0, len(evs))
+	for _, e := range evs {
+		role := "assistant"
+		if e.Kind == event.KindUserMessage {
+			role = "user"
+		}
+		hist = append(hist, missions.Message{Role: role, Content: e.Content})
+	}
+	m.History = hist
 	return m, nil
 }
 

@@ -75,37 +75,23 @@ func (t *turn) executeLoop(ctx context.Context, ws *workspaces.Workspace, req ba
 }
 
 // history returns the mission's conversation before this turn: its last
-// historyLimit messages, the only ones kept while the log is read.
+// historyLimit messages.
 func (t *turn) history(ctx context.Context) ([]openai.Message, error) {
-	seen := map[string]bool{}
-	out := make([]openai.Message, 0, historyLimit)
-	oldest := 0 // out is a ring once full
-	add := func(m openai.Message) {
-		if len(out) < historyLimit {
-			out = append(out, m)
-			return
-		}
-		out[oldest] = m
-		oldest = (oldest + 1) % historyLimit
-	}
-	err := t.r.events.Each(ctx, t.m.ID, []event.Kind{event.KindUserMessage, event.KindAssistantMessage}, 1<<30, 0, func(e event.Event) error {
-		switch {
-		case e.Kind == event.KindUserMessage && e.ID == t.run.Message.ID:
-			// This turn's prompt; it goes last.
-		case e.Kind == event.KindUserMessage:
-			if !seen[e.ID] { // re-sent when a queued message started
-				seen[e.ID] = true
-				add(openai.Message{Role: "user", Content: e.Content})
-			}
-		default:
-			add(openai.Message{Role: "assistant", Content: e.Content})
-		}
-		return nil
+	evs, err := t.r.events.Conversation(ctx, t.m.ID, historyLimit, func(e event.Event) bool {
+		return e.Kind == event.KindUserMessage && e.ID == t.run.Message.ID // this turn's prompt; it goes last
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load history: %w", err)
 	}
-	return append(out[oldest:len(out):len(out)], out[:oldest]...), nil
+	out := make([]openai.Message, 0, len(evs))
+	for _, e := range evs {
+		role := "assistant"
+		if e.Kind == event.KindUserMessage {
+			role = "user"
+		}
+		out = append(out, openai.Message{Role: role, Content: e.Content})
+	}
+	return out, nil
 }
 
 // abandonLoop ends a built-in turn whose driver died mid-loop (see above).

@@ -48,7 +48,7 @@ type Events interface {
 	Publish(ctx context.Context, user string, e event.Event) error
 	Count(ctx context.Context, missionID string) (int64, error)
 	Replay(ctx context.Context, missionID string, kinds []event.Kind, limit, offset int) ([]event.Event, error)
-	Each(ctx context.Context, missionID string, kinds []event.Kind, limit, offset int, fn func(event.Event) error) error
+	Conversation(ctx context.Context, missionID string, n int, skip func(event.Event) bool) ([]event.Event, error)
 }
 
 // Workspaces is the workspace-operator. The runner reaches it only through
