@@ -92,8 +92,7 @@ type JWKS struct {
 // jwksFetch is one fetch that callers wait for together.
 type jwksFetch struct {
 	done    chan struct{} // closed when the fetch has ended
-	err     error         // set before done is closed
-	waiters int           // callers waiting for it (under JWKS.mu)
+	waiters int           // callers that waited for it (under JWKS.mu)
 }
 
 // NewJWKS returns a client for the JWKS document at url.
@@ -187,7 +186,7 @@ func (j *JWKS) run(f *jwksFetch) {
 	if err == nil {
 		j.keys, j.fetchedAt = keys, j.opts.Now()
 	}
-	j.lastErr, f.err = err, err
+	j.lastErr = err
 	j.inflight = nil
 	j.mu.Unlock()
 	close(f.done)
