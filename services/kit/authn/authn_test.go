@@ -68,12 +68,15 @@ func sign(t testing.TB, k signingKey, c *Claims) string {
 	return s
 }
 
-// jwksServer is a real HTTP server publishing a changeable key set.
+// jwksServer is a real HTTP server publishing a changeable key set. It
+// can answer 503 (down) or hold every request back until let go (hold).
 type jwksServer struct {
 	*httptest.Server
 	mu       sync.Mutex
 	keys     []signingKey
-	requests atomic.Int32
+	release  chan struct{} // while set, requests wait for it to close
+	requests atomic.Int32  // requests that reached the handler
+	answered atomic.Int32  // requests answered with the key set
 	down     atomic.Bool
 }
 
@@ -81,6 +84,16 @@ func newJWKSServer(t testing.TB, keys ...signingKey) *jwksServer {
 	s := &jwksServer{keys: keys}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
+		s.mu.Lock()
+		release := s.release
+		s.mu.Unlock()
+		if release != nil {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if s.down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
@@ -91,6 +104,7 @@ func newJWKSServer(t testing.TB, keys ...signingKey) *jwksServer {
 			doc.Keys = append(doc.Keys, PublicKeyJWK(k.kid, k.pub()))
 		}
 		s.mu.Unlock()
+		s.answered.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(doc)
 	}))
@@ -102,6 +116,26 @@ func (s *jwksServer) publish(keys ...signingKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.keys = keys
+}
+
+// hold makes requests wait; the returned func (also run when the test
+// ends) lets them go.
+func (s *jwksServer) hold(t testing.TB) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	s.release = ch
+	var once sync.Once
+	free := func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.release = nil
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+	t.Cleanup(free)
+	return free
 }
 
 func TestVerifierRejects(t *testing.T) {

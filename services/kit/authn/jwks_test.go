@@ -3,83 +3,15 @@ package authn
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"sortie.dev/services/kit/testclock"
 	"sortie.dev/services/kit/testwait"
 )
-
-// heldJWKS is a real JWKS server whose answers can be held back: while
-// held, every request waits until it is let go (or the test ends).
-type heldJWKS struct {
-	*httptest.Server
-	mu       sync.Mutex
-	keys     []signingKey
-	release  chan struct{}
-	arrived  atomic.Int32 // requests that reached the handler
-	requests atomic.Int32 // requests answered
-}
-
-func newHeldJWKS(t *testing.T, keys ...signingKey) *heldJWKS {
-	h := &heldJWKS{keys: keys}
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.arrived.Add(1)
-		h.mu.Lock()
-		release := h.release
-		h.mu.Unlock()
-		if release != nil {
-			select {
-			case <-release:
-			case <-r.Context().Done():
-				return
-			}
-		}
-		h.mu.Lock()
-		var doc JWKSDocument
-		for _, k := range h.keys {
-			doc.Keys = append(doc.Keys, PublicKeyJWK(k.kid, k.pub()))
-		}
-		h.mu.Unlock()
-		h.requests.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(doc)
-	}))
-	t.Cleanup(h.Close)
-	return h
-}
-
-func (h *heldJWKS) publish(keys ...signingKey) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.keys = keys
-}
-
-// hold makes requests wait; the returned func lets them go.
-func (h *heldJWKS) hold(t *testing.T) func() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ch := make(chan struct{})
-	h.release = ch
-	var once sync.Once
-	free := func() {
-		once.Do(func() {
-			h.mu.Lock()
-			h.release = nil
-			h.mu.Unlock()
-			close(ch)
-		})
-	}
-	t.Cleanup(free)
-	return free
-}
 
 // waiters is how many callers wait for the running fetch.
 func (j *JWKS) waitersNow() int {
@@ -96,7 +28,7 @@ func (j *JWKS) waitersNow() int {
 // one fetch together.
 func TestJWKSRefreshIsSingleFlight(t *testing.T) {
 	old, next := newKey(t, "old"), newKey(t, "new")
-	srv := newHeldJWKS(t, old)
+	srv := newJWKSServer(t, old)
 	clk := testclock.New(time.Now())
 	j := NewJWKS(srv.URL, JWKSOptions{MinRefetch: time.Nanosecond, Now: clk.Now})
 	v := NewVerifier(j, VerifierOptions{Issuer: testIssuer, Audience: testAudience})
@@ -114,7 +46,7 @@ func TestJWKSRefreshIsSingleFlight(t *testing.T) {
 		// Every verification waits on the one fetch before it may end.
 		testwait.Eventually(t, 5*time.Second, what+": all verifications waiting on one fetch", func() (bool, string) {
 			w := j.waitersNow()
-			return w == n, fmt.Sprintf("%d waiting, %d requests", w, srv.arrived.Load())
+			return w == n, fmt.Sprintf("%d waiting, %d requests", w, srv.requests.Load())
 		})
 		free()
 		for range n {
@@ -135,7 +67,7 @@ func TestJWKSRefreshIsSingleFlight(t *testing.T) {
 // One caller giving up does not fail the fetch the others wait for.
 func TestJWKSCallerCancelDoesNotFailTheFetch(t *testing.T) {
 	key := newKey(t, "k1")
-	srv := newHeldJWKS(t, key)
+	srv := newJWKSServer(t, key)
 	j := NewJWKS(srv.URL, JWKSOptions{})
 	free := srv.hold(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -211,13 +143,18 @@ func TestJWKSServesLastGoodKeysWhileAuthIsDown(t *testing.T) {
 		return JWKSOptions{MaxAge: 5 * time.Minute, MinRefetch: 10 * time.Second, Now: clk.Now}
 	}
 	tok := sign(t, key, validClaims(time.Now()))
-
-	t.Run("stopped", func(t *testing.T) {
+	// started is auth publishing key, and a verifier that has fetched it.
+	started := func(t *testing.T) (*jwksServer, *Verifier) {
 		srv := newJWKSServer(t, key)
 		v := NewVerifier(NewJWKS(srv.URL, opts()), VerifierOptions{Issuer: testIssuer, Audience: testAudience})
 		if _, err := v.Verify(context.Background(), tok); err != nil {
 			t.Fatal(err)
 		}
+		return srv, v
+	}
+
+	t.Run("stopped", func(t *testing.T) {
+		srv, v := started(t)
 		srv.Close() // auth is gone: connections are refused
 		for range 20 {
 			clk.Advance(time.Minute)
@@ -236,11 +173,7 @@ func TestJWKSServesLastGoodKeysWhileAuthIsDown(t *testing.T) {
 	})
 
 	t.Run("down, then back", func(t *testing.T) {
-		srv := newJWKSServer(t, key)
-		v := NewVerifier(NewJWKS(srv.URL, opts()), VerifierOptions{Issuer: testIssuer, Audience: testAudience})
-		if _, err := v.Verify(context.Background(), tok); err != nil {
-			t.Fatal(err)
-		}
+		srv, v := started(t)
 		srv.down.Store(true)
 		clk.Advance(10 * time.Minute)
 		for range 200 { // 200 requests within one MinRefetch
@@ -264,11 +197,7 @@ func TestJWKSServesLastGoodKeysWhileAuthIsDown(t *testing.T) {
 	})
 
 	t.Run("hanging", func(t *testing.T) {
-		srv := newHeldJWKS(t, key)
-		v := NewVerifier(NewJWKS(srv.URL, opts()), VerifierOptions{Issuer: testIssuer, Audience: testAudience})
-		if _, err := v.Verify(context.Background(), tok); err != nil {
-			t.Fatal(err)
-		}
+		srv, v := started(t)
 		srv.hold(t) // auth accepts and never answers, until the test ends
 		clk.Advance(10 * time.Minute)
 		// The aged set starts a refresh that hangs; the verification does
@@ -279,10 +208,10 @@ func TestJWKSServesLastGoodKeysWhileAuthIsDown(t *testing.T) {
 			}
 		}
 		testwait.Eventually(t, 5*time.Second, "the refresh to reach auth", func() (bool, string) {
-			return srv.arrived.Load() == 2, fmt.Sprint(srv.arrived.Load())
+			return srv.requests.Load() == 2, fmt.Sprint(srv.requests.Load())
 		})
-		if srv.requests.Load() != 1 {
-			t.Errorf("the hung refresh was answered (%d answers)", srv.requests.Load())
+		if srv.answered.Load() != 1 {
+			t.Errorf("the hung refresh was answered (%d answers)", srv.answered.Load())
 		}
 	})
 }
