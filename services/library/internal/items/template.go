@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/library/internal/secrets"
 )
@@ -49,9 +51,6 @@ type TemplateResources struct {
 
 // templateResourceNames are the resources a template may set.
 var templateResourceNames = []string{"cpu", "memory", "ephemeral-storage"}
-
-// runtimeClassName is a DNS label.
-var runtimeClassName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 func validTemplateResources(r *TemplateResources) error {
 	if r == nil {
@@ -205,7 +204,7 @@ func prepareTemplate(fsys fs.FS, name string, body []byte, v View) (Change, erro
 	if err := validTemplateResources(req.Resources); err != nil {
 		return Change{}, err
 	}
-	if req.RuntimeClassName != "" && !runtimeClassName.MatchString(req.RuntimeClassName) {
+	if req.RuntimeClassName != "" && len(validation.IsDNS1123Label(req.RuntimeClassName)) > 0 {
 		return Change{}, invalidf(CodeInvalidTemplate, "runtime_class_name: %q is not a RuntimeClass name (a DNS label)", req.RuntimeClassName)
 	}
 	for k := range req.EnvVars {

@@ -2,12 +2,12 @@ package config
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"sortie.dev/api/v1alpha1"
 	"sortie.dev/services/kit/config"
@@ -59,8 +59,6 @@ var DefaultCapabilities = []corev1.Capability{"CHOWN", "DAC_OVERRIDE", "FOWNER",
 var baselineCapabilities = []corev1.Capability{"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
 	"NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-
 // bindWorkload registers the workload settings; finish parses them.
 func bindWorkload(b *config.Binder) func(*Workload, *config.Problems) {
 	var requests, limits, maxima, caps, classes, class string
@@ -105,16 +103,16 @@ func bindWorkload(b *config.Binder) func(*Workload, *config.Problems) {
 		}
 		w.Capabilities = slices.Clip(w.Capabilities)
 		for _, c := range config.SplitList(classes) {
-			if !dnsLabel.MatchString(c) || len(c) > 63 {
-				p.Addf("SORTIE_WORKSPACE_RUNTIME_CLASSES: %q is not a RuntimeClass name (a DNS label)", c)
+			if err := runtimeClassName(c); err != nil {
+				p.Addf("SORTIE_WORKSPACE_RUNTIME_CLASSES: %v", err)
 				continue
 			}
 			w.RuntimeClasses = append(w.RuntimeClasses, c)
 		}
 		w.RuntimeClass = strings.TrimSpace(class)
 		if w.RuntimeClass != "" {
-			if !dnsLabel.MatchString(w.RuntimeClass) || len(w.RuntimeClass) > 63 {
-				p.Addf("SORTIE_WORKSPACE_RUNTIME_CLASS: %q is not a RuntimeClass name (a DNS label)", w.RuntimeClass)
+			if err := runtimeClassName(w.RuntimeClass); err != nil {
+				p.Addf("SORTIE_WORKSPACE_RUNTIME_CLASS: %v", err)
 			} else if !w.RuntimeClassAllowed(w.RuntimeClass) {
 				p.Addf("SORTIE_WORKSPACE_RUNTIME_CLASS: %q is not in SORTIE_WORKSPACE_RUNTIME_CLASSES", w.RuntimeClass)
 			}
@@ -174,6 +172,30 @@ func parseResourceList(p *config.Problems, env, s string) corev1.ResourceList {
 // RuntimeClassAllowed reports whether a workspace may run under name.
 func (w *Workload) RuntimeClassAllowed(name string) bool {
 	return len(w.RuntimeClasses) == 0 || slices.Contains(w.RuntimeClasses, name)
+}
+
+// RuntimeClassFor is the RuntimeClass of a workspace that names name: the
+// default (checked at start) when it names none; an error when name is
+// not a RuntimeClass name or not one the operator allows.
+func (w *Workload) RuntimeClassFor(name string) (string, error) {
+	if name == "" {
+		return w.RuntimeClass, nil
+	}
+	if err := runtimeClassName(name); err != nil {
+		return "", err
+	}
+	if !w.RuntimeClassAllowed(name) {
+		return "", fmt.Errorf("the RuntimeClass %q is not one the operator allows (%s)", name, strings.Join(w.RuntimeClasses, ", "))
+	}
+	return name, nil
+}
+
+// runtimeClassName refuses a name that is not a RuntimeClass's (a DNS label).
+func runtimeClassName(name string) error {
+	if len(validation.IsDNS1123Label(name)) > 0 {
+		return fmt.Errorf("%q is not a RuntimeClass name (a DNS label)", name)
+	}
+	return nil
 }
 
 // ResourceError says why a workspace's resources cannot be given: the

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -368,14 +367,8 @@ func (r *WorkspaceReconciler) workload(ws *v1alpha1.Workspace) (corev1.ResourceR
 	if err != nil {
 		return res, "", err
 	}
-	class := ws.Spec.RuntimeClassName
-	if class == "" {
-		class = w.RuntimeClass
-	}
-	if class != "" && !w.RuntimeClassAllowed(class) {
-		return res, "", fmt.Errorf("the RuntimeClass %q is not one the operator allows (%s)", class, strings.Join(w.RuntimeClasses, ", "))
-	}
-	return res, class, nil
+	class, err := w.RuntimeClassFor(ws.Spec.RuntimeClassName)
+	return res, class, err
 }
 
 // decideReady sets Ready from the stages and says when to look again; the

@@ -146,7 +146,6 @@ var distroAliases = map[string]v1alpha1.Distro{
 
 var (
 	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	dnsLabel  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 	itemName  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 	slugSpace = regexp.MustCompile(`[^a-z0-9]+`)
 )
@@ -318,14 +317,12 @@ func (h *Handler) checkResources(res *v1alpha1.WorkspaceResources) error {
 // checkRuntimeClass refuses a RuntimeClass that is not a DNS label or that
 // the operator does not allow.
 func (h *Handler) checkRuntimeClass(where, class string) error {
-	if class == "" {
-		return nil
+	w := h.Workload
+	if w == nil {
+		w = &config.Workload{} // any RuntimeClass
 	}
-	if len(class) > 63 || !dnsLabel.MatchString(class) {
-		return apierror.BadRequest("%s: %q is not a RuntimeClass name (a DNS label)", where, truncate(class, 63))
-	}
-	if h.Workload != nil && !h.Workload.RuntimeClassAllowed(class) {
-		return apierror.BadRequest("%s: the RuntimeClass %q is not one the operator allows (%s)", where, class, strings.Join(h.Workload.RuntimeClasses, ", "))
+	if _, err := w.RuntimeClassFor(class); err != nil {
+		return apierror.BadRequest("%s: %v", where, err)
 	}
 	return nil
 }
