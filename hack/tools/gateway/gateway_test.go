@@ -48,19 +48,26 @@ func start(t *testing.T, ups map[string]string) *httptest.Server {
 	return srv
 }
 
+// seen sends req through the gateway and returns what the upstream saw.
+func seen(t *testing.T, req *http.Request) map[string]string {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&got)
+	return got
+}
+
 func TestRoutesEveryPrefixToItsService(t *testing.T) {
 	gw := start(t, upstreams(t))
 	for _, r := range api.Routes() {
 		path := r.Prefix + "/x?token=abc"
 		req, _ := http.NewRequest("GET", gw.URL+path, nil)
 		req.Header.Set("Authorization", "Bearer t")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got map[string]string
-		_ = json.NewDecoder(resp.Body).Decode(&got)
-		resp.Body.Close()
+		got := seen(t, req)
 		if got["service"] != r.Service || got["path"] != path || got["xff"] != "127.0.0.1" || got["auth"] != "Bearer t" {
 			t.Errorf("%s went to %v", path, got)
 		}
@@ -173,14 +180,7 @@ func TestClientForwardingHeadersAreReplaced(t *testing.T) {
 			req.Header.Set(k, v)
 		}
 		req.Header.Add("X-Forwarded-For", "9.9.9.9")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got map[string]string
-		_ = json.NewDecoder(resp.Body).Decode(&got)
-		resp.Body.Close()
-		if got["xff"] != "127.0.0.1" {
+		if got := seen(t, req); got["xff"] != "127.0.0.1" {
 			t.Errorf("%s: upstream saw X-Forwarded-For %q, want only the peer 127.0.0.1", name, got["xff"])
 		}
 	}
