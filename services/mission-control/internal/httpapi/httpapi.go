@@ -185,10 +185,8 @@ func (h *Handler) createMission(c *gin.Context) {
 	c.JSON(http.StatusOK, m)
 }
 
+// newMission creates a mission from req, which DecodeCreate has checked.
 func (h *Handler) newMission(c *gin.Context, uid string, req createRequest) (*missions.Mission, error) {
-	if err := req.check(); err != nil {
-		return nil, err
-	}
 	m := &missions.Mission{UserID: uid, Title: nonEmpty(req.Title), Agent: nonEmpty(req.Agent),
 		ModelOverride: nonEmpty(req.ModelOverride), ModelEffort: nonEmpty(req.ModelEffort), Backend: h.DefaultBackend,
 		WorkspaceID: DefaultWorkspace, History: []missions.Message{}}
