@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	h := &rest.Handler{
 		Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: cfg.Namespace,
 		DefaultDistro: cfg.DefaultDistro, AgentPort: cfg.AgentPort, Log: log, Library: lib,
-		MultiUser: cfg.MultiUser(), Workload: &cfg.Workload,
+		MultiUser: cfg.MultiUser(), Workload: &cfg.Workload, ExecMaxOutput: cfg.ExecMaxOutput,
 	}
 	if err := rest.IndexWorkspaces(ctx, mgr.GetFieldIndexer()); err != nil {
 		return fmt.Errorf("workspace index: %w", err)

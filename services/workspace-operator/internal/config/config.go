@@ -30,6 +30,9 @@ type Config struct {
 	// Workload is how workspace Pods run: resources, capabilities,
 	// RuntimeClasses.
 	Workload Workload
+	// ExecMaxOutput caps each of stdout and stderr of an exec as the REST
+	// API passes it on (SORTIE_EXEC_MAX_OUTPUT), whatever the agent sends.
+	ExecMaxOutput int64
 
 	// The library service: templates and the skills synced into workspaces.
 	LibraryURL       string
@@ -80,6 +83,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	var c Config
 	var distroImages string
 	var defaultDistro string
+	var execMaxOutput string
 	b := config.NewBinder("workspace-operator", lookup)
 	c.Server.Bind(b, "REST API address")
 	b.String(&c.MetricsAddr, "metrics-listen", "SORTIE_METRICS_ADDR", ":8081", "controller metrics address")
@@ -94,6 +98,7 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	b.String(&c.DefaultStorage, "default-storage", "SORTIE_WORKSPACE_STORAGE", "10Gi", "volume size of a workspace that names none")
 	b.String(&c.HostStorage, "host-storage", "SORTIE_HOST_STORAGE", "20Gi", "volume size of the host runtime, which holds every host workspace")
 	finishWorkload := bindWorkload(b)
+	b.String(&execMaxOutput, "exec-max-output", "SORTIE_EXEC_MAX_OUTPUT", "10Mi", "the most of each of stdout and stderr of an exec the REST API passes on, in bytes (10Mi, 1048576), from 1 byte to 256Mi")
 	b.String(&c.ImagePullPolicy, "image-pull-policy", "SORTIE_IMAGE_PULL_POLICY", "IfNotPresent", "pull policy of workspace Pods")
 	b.String(&c.LibraryURL, "library-url", "SORTIE_LIBRARY_URL", "", "the library service, e.g. http://library:8080; empty: no templates or skills sync")
 	b.String(&c.LibraryConfigMap, "library-configmap", "SORTIE_LIBRARY_CONFIGMAP_NAME", "sortie-library-revision", "ConfigMap (in the workspace namespace) the library publishes its revision in")
@@ -157,6 +162,11 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 			p.Addf("%s %q is not a quantity such as 10Gi", env, q)
 		}
 	}
+	if q, err := v1alpha1.ParseAmount(execMaxOutput); err != nil || q.Sign() <= 0 || q.Cmp(*resource.NewQuantity(MaxExecOutput, resource.BinarySI)) > 0 {
+		p.Addf("SORTIE_EXEC_MAX_OUTPUT %q must be a byte size from 1 to 256Mi, such as 10Mi", execMaxOutput)
+	} else {
+		c.ExecMaxOutput = q.Value()
+	}
 	if c.LibraryURL != "" && !c.AuthDevMode {
 		p.Check(c.AuthURL != "" && c.ClientSecretFile != "", "SORTIE_LIBRARY_URL needs service credentials: SORTIE_AUTH_URL and SORTIE_SERVICE_CLIENT_SECRET_FILE (or SORTIE_AUTH_DEV_MODE=true)")
 	}
@@ -165,6 +175,10 @@ func Load(args []string, lookup config.LookupFunc) (*Config, error) {
 	}
 	return &c, nil
 }
+
+// MaxExecOutput is the largest SORTIE_EXEC_MAX_OUTPUT, as the agent's
+// SORTIE_AGENT_EXEC_MAX_OUTPUT: an exec's output is held in memory.
+const MaxExecOutput = 256 << 20
 
 // Distros lists the known distros, sorted.
 func Distros() []string {

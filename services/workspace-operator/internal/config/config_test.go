@@ -104,3 +104,21 @@ func TestWorkloadSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestExecMaxOutput(t *testing.T) {
+	for in, want := range map[string]int64{"": 10 << 20, "1": 1, "1048576": 1 << 20, "64Mi": 64 << 20, "256Mi": 256 << 20} {
+		env := map[string]string{"SORTIE_AUTH_DEV_MODE": "true"}
+		if in != "" {
+			env["SORTIE_EXEC_MAX_OUTPUT"] = in
+		}
+		c, err := load(env)
+		if err != nil || c.ExecMaxOutput != want {
+			t.Errorf("%q: %v %v, want %d", in, c, err, want)
+		}
+	}
+	for _, in := range []string{"0", "-1", "257Mi", "1Gi", "lots", "1e1444444444444444440"} {
+		if _, err := load(map[string]string{"SORTIE_AUTH_DEV_MODE": "true", "SORTIE_EXEC_MAX_OUTPUT": in}); err == nil || !strings.Contains(err.Error(), "SORTIE_EXEC_MAX_OUTPUT") {
+			t.Errorf("%q: %v, want refused", in, err)
+		}
+	}
+}
