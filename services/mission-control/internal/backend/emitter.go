@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"unicode/utf8"
 
 	"sortie.dev/services/mission-control/internal/event"
+	"sortie.dev/services/mission-control/internal/jsontrim"
 )
 
 // Emitter turns the facts a parser reads from a CLI's output (a piece of
@@ -146,11 +146,7 @@ func capped(delta string, have, limit int) (kept string, cut bool) {
 	if have+len(delta) <= limit {
 		return delta, false
 	}
-	n := max(limit-have, 0)
-	for n > 0 && n < len(delta) && !utf8.RuneStart(delta[n]) {
-		n--
-	}
-	return delta[:n] + CutMarker(limit), true
+	return jsontrim.Clip(delta, limit-have) + CutMarker(limit), true
 }
 
 // TextDelta appends streamed assistant text. Past the text limit it is

@@ -2,7 +2,6 @@ package event
 
 import (
 	"encoding/json"
-	"unicode/utf8"
 
 	"sortie.dev/services/mission-control/internal/jsontrim"
 )
@@ -34,7 +33,7 @@ func (e Event) Truncated(limit int) Event {
 	e.Args = fit(e.Args, limit)
 	e.Result = fit(e.Result, limit)
 	for _, s := range []*string{&e.ID, &e.ToolCallID, &e.ToolName, &e.ParentToolCallID, &e.Model, &e.Code, &e.Status, &e.State} {
-		*s = clip(*s, NameLimit)
+		*s = jsontrim.Clip(*s, NameLimit)
 	}
 	return e
 }
@@ -59,18 +58,3 @@ func fit(raw json.RawMessage, limit int) json.RawMessage {
 
 // cut shortens s to at most limit bytes and a marker.
 func cut(s string, limit int) string { return jsontrim.Cut(s, limit) }
-
-// clip shortens s to at most limit bytes without splitting a UTF-8
-// sequence.
-func clip(s string, limit int) string { return s[:clipLen(s, limit)] }
-
-func clipLen(s string, limit int) int {
-	if len(s) <= limit {
-		return len(s)
-	}
-	n := max(limit, 0)
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return n
-}

@@ -255,13 +255,23 @@ func Cut(text string, limit int) string {
 	if len(text) <= limit {
 		return text
 	}
+	head := Clip(text, limit)
+	rest := text[len(head):]
+	tail := rest[max(len(rest)-markerTail, 0):]
+	return head + Marker(withPrior(int64(len(rest)), []byte(tail), "\n[truncated "))
+}
+
+// Clip shortens text to at most limit bytes, never inside a UTF-8
+// sequence, without a marker.
+func Clip(text string, limit int) string {
+	if len(text) <= limit {
+		return text
+	}
 	n := max(limit, 0)
 	for n > 0 && !utf8.RuneStart(text[n]) {
 		n--
 	}
-	rest := text[n:]
-	tail := rest[max(len(rest)-markerTail, 0):]
-	return text[:n] + Marker(withPrior(int64(len(rest)), []byte(tail), "\n[truncated "))
+	return text[:n]
 }
 
 // encodeMarker is the marker as it appears inside a JSON string.
