@@ -302,13 +302,6 @@ func (s *Shrinker) Close() ([]byte, error) {
 	return s.out, nil
 }
 
-// Shrink is a Shrinker over one slice.
-func Shrink(raw []byte, field, max int) ([]byte, error) {
-	s := New(field, max)
-	_, _ = s.Write(raw)
-	return s.Close()
-}
-
 // minField is the shortest cut Fit tries: shorter strings are not worth
 // keeping, and below it Fit gives up.
 const minField = 8
