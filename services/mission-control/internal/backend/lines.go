@@ -143,9 +143,6 @@ func (l *Lines) finish() error {
 		line.Bytes, line.Cut, line.Lost = bytes.TrimRight(l.buf, "\r"), l.cut, l.cut
 	}
 	err := l.fn(line)
-	if cap(l.buf) > 4*l.max {
-		l.buf = nil
-	}
 	l.buf, l.size, l.sh, l.cut = l.buf[:0], 0, nil, false
 	return err
 }
