@@ -19,6 +19,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -27,6 +28,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"sortie.dev/services/kit/testwait"
 )
@@ -66,6 +68,34 @@ func (e *Env) UserConfig(t testing.TB, name string, groups ...string) *rest.Conf
 		t.Fatalf("kubetest: add user %s: %v", name, err)
 	}
 	return u.Config()
+}
+
+// RoleUserConfig is UserConfig for a user granted, in namespace ns alone,
+// the rules of the ClusterRole in roleFile (controller-gen's
+// config/rbac/role.yaml), bound by a Role as a chart installs it: a
+// component run with it proves its generated rules suffice there.
+func (e *Env) RoleUserConfig(t testing.TB, ns, name, roleFile string) *rest.Config {
+	t.Helper()
+	raw, err := os.ReadFile(roleFile)
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	var generated rbacv1.ClusterRole
+	if err := yaml.Unmarshal(raw, &generated); err != nil {
+		t.Fatalf("kubetest: %s: %v", roleFile, err)
+	}
+	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: generated.Name, Namespace: ns}, Rules: generated.Rules}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: generated.Name, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: name}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := e.Client.Create(context.Background(), obj); err != nil {
+			t.Fatalf("kubetest: grant %s the rules of %s: %v", name, roleFile, err)
+		}
+	}
+	return e.UserConfig(t, name)
 }
 
 // Start starts etcd + kube-apiserver for one test, installs the CRDs, and

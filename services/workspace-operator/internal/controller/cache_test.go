@@ -3,19 +3,16 @@ package controller
 import (
 	"context"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"sortie.dev/api/v1alpha1"
 )
@@ -71,26 +68,7 @@ func TestOperatorReadsOnlyItsSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var generated rbacv1.ClusterRole
-	if err := yaml.Unmarshal(raw, &generated); err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "sortie-workspace-operator", Namespace: ns}, Rules: generated.Rules}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "sortie-workspace-operator", Namespace: ns},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: user}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := k.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-	}
-	restricted := k.UserConfig(t, user)
+	restricted := k.RoleUserConfig(t, ns, user, filepath.Join("..", "..", "config", "rbac", "role.yaml"))
 	probe := rest.CopyConfig(restricted) // the test's own calls as that user, not logged
 	wire := &requestLog{}
 	restricted.Wrap(wire.wrap)
