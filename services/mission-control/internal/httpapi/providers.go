@@ -39,7 +39,7 @@ func scope(c *gin.Context) (providers.Scope, bool) {
 	if v := c.Query("shared"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			respond(c, apierror.BadRequest("shared must be true or false, not %q", v))
+			respond(c, apierror.BadRequest("shared must be true or false, not %q", clipParam(v)))
 			return providers.Scope{}, false
 		}
 		shared = b
@@ -121,9 +121,9 @@ func providerError(c *gin.Context, err error) {
 	var oe *providers.OAuthError
 	switch {
 	case errors.Is(err, providers.ErrUnknown):
-		respond(c, apierror.NotFound("unknown provider %q", c.Param("id")))
+		respond(c, apierror.NotFound("unknown provider %q", clipParam(c.Param("id"))))
 	case errors.Is(err, providers.ErrNoOAuth):
-		respond(c, apierror.BadRequest("provider %q takes an API key only: send {\"api_key\"}", c.Param("id")))
+		respond(c, apierror.BadRequest("provider %q takes an API key only: send {\"api_key\"}", clipParam(c.Param("id"))))
 	case errors.Is(err, providers.ErrBadState):
 		respond(c, apierror.BadRequest("%v", err))
 	case errors.As(err, &oe):
