@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"sortie.dev/services/kit/apitest"
 	"sortie.dev/services/kit/openapitest"
 	"sortie.dev/services/kit/testwait"
 )
@@ -69,17 +69,7 @@ func (c *caller) post(path, contentType, body string, basic ...string) response 
 	if err != nil {
 		t.Fatalf("POST %s: %v", path, err)
 	}
-	return readResponse(t, resp)
-}
-
-func readResponse(t testing.TB, resp *http.Response) response {
-	t.Helper()
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+	return apitest.Read(t, resp)
 }
 
 func (c *caller) login(username, password string) response {
