@@ -435,7 +435,7 @@ func (h *Handler) unavailable(c *gin.Context, op string, err error) {
 	case errors.Is(err, context.Canceled):
 		c.Abort()
 	case redisconn.IsOOM(err):
-		apierror.Respond(c, apierror.StorageFull("cannot record the " + op))
+		apierror.Respond(c, apierror.StorageFull("cannot record the "+op))
 	default:
 		apierror.Respond(c, apierror.New(http.StatusServiceUnavailable, apierror.CodeUnavailable, "the service cannot reach its store; try again shortly"))
 	}
