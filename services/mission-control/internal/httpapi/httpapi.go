@@ -68,11 +68,10 @@ type Handler struct {
 	AuthMode          config.AuthMode
 	DevMode           bool
 	// Limits bound messages and pages; Streams caps each user's open
-	// event streams (nil: no cap).
+	// event streams.
 	Limits  config.Limits
 	Streams *streamcap.Limiter
-	// Log reports what a request cannot tell its client (nil: the
-	// default logger).
+	// Log reports what a request cannot tell its client.
 	Log *slog.Logger
 }
 
@@ -106,13 +105,6 @@ func respond(c *gin.Context, err error) {
 			full.Error()+"; wait for the mission to take them, or remove some (DELETE /api/control/queue/{id})").WithRetryAfter(retryQueue)
 	}
 	apierror.Respond(c, err)
-}
-
-func (h *Handler) log() *slog.Logger {
-	if h.Log == nil {
-		return slog.Default()
-	}
-	return h.Log
 }
 
 // Register installs every route. The stream authenticates on its own: a
@@ -523,13 +515,13 @@ func (h *Handler) send(c *gin.Context, uid string, msg control.Message) (bool, e
 		// The queue may have been started already; a message that is
 		// no longer queued runs, and its user_message is re-sent then.
 		if _, rerr := h.Control.Remove(context.WithoutCancel(ctx), uid, msg.ID); rerr != nil {
-			h.log().Warn("cannot take back a message whose user_message was not stored", "mission_id", msg.MissionID, "error", rerr.Error())
+			h.Log.Warn("cannot take back a message whose user_message was not stored", "mission_id", msg.MissionID, "error", rerr.Error())
 		}
 		return false, err
 	}
 	if err := h.Runner.Kick(context.WithoutCancel(ctx), uid); err != nil {
 		// The message is stored: any replica starts it once it can.
-		h.log().Warn("cannot start the message now; it waits in the queue", "mission_id", msg.MissionID, "error", err.Error())
+		h.Log.Warn("cannot start the message now; it waits in the queue", "mission_id", msg.MissionID, "error", err.Error())
 	}
 	return queued, nil
 }
@@ -814,20 +806,18 @@ func (h *Handler) stream(c *gin.Context) {
 			return
 		}
 	}
-	if h.Streams != nil {
-		release, err := h.Streams.Acquire(c.Request.Context(), uid)
-		if errors.Is(err, streamcap.ErrFull) {
-			respond(c, apierror.Newf(http.StatusTooManyRequests, CodeTooManyStreams,
-				"you have %d event streams open, the most one user may (SORTIE_MC_MAX_STREAMS_PER_USER): close one (another tab?) and retry", h.Streams.Max()).WithRetryAfter(retryStream))
-			return
-		}
-		if err != nil {
-			respond(c, err)
-			return
-		}
-		// Freed when the client goes away (or the server shuts down).
-		defer release()
+	release, err := h.Streams.Acquire(c.Request.Context(), uid)
+	if errors.Is(err, streamcap.ErrFull) {
+		respond(c, apierror.Newf(http.StatusTooManyRequests, CodeTooManyStreams,
+			"you have %d event streams open, the most one user may (SORTIE_MC_MAX_STREAMS_PER_USER): close one (another tab?) and retry", h.Streams.Max()).WithRetryAfter(retryStream))
+		return
 	}
+	if err != nil {
+		respond(c, err)
+		return
+	}
+	// Freed when the client goes away (or the server shuts down).
+	defer release()
 	snap, err := h.Runner.Status(c.Request.Context(), uid)
 	if err != nil {
 		respond(c, err)
