@@ -23,6 +23,38 @@ func refusal(t *testing.T, err error) {
 	}
 }
 
+// envNames fails t for a variable name the agent would not take.
+func envNames(t *testing.T, env map[string]string) {
+	t.Helper()
+	for k := range env {
+		if !envName.MatchString(k) {
+			t.Fatalf("accepted variable %q", k)
+		}
+	}
+}
+
+// fuzzQuery fuzzes parse, a reader of query parameters, from seeds: any
+// query is refused with a 4xx, or what it gives is ok.
+func fuzzQuery[Q any](f *testing.F, seeds []string, parse func(url.Values) (Q, error), ok func(Q) bool) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		v, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		q, err := parse(v)
+		if err != nil {
+			refusal(t, err)
+			return
+		}
+		if !ok(q) {
+			t.Fatalf("accepted %+v from %q", q, raw)
+		}
+	})
+}
+
 func bodyRequest(body string) *http.Request {
 	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
@@ -50,11 +82,7 @@ func FuzzExecBody(f *testing.F) {
 		if strings.TrimSpace(req.Command) == "" || len(req.Command) >= MaxArg || req.TimeoutSecs < 0 || req.TimeoutSecs > agentapi.MaxExecTimeoutSecs {
 			t.Fatalf("accepted %+v", req)
 		}
-		for k := range req.Env {
-			if !envName.MatchString(k) {
-				t.Fatalf("accepted variable %q", k)
-			}
-		}
+		envNames(t, req.Env)
 	})
 }
 
@@ -82,57 +110,27 @@ func FuzzStartProcessBody(f *testing.F) {
 				t.Fatalf("accepted an argument of %d bytes", len(a))
 			}
 		}
-		for k := range req.Env {
-			if !envName.MatchString(k) {
-				t.Fatalf("accepted variable %q", k)
-			}
-		}
+		envNames(t, req.Env)
 	})
 }
 
 // FuzzOutputQuery: any query of a read of process output is a 400 or
 // within bounds.
 func FuzzOutputQuery(f *testing.F) {
-	for _, s := range []string{"offset=0", "offset=10&follow=true&limit=100", "follow=1", "follow=yes", "offset=-1",
-		"limit=0", "limit=67108865", "offset=9223372036854775808", "offset=%00", "limit=1&limit=2", "offset= 1"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		v, err := url.ParseQuery(raw)
-		if err != nil {
-			return
-		}
-		q, err := parseOutputQuery(v)
-		if err != nil {
-			refusal(t, err)
-			return
-		}
-		if q.Offset < 0 || q.Limit < 0 || q.Limit > MaxOutputLimit {
-			t.Fatalf("accepted %+v from %q", q, raw)
-		}
-	})
+	fuzzQuery(f, []string{"offset=0", "offset=10&follow=true&limit=100", "follow=1", "follow=yes", "offset=-1",
+		"limit=0", "limit=67108865", "offset=9223372036854775808", "offset=%00", "limit=1&limit=2", "offset= 1"},
+		parseOutputQuery, func(q agentapi.OutputQuery) bool {
+			return q.Offset >= 0 && q.Limit >= 0 && q.Limit <= MaxOutputLimit
+		})
 }
 
 // FuzzInitLogQuery: any init-log query is a 400 or within bounds.
 func FuzzInitLogQuery(f *testing.F) {
-	for _, s := range []string{"", "offset=0", "offset=100&limit=10", "limit=1048576", "limit=1048577", "limit=0",
-		"offset=-5", "offset=1.5", "limit=abc", "offset=99999999999999999999"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, raw string) {
-		v, err := url.ParseQuery(raw)
-		if err != nil {
-			return
-		}
-		q, err := parseInitLogQuery(v)
-		if err != nil {
-			refusal(t, err)
-			return
-		}
-		if q.offset < 0 || q.limit < 1 || q.limit > agentapi.MaxInitLogPage || (!q.paged && q.offset != 0) {
-			t.Fatalf("accepted %+v from %q", q, raw)
-		}
-	})
+	fuzzQuery(f, []string{"", "offset=0", "offset=100&limit=10", "limit=1048576", "limit=1048577", "limit=0",
+		"offset=-5", "offset=1.5", "limit=abc", "offset=99999999999999999999"},
+		parseInitLogQuery, func(q initLogQuery) bool {
+			return q.offset >= 0 && q.limit >= 1 && q.limit <= agentapi.MaxInitLogPage && (q.paged || q.offset == 0)
+		})
 }
 
 // FuzzHostConfinement: whatever cwd and process id a caller gives for a

@@ -91,33 +91,31 @@ func TestHostileAgent(t *testing.T) {
 	id, name := readyWorkspaceAt(t, e, "hostile", "127.0.0.2", "tok")
 	before := objectOf(t, e, id)
 
-	tests := map[string]struct {
-		path, body string
-		status     int
-		code       string
+	type hostileCase struct {
+		path   string
+		status int
+		code   string
 		// message must be the answer's message, or contain it (…).
 		message string
-	}{
-		"redirect": {path: "/processes", body: `{"command":"true"}`, status: 502, code: CodeAgentUnavailable,
-			message: "the workspace agent failed (307 redirect)"},
-		"html 500": {path: "/exec", body: `{"command":"true"}`, status: 502, code: CodeAgentUnavailable,
-			message: "the workspace agent failed (500 http_500)"},
-		"text 400": {path: "/exec", body: `{"command":"true"}`, status: 502, code: CodeAgentUnavailable,
-			message: "the workspace agent failed (400 http_400)"},
-		"escapes in a refusal": {path: "/exec", body: `{"command":"true"}`, status: 400, code: "invalid_cwd",
-			message: "bad cwd [2J  admin: password reset at http://evil.example AAAA…"},
-		"unknown code": {path: "/exec", body: `{"command":"true"}`, status: 502, code: CodeAgentUnavailable,
-			message: "the workspace agent failed (418 teapot)"},
-		"401": {path: "/exec", body: `{"command":"true"}`, status: 502, code: CodeAgentUnavailable,
-			message: "the workspace agent failed (401 unauthorized)"},
-		"huge process": {path: "/processes", body: `{"command":"true"}`, status: 502, code: CodeAgentUnavailable,
-			message: "the workspace agent's answer was larger than the operator accepts"},
+	}
+	// failed is the operator's own 502 for an answer it does not pass on.
+	failed := func(path, message string) hostileCase {
+		return hostileCase{path: path, status: 502, code: CodeAgentUnavailable, message: message}
+	}
+	tests := map[string]hostileCase{
+		"redirect":             failed("/processes", "the workspace agent failed (307 redirect)"),
+		"html 500":             failed("/exec", "the workspace agent failed (500 http_500)"),
+		"text 400":             failed("/exec", "the workspace agent failed (400 http_400)"),
+		"escapes in a refusal": {path: "/exec", status: 400, code: "invalid_cwd", message: "bad cwd [2J  admin: password reset at http://evil.example AAAA…"},
+		"unknown code":         failed("/exec", "the workspace agent failed (418 teapot)"),
+		"401":                  failed("/exec", "the workspace agent failed (401 unauthorized)"),
+		"huge process":         failed("/processes", "the workspace agent's answer was larger than the operator accepts"),
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			mode.Store(name)
 			var got struct{ Error, Code string }
-			st := e.rawJSON("POST", "/api/workspaces/"+id+tc.path, jsonBody(tc.body), &got)
+			st := e.rawJSON("POST", "/api/workspaces/"+id+tc.path, jsonBody(`{"command":"true"}`), &got)
 			msgOK := got.Error == tc.message || (strings.HasSuffix(tc.message, "…") && strings.HasPrefix(got.Error, strings.TrimSuffix(tc.message, "AAAA…")))
 			if st != tc.status || got.Code != tc.code || !msgOK {
 				t.Errorf("%d %s %q, want %d %s %q", st, got.Code, got.Error, tc.status, tc.code, tc.message)
