@@ -108,15 +108,10 @@ func NewID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// Create stores a new pending mission for m.UserID.
-func (s *Store) Create(ctx context.Context, m *Mission) error { return s.create(ctx, m, false) }
-
-// CreateCurrent stores a new pending mission and loads it into its user's
-// control session, in one transaction: when Redis refuses it (full) there
-// is neither a mission nor a session pointing at one.
-func (s *Store) CreateCurrent(ctx context.Context, m *Mission) error { return s.create(ctx, m, true) }
-
-func (s *Store) create(ctx context.Context, m *Mission, current bool) error {
+// CreateCurrent stores a new pending mission for m.UserID and loads it
+// into the user's control session, in one transaction: when Redis refuses
+// it (full) there is neither a mission nor a session pointing at one.
+func (s *Store) CreateCurrent(ctx context.Context, m *Mission) error {
 	now := s.now().UTC()
 	m.ID = NewID()
 	m.Status = Pending
@@ -128,9 +123,7 @@ func (s *Store) create(ctx context.Context, m *Mission, current bool) error {
 	cmds, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Set(ctx, missionKey(m.ID), b, 0)
 		p.ZAdd(ctx, indexKey(m.UserID), redis.Z{Score: float64(now.UnixMicro()), Member: m.ID})
-		if current {
-			p.HSet(ctx, sessionKey(m.UserID), "current", m.ID)
-		}
+		p.HSet(ctx, sessionKey(m.UserID), "current", m.ID)
 		return nil
 	})
 	if err := redisconn.TxErr(cmds, err); err != nil {
