@@ -149,18 +149,47 @@ func nonEmpty(s *string) *string {
 	return &v
 }
 
-// mission loads the caller's mission named by :id, answering 404 itself.
-func (h *Handler) mission(c *gin.Context) (*missions.Mission, bool) {
-	m, err := h.Missions.Get(c.Request.Context(), user(c), c.Param("id"))
-	if errors.Is(err, missions.ErrNotFound) {
-		respond(c, apierror.NotFound("mission %s not found", c.Param("id")))
-		return nil, false
-	}
+// reach is who, besides its owner, may act on a mission.
+type reach int
+
+const (
+	// ownerOnly: nobody else. Loading, messaging, resuming, changing the
+	// status of or deleting a mission starts or changes work that runs in
+	// its owner's workspace with its owner's credentials.
+	ownerOnly reach = iota
+	// adminWatch: an admin too, who may read a mission (object, events,
+	// stream) and cancel it, as they may any user's workspace.
+	adminWatch
+)
+
+// mission loads the mission named by :id for the caller, answering the
+// error itself.
+func (h *Handler) mission(c *gin.Context, r reach) (*missions.Mission, bool) {
+	m, err := h.find(c.Request.Context(), c.Param("id"), r)
 	if err != nil {
 		respond(c, err)
 		return nil, false
 	}
 	return m, true
+}
+
+// find loads mission id for the caller of ctx. Another user's mission is
+// 404 not_found, exactly as a mission that does not exist (no existence
+// oracle), except to an admin: they may reach it as r allows, and are told
+// 403 forbidden for what it does not.
+func (h *Handler) find(ctx context.Context, id string, r reach) (*missions.Mission, error) {
+	caller, _ := authn.FromContext(ctx)
+	m, err := h.Missions.Get(ctx, caller.UserID, id)
+	if errors.Is(err, missions.ErrNotFound) && caller.IsAdmin() {
+		m, err = h.Missions.Load(ctx, id)
+		if err == nil && r != adminWatch {
+			return nil, apierror.Forbidden(fmt.Sprintf("mission %s belongs to another user: an admin may read it, its events and its stream, and cancel it; only its owner can load, message, resume, change or delete it", id))
+		}
+	}
+	if errors.Is(err, missions.ErrNotFound) {
+		return nil, apierror.NotFound("mission %s not found", id)
+	}
+	return m, err
 }
 
 func (h *Handler) createMission(c *gin.Context) {
@@ -294,7 +323,7 @@ func (h *Handler) withHistory(c *gin.Context, m *missions.Mission) (*missions.Mi
 }
 
 func (h *Handler) getMission(c *gin.Context) {
-	m, ok := h.mission(c)
+	m, ok := h.mission(c, adminWatch)
 	if !ok {
 		return
 	}
@@ -333,7 +362,7 @@ func (h *Handler) currentMission(c *gin.Context) {
 }
 
 func (h *Handler) loadMission(c *gin.Context) {
-	m, ok := h.mission(c)
+	m, ok := h.mission(c, ownerOnly)
 	if !ok {
 		return
 	}
@@ -382,7 +411,7 @@ func (h *Handler) settledRun(ctx context.Context, m *missions.Mission) (*control
 }
 
 func (h *Handler) deleteMission(c *gin.Context) {
-	m, ok := h.mission(c)
+	m, ok := h.mission(c, ownerOnly)
 	if !ok {
 		return
 	}
@@ -421,7 +450,7 @@ func (h *Handler) setStatus(c *gin.Context) {
 		respond(c, err)
 		return
 	}
-	m, ok := h.mission(c)
+	m, ok := h.mission(c, ownerOnly)
 	if !ok {
 		return
 	}
@@ -548,7 +577,7 @@ func (h *Handler) cancelCurrent(c *gin.Context) {
 }
 
 func (h *Handler) cancelMission(c *gin.Context) {
-	m, ok := h.mission(c)
+	m, ok := h.mission(c, adminWatch)
 	if !ok {
 		return
 	}
@@ -570,7 +599,7 @@ func (h *Handler) resumeMission(c *gin.Context) {
 		respond(c, err)
 		return
 	}
-	m, ok := h.mission(c)
+	m, ok := h.mission(c, ownerOnly)
 	if !ok {
 		return
 	}
@@ -653,7 +682,7 @@ func (h *Handler) clearQueue(c *gin.Context) {
 func (h *Handler) tree(c *gin.Context) { c.JSON(http.StatusOK, nil) }
 
 func (h *Handler) missionTree(c *gin.Context) {
-	if _, ok := h.mission(c); !ok {
+	if _, ok := h.mission(c, adminWatch); !ok {
 		return
 	}
 	c.JSON(http.StatusOK, nil)
@@ -746,7 +775,7 @@ func (h *Handler) missionEvents(c *gin.Context) {
 		respond(c, err)
 		return
 	}
-	m, ok := h.mission(c)
+	m, ok := h.mission(c, adminWatch)
 	if !ok {
 		return
 	}
@@ -799,12 +828,17 @@ func (h *Handler) stream(c *gin.Context) {
 		respond(c, apierror.BadRequest("Last-Event-ID %q is not an event id of this stream", clipParam(last)))
 		return
 	}
-	mission := c.Query("mission_id")
+	// The stream is the events of a user's missions: the caller's own, or,
+	// for an admin watching one of another user's, that user's (of that
+	// mission alone).
+	owner, mission := uid, c.Query("mission_id")
 	if mission != "" {
-		if _, err := h.Missions.Get(c.Request.Context(), uid, mission); errors.Is(err, missions.ErrNotFound) {
-			respond(c, apierror.NotFound("mission %s not found", mission))
+		m, err := h.find(c.Request.Context(), mission, adminWatch)
+		if err != nil {
+			respond(c, err)
 			return
 		}
+		owner = m.UserID
 	}
 	release, err := h.Streams.Acquire(c.Request.Context(), uid)
 	if errors.Is(err, streamcap.ErrFull) {
@@ -818,7 +852,7 @@ func (h *Handler) stream(c *gin.Context) {
 	}
 	// Freed when the client goes away (or the server shuts down).
 	defer release()
-	snap, err := h.Runner.Status(c.Request.Context(), uid)
+	snap, err := h.Runner.Status(c.Request.Context(), owner)
 	if err != nil {
 		respond(c, err)
 		return
@@ -828,7 +862,7 @@ func (h *Handler) stream(c *gin.Context) {
 	c.Status(http.StatusOK)
 	c.Writer.WriteHeaderNow()
 	c.Writer.Flush()
-	if err := h.Stream.Serve(ctx, c.Writer, sse.Request{User: uid, LastEventID: last, MissionID: mission, Snapshot: snap}); err != nil && ctx.Err() == nil {
+	if err := h.Stream.Serve(ctx, c.Writer, sse.Request{User: owner, LastEventID: last, MissionID: mission, Snapshot: snap}); err != nil && ctx.Err() == nil {
 		_ = c.Error(err)
 	}
 }

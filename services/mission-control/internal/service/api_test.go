@@ -297,6 +297,68 @@ func TestOtherUsersMissionsAre404(t *testing.T) {
 	}
 }
 
+// TestAdminsWatchOtherUsersMissions: an admin may read another user's
+// mission, its events and its stream, and cancel it; loading, messaging,
+// resuming, changing or deleting it stays its owner's (403 forbidden, and
+// nothing stored changes), since that work would run in the owner's
+// workspace with the owner's credentials.
+func TestAdminsWatchOtherUsersMissions(t *testing.T) {
+	is := newIssuer(t)
+	rs := redistest.Start(t)
+	e := start(t, options{redis: rs, env: is.authEnv(t)})
+	alice, root := e.as(is.sign(t, "alice", authn.RoleUser)), e.as(is.sign(t, "root", authn.RoleAdmin))
+	var m mission
+	alice.do("POST", "/api/control/missions", map[string]any{"title": "alice's"}).Decode(t, &m)
+	appendAs(t, e, "alice", m.ID, 3)
+
+	var got mission
+	if r := root.do("GET", "/api/control/missions/"+m.ID, nil); r.Status != 200 {
+		t.Fatalf("admin reads alice's mission: %d %s", r.Status, r.Body)
+	} else if r.Decode(t, &got); got.ID != m.ID {
+		t.Errorf("admin read mission %q, want %q", got.ID, m.ID)
+	}
+	theirs, ours := alice.do("GET", "/api/control/missions/"+m.ID+"/events", nil), root.do("GET", "/api/control/missions/"+m.ID+"/events", nil)
+	if ours.Status != 200 || theirs.Status != 200 || string(ours.Body) != string(theirs.Body) || !strings.Contains(string(ours.Body), m.ID) {
+		t.Errorf("admin reads alice's events: %d %s; alice reads %d %s", ours.Status, ours.Body, theirs.Status, theirs.Body)
+	}
+	if r := root.do("GET", "/api/control/missions/"+m.ID+"/tree", nil); r.Status != 200 {
+		t.Errorf("admin reads alice's tree: %d %s", r.Status, r.Body)
+	}
+	// Not running: the cancel is refused for that reason, not for access.
+	wantError(t, root.do("POST", "/api/control/missions/"+m.ID+"/cancel", nil), 409, "conflict")
+	// The stream of alice's mission, as she would see it.
+	s := root.openStream("/api/control/stream?mission_id="+m.ID, "")
+	s.next(t) // snapshot
+	appendAs(t, e, "alice", m.ID, 2)
+	for range 2 {
+		if ev := s.next(t); ev.data["mission_id"] != m.ID {
+			t.Fatalf("admin's stream of alice's mission sent %+v", ev)
+		}
+	}
+
+	before := redisState(t, rs)
+	for _, req := range []struct {
+		method, path string
+		body         any
+	}{
+		{"POST", "/api/control/missions/" + m.ID + "/load", nil},
+		{"POST", "/api/control/missions/" + m.ID + "/resume", nil},
+		{"POST", "/api/control/missions/" + m.ID + "/status", map[string]any{"status": "failed"}},
+		{"DELETE", "/api/control/missions/" + m.ID, nil},
+	} {
+		wantError(t, root.do(req.method, req.path, req.body), 403, "forbidden")
+	}
+	wantError(t, root.do("GET", "/api/control/missions/nope", nil), 404, "not_found")
+	if after := redisState(t, rs); after != before {
+		t.Errorf("refused admin calls stored something:\nbefore\n%s\nafter\n%s", before, after)
+	}
+	var list []mission
+	root.do("GET", "/api/control/missions", nil).Decode(t, &list)
+	if len(list) != 0 {
+		t.Errorf("the admin's own list holds %d of alice's missions", len(list))
+	}
+}
+
 func TestHealthAndProviders(t *testing.T) {
 	e := start(t, options{})
 	var h struct {

@@ -209,6 +209,9 @@ func (e *env) openStream(path, lastID string) *stream {
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
 	}
+	if e.token != "" {
+		req.Header.Set("Authorization", "Bearer "+e.token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatal(err)
@@ -249,13 +252,16 @@ func (e *env) openStream(path, lastID string) *stream {
 // next returns the next event that is not a keepalive.
 func (s *stream) next(t testing.TB) sseEvent {
 	t.Helper()
+	// One deadline for the wait, not one per keepalive (which would wait
+	// forever on a stream that only keeps alive).
+	deadline := testwait.After(30 * time.Second)
 	for {
 		select {
 		case ev := <-s.events:
 			if ev.name != "keepalive" {
 				return ev
 			}
-		case <-testwait.After(30 * time.Second):
+		case <-deadline:
 			t.Fatalf("no event within %v", testwait.Scaled(30*time.Second))
 		}
 	}

@@ -17,6 +17,12 @@ import (
 // store the service streams from: a text_delta run, then messages.
 func appendN(t testing.TB, e *env, mission string, n int) {
 	t.Helper()
+	appendAs(t, e, "dev", mission, n)
+}
+
+// appendAs is appendN for a mission of user.
+func appendAs(t testing.TB, e *env, user, mission string, n int) {
+	t.Helper()
 	st := events.NewStore(e.redis.Client, 64<<10, 100000)
 	text := ""
 	for i := range n {
@@ -29,7 +35,7 @@ func appendN(t testing.TB, e *env, mission string, n int) {
 			ev = event.Event{Kind: event.KindThinking, Content: fmt.Sprint("thought ", i)}
 		}
 		ev.MissionID = mission
-		if _, _, err := st.Append(context.Background(), ev, events.AppendOptions{UserID: "dev", TurnID: "turn-1"}); err != nil {
+		if _, _, err := st.Append(context.Background(), ev, events.AppendOptions{UserID: user, TurnID: "turn-1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
