@@ -68,6 +68,9 @@ lint: ## gofmt, go vet and Sortie's own checks (hack/tools/analysis) on every mo
 bench: deps ## Run the Go benchmarks of every module (figures go in docs/benchmarks.md).
 	@for m in $(MODULES); do echo "=== bench $$m"; (cd $$m && go test $(BENCH_FLAGS) ./...); done
 
+fuzz: ## Run every fuzz target for FUZZTIME (default 2m) each (hack/fuzz.sh); make test runs only their seeds.
+	@hack/fuzz.sh
+
 verify: generate lint ## Regenerate and fail on a diff; build every module on its own (GOWORK=off).
 	@git diff --exit-code -- . || { echo "generated files are out of date: run make generate and commit"; exit 1; }
 	@for m in $(MODULES); do echo "verify $$m (GOWORK=off)"; \
